@@ -1,0 +1,1 @@
+//! The JSON protocol of RFC 7846.

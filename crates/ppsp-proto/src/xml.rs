@@ -1,0 +1,1 @@
+//! The XML protocol of draft-gu-ppsp-tracker-protocol-06.
