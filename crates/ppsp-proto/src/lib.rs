@@ -17,6 +17,7 @@ pub mod chunkmap;
 pub mod error;
 pub mod json;
 pub mod model;
+pub mod stun;
 pub mod xml;
 
 pub use chunkmap::ChunkMap;

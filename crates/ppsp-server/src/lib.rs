@@ -1,1 +1,1 @@
-//! placeholder
+//! The PPSP tracker's HTTP(S) front end.

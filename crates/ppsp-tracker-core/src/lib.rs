@@ -1,1 +1,1 @@
-//! placeholder
+//! The PPSP tracker core.

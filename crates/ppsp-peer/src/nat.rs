@@ -1,0 +1,1 @@
+//! Address gathering and NAT traversal helpers.
