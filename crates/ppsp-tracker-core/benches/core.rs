@@ -1,1 +1,2 @@
+//! Core benchmarks (filled in with the core).
 fn main() {}
