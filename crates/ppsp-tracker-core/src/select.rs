@@ -1,0 +1,1 @@
+//! Internal module (filled in with the behaviour).
