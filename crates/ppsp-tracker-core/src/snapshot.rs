@@ -1,5 +1,7 @@
 //! Read-only views of the tracker state for statistics pages and metrics.
 
+use std::time::Instant;
+
 use ppsp_proto::{MediaType, PeerId, PeerMode, SwarmId};
 
 /// A consistent-enough snapshot for `/api/stats`, `/metrics` and the dashboard.
@@ -47,6 +49,8 @@ pub struct PeerSnapshot {
     pub peer_id: PeerId,
     /// Its mode in the swarm.
     pub mode: PeerMode,
+    /// When it joined the swarm (a later re-JOIN keeps the original time).
+    pub joined_at: Instant,
     /// From its latest StreamStats report for the swarm; 0 if none.
     pub uploaded_bytes: u64,
     /// From its latest StreamStats report for the swarm; 0 if none.

@@ -1,12 +1,33 @@
 //! The tracker: request dispatch, sessions, swarms and expiry.
+//!
+//! Locking: a request takes its session shard's lock and, while holding it, at most one
+//! swarm shard lock at a time. Nothing takes a session lock while holding a swarm lock,
+//! and no path holds two locks of the same kind, so the order session → swarm rules out
+//! deadlocks. The authenticator runs with no lock held.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use ppsp_proto::{PeerId, Request, Response, Status};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
-use crate::snapshot::Snapshot;
-use crate::{Authenticator, Config, RequestContext};
+use ppsp_proto::{
+    AbilityNat, AddressType, Connect, Find, Join, Leave, Method, PeerAddress, PeerId, PeerInfo,
+    PeerMode, Request, RequestBody, Response, Stat, StatReport, Status, SwarmActionKind, SwarmId,
+    SwarmResult, TransactionId,
+};
+
+use crate::error::TrackerError;
+use crate::select::{ChunkScope, Criteria, select};
+use crate::session::{Joined, Replay, Session, new_token};
+use crate::snapshot::{ClipAvailability, PeerSnapshot, Snapshot, SwarmSnapshot};
+use crate::swarm::{Member, Swarm, or_bits};
+use crate::{Authenticator, Config, Dialect, JSON_PEER_COUNT_MAX, RequestContext};
 
 /// Where a session stands (draft digest §9.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,10 +47,99 @@ pub struct SweepReport {
     pub memberships_expired: usize,
 }
 
+/// Widest union computed for a snapshot's chunk availability, in bits. Past it the count
+/// is a lower bound (the largest single member's count).
+const MAX_AVAILABILITY_SPAN_BITS: u64 = 1 << 24;
+
+struct SessionShard {
+    sessions: HashMap<PeerId, Session>,
+    /// (deadline, session generation, peer). One entry per session; when it comes due and
+    /// the session was active since, it is pushed again with the new deadline.
+    idle_queue: BinaryHeap<Reverse<(Instant, u64, PeerId)>>,
+    rng: StdRng,
+}
+
+struct SwarmShard {
+    swarms: HashMap<SwarmId, Swarm>,
+    /// (deadline, membership generation, swarm, peer). Entries for left or re-joined
+    /// memberships are recognised by their generation and dropped when they come due.
+    expiry_queue: BinaryHeap<Reverse<(Instant, u64, SwarmId, PeerId)>>,
+    rng: StdRng,
+}
+
+#[derive(Default)]
+struct Metrics {
+    requests: [AtomicU64; 7],
+    responses: [AtomicU64; 8],
+    sessions_expired: AtomicU64,
+}
+
+fn method_index(method: Method) -> usize {
+    Method::ALL.iter().position(|m| *m == method).unwrap_or(0)
+}
+
+fn status_index(status: Status) -> usize {
+    Status::ALL.iter().position(|s| *s == status).unwrap_or(0)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the tracker down with it; the state behind a
+    // poisoned lock is still structurally valid.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn ok(transaction_id: &TransactionId) -> Response {
+    Response::status(Status::Ok, Some(transaction_id.clone()))
+}
+
+fn failure(error: &TrackerError, transaction_id: &TransactionId) -> Response {
+    Response::status(error.status(), Some(transaction_id.clone()))
+}
+
+fn same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}
+
+/// A peer list entry. Addresses of the requester's family go first; a JSON entry carries
+/// only the best one.
+fn peer_info(member: &Member, requester_ip: IpAddr, dialect: Dialect) -> PeerInfo {
+    let all = &member.contact.addresses;
+    let addresses = match dialect {
+        Dialect::Json => all
+            .iter()
+            .find(|a| same_family(a.ip, requester_ip))
+            .or_else(|| all.first())
+            .cloned()
+            .into_iter()
+            .collect(),
+        Dialect::Xml => {
+            let mut addresses = all.clone();
+            if addresses.iter().any(|a| !same_family(a.ip, requester_ip)) {
+                addresses.sort_by_key(|a| !same_family(a.ip, requester_ip));
+            }
+            addresses
+        }
+    };
+    PeerInfo {
+        peer_id: member.peer_id.clone(),
+        mode: Some(member.mode),
+        addresses,
+        location: None,
+        connection_type: None,
+        rank_cost: None,
+    }
+}
+
 /// The tracker. `Send + Sync`; every method takes `&self`.
 pub struct Tracker {
     config: Config,
+    live_swarms: HashSet<SwarmId>,
     authenticator: Arc<dyn Authenticator>,
+    session_shards: Box<[Mutex<SessionShard>]>,
+    swarm_shards: Box<[Mutex<SwarmShard>]>,
+    shard_mask: usize,
+    next_generation: AtomicU64,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Tracker {
@@ -41,18 +151,54 @@ impl std::fmt::Debug for Tracker {
 }
 
 impl Tracker {
-    /// A tracker whose randomness (tokens, peer selection) is seeded from the OS.
+    /// A tracker whose randomness (AuthTokens, peer selection) comes from a CSPRNG seeded
+    /// by the operating system.
     pub fn new(config: Config, authenticator: Arc<dyn Authenticator>) -> Self {
-        Self {
-            config,
-            authenticator,
-        }
+        Self::build(config, authenticator, |_| StdRng::from_os_rng())
     }
 
-    /// A tracker with deterministic randomness, for tests. Never use it in production:
-    /// AuthTokens become predictable.
-    pub fn with_seed(config: Config, authenticator: Arc<dyn Authenticator>, _seed: u64) -> Self {
-        Self::new(config, authenticator)
+    /// A tracker with deterministic randomness, for tests and benchmarks. Never use it in
+    /// production: AuthTokens become predictable.
+    pub fn with_seed(config: Config, authenticator: Arc<dyn Authenticator>, seed: u64) -> Self {
+        Self::build(config, authenticator, |stream| {
+            StdRng::seed_from_u64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        })
+    }
+
+    fn build(
+        config: Config,
+        authenticator: Arc<dyn Authenticator>,
+        mut rng: impl FnMut(u64) -> StdRng,
+    ) -> Self {
+        let shards = config.shards.clamp(1, 1 << 12).next_power_of_two();
+        let session_shards = (0..shards)
+            .map(|i| {
+                Mutex::new(SessionShard {
+                    sessions: HashMap::new(),
+                    idle_queue: BinaryHeap::new(),
+                    rng: rng(2 * i as u64 + 1),
+                })
+            })
+            .collect();
+        let swarm_shards = (0..shards)
+            .map(|i| {
+                Mutex::new(SwarmShard {
+                    swarms: HashMap::new(),
+                    expiry_queue: BinaryHeap::new(),
+                    rng: rng(2 * i as u64 + 2),
+                })
+            })
+            .collect();
+        Self {
+            live_swarms: config.live_swarms.iter().cloned().collect(),
+            config,
+            authenticator,
+            session_shards,
+            swarm_shards,
+            shard_mask: shards - 1,
+            next_generation: AtomicU64::new(1),
+            metrics: Metrics::default(),
+        }
     }
 
     /// The configuration in use.
@@ -60,27 +206,938 @@ impl Tracker {
         &self.config
     }
 
+    fn shard_of(&self, key: &str) -> usize {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        // usize is at least 32 bits on every supported target; the mask keeps it in range.
+        (hasher.finish() as usize) & self.shard_mask
+    }
+
+    fn session_shard(&self, peer_id: &PeerId) -> MutexGuard<'_, SessionShard> {
+        let index = self.shard_of(peer_id.as_str());
+        lock(&self.session_shards[index])
+    }
+
+    fn swarm_shard(&self, swarm_id: &SwarmId) -> MutexGuard<'_, SwarmShard> {
+        let index = self.shard_of(swarm_id.as_str());
+        lock(&self.swarm_shards[index])
+    }
+
+    fn generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn idle_deadline(&self, from: Instant) -> Instant {
+        from.checked_add(self.config.session_idle_timeout)
+            .unwrap_or(from)
+    }
+
+    fn wanted(&self, dialect: Dialect, requested: Option<u32>) -> usize {
+        let mut cap = self.config.peer_num_max;
+        if dialect == Dialect::Json {
+            cap = cap.min(JSON_PEER_COUNT_MAX);
+        }
+        let count = requested.unwrap_or(self.config.peer_num_default).min(cap);
+        usize::try_from(count).unwrap_or(usize::MAX)
+    }
+
     /// Handles one decoded request and returns the response to encode in the request's
     /// dialect. Never panics. CONNECT calls the authenticator (possibly slow), so run it on
     /// a blocking thread.
-    pub fn handle(&self, _now: Instant, _ctx: &RequestContext, request: &Request) -> Response {
-        let _ = &self.authenticator;
-        Response::status(Status::InternalError, Some(request.transaction_id.clone()))
+    pub fn handle(&self, now: Instant, ctx: &RequestContext, request: &Request) -> Response {
+        self.metrics.requests[method_index(request.body.method())].fetch_add(1, Ordering::Relaxed);
+        let response = match (&request.body, ctx.dialect) {
+            (RequestBody::Connect(connect), Dialect::Xml) => {
+                self.connect_xml(now, ctx, request, connect)
+            }
+            (RequestBody::Connect(connect), Dialect::Json) => {
+                self.connect_json(now, ctx, request, connect)
+            }
+            _ => self.in_session(now, ctx, request),
+        };
+        self.metrics.responses[status_index(response.status)].fetch_add(1, Ordering::Relaxed);
+        response
+    }
+
+    /// Looks up the session's retransmission cache before CONNECT authenticates.
+    fn connect_replay(
+        &self,
+        now: Instant,
+        dialect: Dialect,
+        request: &Request,
+    ) -> Option<Response> {
+        let shard = self.session_shard(&request.peer_id);
+        let session = shard.sessions.get(&request.peer_id)?;
+        if session.dialect != dialect || !session.alive(now, self.config.session_idle_timeout) {
+            return None;
+        }
+        match session.replay_lookup(request, now, self.config.replay_cache_ttl) {
+            Replay::Hit(response) => Some(response),
+            Replay::Conflict => Some(failure(
+                &TrackerError::TransactionIdReused,
+                &request.transaction_id,
+            )),
+            Replay::Miss => None,
+        }
+    }
+
+    fn reflexive(&self, ctx: &RequestContext) -> Vec<PeerAddress> {
+        if !self.config.reflexive_address {
+            return Vec::new();
+        }
+        vec![
+            PeerAddress::new(ctx.observed.ip(), ctx.observed.port())
+                .with_kind(AddressType::Reflexive),
+        ]
+    }
+
+    fn connect_xml(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        request: &Request,
+        connect: &Connect,
+    ) -> Response {
+        let tid = &request.transaction_id;
+        let Some(sasl) = connect.auth.as_ref() else {
+            return failure(&TrackerError::InvalidRequest("CONNECT without Auth"), tid);
+        };
+        if let Some(replayed) = self.connect_replay(now, Dialect::Xml, request) {
+            return replayed;
+        }
+        // No lock is held here: checking a password hash is deliberately slow.
+        if let Err(error) =
+            self.authenticator
+                .authenticate(&request.peer_id, Some(sasl), ctx.secure_channel)
+        {
+            return failure(&TrackerError::Authentication(error), tid);
+        }
+
+        let mut guard = self.session_shard(&request.peer_id);
+        let shard = &mut *guard;
+        if let Some(old) = shard.sessions.get(&request.peer_id)
+            && old.dialect == Dialect::Json
+            && old.alive(now, self.config.session_idle_timeout)
+        {
+            return failure(&TrackerError::DialectMismatch, tid);
+        }
+        let Some(token) = new_token(&mut shard.rng) else {
+            return Response::status(Status::InternalError, Some(tid.clone()));
+        };
+        if let Some(old) = shard.sessions.remove(&request.peer_id) {
+            // A new CONNECT replaces the session as if the old one had sent DISCONNECT.
+            self.remove_memberships(&request.peer_id, &old);
+        }
+        let generation = self.generation();
+        let mut session = Session::new(
+            Dialect::Xml,
+            Some(token.clone()),
+            generation,
+            now,
+            ctx.observed,
+            &connect.addresses,
+            None,
+        );
+        let mut response = ok(tid);
+        response.auth_token = Some(token);
+        response.reflexive_addresses = self.reflexive(ctx);
+        session.remember(
+            request,
+            &response,
+            now,
+            self.config.replay_cache_len,
+            self.config.replay_cache_ttl,
+        );
+        shard.idle_queue.push(Reverse((
+            self.idle_deadline(now),
+            generation,
+            request.peer_id.clone(),
+        )));
+        shard.sessions.insert(request.peer_id.clone(), session);
+        response
+    }
+
+    fn connect_json(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        request: &Request,
+        connect: &Connect,
+    ) -> Response {
+        let tid = &request.transaction_id;
+        if connect.swarm_actions.is_empty() {
+            return failure(
+                &TrackerError::InvalidRequest("CONNECT without swarm_action"),
+                tid,
+            );
+        }
+        if let Some(replayed) = self.connect_replay(now, Dialect::Json, request) {
+            return replayed;
+        }
+        if let Err(error) =
+            self.authenticator
+                .authenticate(&request.peer_id, None, ctx.secure_channel)
+        {
+            return failure(&TrackerError::Authentication(error), tid);
+        }
+
+        let mut guard = self.session_shard(&request.peer_id);
+        let shard = &mut *guard;
+        let idle = self.config.session_idle_timeout;
+        let existing = match shard.sessions.remove(&request.peer_id) {
+            Some(old) if old.alive(now, idle) => {
+                if old.dialect == Dialect::Xml {
+                    shard.sessions.insert(request.peer_id.clone(), old);
+                    return failure(&TrackerError::DialectMismatch, tid);
+                }
+                Some(old)
+            }
+            Some(dead) => {
+                self.remove_memberships(&request.peer_id, &dead);
+                None
+            }
+            None => None,
+        };
+        let ability_nat = connect.peer_num.as_ref().and_then(|p| p.ability_nat);
+        let registered = existing.is_some();
+        let mut session = match existing {
+            Some(mut session) => {
+                if !connect.addresses.is_empty() {
+                    session.declared = connect
+                        .addresses
+                        .iter()
+                        .take(crate::session::MAX_DECLARED_ADDRESSES)
+                        .cloned()
+                        .collect();
+                }
+                session.observed = ctx.observed;
+                if ability_nat.is_some() {
+                    session.ability_nat = ability_nat;
+                }
+                if session.rebuild_contact() {
+                    self.refresh_contact(&request.peer_id, &session);
+                }
+                session
+            }
+            None => {
+                // RFC 7846 Table 6: from START, any LEAVE makes the request invalid.
+                if connect
+                    .swarm_actions
+                    .iter()
+                    .any(|a| a.action == SwarmActionKind::Leave)
+                {
+                    return failure(&TrackerError::NoValidSwarmAction, tid);
+                }
+                Session::new(
+                    Dialect::Json,
+                    None,
+                    self.generation(),
+                    now,
+                    ctx.observed,
+                    &connect.addresses,
+                    ability_nat,
+                )
+            }
+        };
+
+        let results = self.apply_swarm_actions(now, ctx, request, connect, &mut session);
+        let any_valid = results.iter().any(|r| r.ok);
+        if !any_valid {
+            // Rule A / C: nothing changed; a registered peer stays registered.
+            if registered {
+                shard.sessions.insert(request.peer_id.clone(), session);
+            }
+            return failure(&TrackerError::NoValidSwarmAction, tid);
+        }
+        let mut response = ok(tid);
+        response.swarm_results = results;
+        if !matches!(ability_nat, Some(AbilityNat::Stun | AbilityNat::Turn)) {
+            response.reflexive_addresses = self.reflexive(ctx);
+        }
+        if session.swarms.is_empty() {
+            // Leaving the last swarm ends the registration (RFC 7846 Table 6).
+            return response;
+        }
+        session.last_activity = now;
+        session.remember(
+            request,
+            &response,
+            now,
+            self.config.replay_cache_len,
+            self.config.replay_cache_ttl,
+        );
+        if !registered {
+            shard.idle_queue.push(Reverse((
+                self.idle_deadline(now),
+                session.generation,
+                request.peer_id.clone(),
+            )));
+        }
+        shard.sessions.insert(request.peer_id.clone(), session);
+        response
+    }
+
+    /// Applies the swarm actions of a JSON CONNECT: LEAVEs first (so a channel switch works
+    /// in either order), then JOINs. Results come back in request order.
+    fn apply_swarm_actions(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        request: &Request,
+        connect: &Connect,
+        session: &mut Session,
+    ) -> Vec<SwarmResult> {
+        let peer_id = &request.peer_id;
+        let mut results: Vec<SwarmResult> = connect
+            .swarm_actions
+            .iter()
+            .map(|a| SwarmResult {
+                swarm_id: a.swarm_id.clone(),
+                ok: false,
+                peers: Vec::new(),
+            })
+            .collect();
+        for (action, result) in connect.swarm_actions.iter().zip(results.iter_mut()) {
+            if action.action != SwarmActionKind::Leave || !session.is_member(&action.swarm_id) {
+                continue;
+            }
+            self.leave_swarm(peer_id, session, &action.swarm_id);
+            result.ok = true;
+        }
+        let peer_num = connect.peer_num.as_ref();
+        for (action, result) in connect.swarm_actions.iter().zip(results.iter_mut()) {
+            if action.action != SwarmActionKind::Join
+                || session.is_member(&action.swarm_id)
+                || session.swarms.len() >= self.config.max_swarms_per_peer
+                || (action.mode == PeerMode::Leech && session.has_leech_membership())
+            {
+                // Duplicate JOIN, over the limit, or a LEECH in two swarms at once.
+                continue;
+            }
+            let with_list = action.mode == PeerMode::Leech || peer_num.is_some();
+            let wanted = if with_list {
+                self.wanted(Dialect::Json, peer_num.map(|p| p.count))
+            } else {
+                0
+            };
+            let prefer_reachable = match peer_num.and_then(|p| p.ability_nat) {
+                Some(AbilityNat::Turn) => true,
+                Some(AbilityNat::Stun | AbilityNat::NoNat) => false,
+                None => session.contact.needs_reachable_peers(),
+            };
+            result.peers = self.join_swarm(
+                now,
+                ctx,
+                peer_id,
+                session,
+                &action.swarm_id,
+                action.mode,
+                None,
+                None,
+                wanted,
+                prefer_reachable,
+            );
+            result.ok = true;
+        }
+        results
+    }
+
+    /// Inserts or updates a membership and returns up to `wanted` candidates.
+    #[allow(clippy::too_many_arguments)]
+    fn join_swarm(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        peer_id: &PeerId,
+        session: &mut Session,
+        swarm_id: &SwarmId,
+        mode: PeerMode,
+        deadline: Option<Instant>,
+        start: Option<ppsp_proto::Clip>,
+        wanted: usize,
+        prefer_reachable: bool,
+    ) -> Vec<PeerInfo> {
+        let generation = self.generation();
+        let mut guard = self.swarm_shard(swarm_id);
+        let shard = &mut *guard;
+        let swarm = shard
+            .swarms
+            .entry(swarm_id.clone())
+            .or_insert_with(|| Swarm::new(self.live_swarms.contains(swarm_id)));
+        swarm.upsert(Member {
+            peer_id: peer_id.clone(),
+            mode,
+            session_generation: session.generation,
+            generation,
+            joined_at: now,
+            deadline,
+            contact: Arc::clone(&session.contact),
+            start,
+            chunks: Vec::new(),
+            stats: None,
+        });
+        if let Some(deadline) = deadline {
+            shard.expiry_queue.push(Reverse((
+                deadline,
+                generation,
+                swarm_id.clone(),
+                peer_id.clone(),
+            )));
+        }
+        let criteria = Criteria {
+            requester: peer_id,
+            wanted,
+            prefer_reachable,
+            scope: None,
+        };
+        let peers = select(swarm, &mut shard.rng, &criteria)
+            .into_iter()
+            .filter_map(|i| swarm.members.get(i))
+            .map(|m| peer_info(m, ctx.observed.ip(), ctx.dialect))
+            .collect();
+        drop(guard);
+        match session.swarms.iter_mut().find(|j| &j.swarm_id == swarm_id) {
+            Some(joined) => joined.mode = mode,
+            None => session.swarms.push(Joined {
+                swarm_id: swarm_id.clone(),
+                mode,
+            }),
+        }
+        peers
+    }
+
+    /// Removes one membership of `session` (member in the swarm, entry in the session) and
+    /// drops the swarm when it becomes empty.
+    fn leave_swarm(&self, peer_id: &PeerId, session: &mut Session, swarm_id: &SwarmId) {
+        self.remove_member(peer_id, session.generation, swarm_id);
+        session.swarms.retain(|j| &j.swarm_id != swarm_id);
+    }
+
+    fn remove_member(&self, peer_id: &PeerId, session_generation: u64, swarm_id: &SwarmId) {
+        let mut shard = self.swarm_shard(swarm_id);
+        let Some(swarm) = shard.swarms.get_mut(swarm_id) else {
+            return;
+        };
+        if swarm
+            .get(peer_id)
+            .is_some_and(|m| m.session_generation == session_generation)
+        {
+            swarm.remove(peer_id);
+        }
+        if swarm.is_empty() {
+            shard.swarms.remove(swarm_id);
+        }
+    }
+
+    /// Removes every membership of a session that is being deleted.
+    fn remove_memberships(&self, peer_id: &PeerId, session: &Session) {
+        for joined in &session.swarms {
+            self.remove_member(peer_id, session.generation, &joined.swarm_id);
+        }
+    }
+
+    /// Pushes a changed contact (addresses, NAT flags) to every membership.
+    fn refresh_contact(&self, peer_id: &PeerId, session: &Session) {
+        for joined in &session.swarms {
+            let mut shard = self.swarm_shard(&joined.swarm_id);
+            if let Some(member) = shard
+                .swarms
+                .get_mut(&joined.swarm_id)
+                .and_then(|s| s.get_mut(peer_id))
+                && member.session_generation == session.generation
+            {
+                member.contact = Arc::clone(&session.contact);
+            }
+        }
+    }
+
+    /// Every method but CONNECT: authenticate by token (XML) or registration (JSON), check
+    /// the retransmission cache, run the method, remember the answer.
+    fn in_session(&self, now: Instant, ctx: &RequestContext, request: &Request) -> Response {
+        let tid = &request.transaction_id;
+        if ctx.dialect == Dialect::Json
+            && !matches!(
+                request.body,
+                RequestBody::Find(_) | RequestBody::StatReport(_)
+            )
+        {
+            return failure(
+                &TrackerError::InvalidRequest("method not part of RFC 7846"),
+                tid,
+            );
+        }
+        let mut guard = self.session_shard(&request.peer_id);
+        let shard = &mut *guard;
+        let idle = self.config.session_idle_timeout;
+        let Some(session) = shard
+            .sessions
+            .get_mut(&request.peer_id)
+            .filter(|s| s.alive(now, idle))
+        else {
+            let error = match ctx.dialect {
+                Dialect::Xml => TrackerError::BadToken,
+                Dialect::Json => TrackerError::NotRegistered,
+            };
+            return failure(&error, tid);
+        };
+        match ctx.dialect {
+            // A JSON registration has no token, so an XML request for it cannot present a
+            // valid one: 401, the peer re-CONNECTs and learns of the conflict then.
+            Dialect::Xml if !session.token_matches(request.auth_token.as_ref()) => {
+                return failure(&TrackerError::BadToken, tid);
+            }
+            Dialect::Json if session.dialect != Dialect::Json => {
+                return failure(&TrackerError::DialectMismatch, tid);
+            }
+            _ => {}
+        }
+        match session.replay_lookup(request, now, self.config.replay_cache_ttl) {
+            Replay::Hit(response) => return response,
+            Replay::Conflict => return failure(&TrackerError::TransactionIdReused, tid),
+            Replay::Miss => {}
+        }
+        let peer_id = &request.peer_id;
+        let result = match &request.body {
+            RequestBody::Disconnect => {
+                if let Some(old) = shard.sessions.remove(peer_id) {
+                    self.remove_memberships(peer_id, &old);
+                }
+                return ok(tid);
+            }
+            RequestBody::Join(join) => self.join(now, ctx, peer_id, session, join, tid),
+            RequestBody::Leave(leave) => self.leave(peer_id, session, leave, tid),
+            RequestBody::Find(find) => self.find(ctx, peer_id, session, find, tid),
+            RequestBody::StatReport(report) => {
+                Ok(self.stat_report(ctx, peer_id, session, report, tid))
+            }
+            RequestBody::KeepAlive => Ok(ok(tid)),
+            RequestBody::Connect(_) => Err(TrackerError::InvalidRequest("CONNECT misrouted")),
+        };
+        let response = result.unwrap_or_else(|error| failure(&error, tid));
+        if response.status == Status::Ok {
+            // Only valid requests keep a session alive.
+            session.last_activity = now;
+        }
+        session.remember(
+            request,
+            &response,
+            now,
+            self.config.replay_cache_len,
+            self.config.replay_cache_ttl,
+        );
+        response
+    }
+
+    fn join(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        peer_id: &PeerId,
+        session: &mut Session,
+        join: &Join,
+        tid: &TransactionId,
+    ) -> Result<Response, TrackerError> {
+        if !session.is_member(&join.swarm_id)
+            && session.swarms.len() >= self.config.max_swarms_per_peer
+        {
+            return Err(TrackerError::TooManySwarms);
+        }
+        if session.merge_hints(join.hints) {
+            self.refresh_contact(peer_id, session);
+        }
+        let deadline = (join.expire_time > 0).then(|| {
+            let seconds = Duration::from_secs(join.expire_time).min(self.config.max_expire_time);
+            now.checked_add(seconds).unwrap_or(now)
+        });
+        let wanted = if join.mode == PeerMode::Leech {
+            self.wanted(Dialect::Xml, join.peer_num)
+        } else {
+            0
+        };
+        let prefer_reachable = session.contact.needs_reachable_peers();
+        let peers = self.join_swarm(
+            now,
+            ctx,
+            peer_id,
+            session,
+            &join.swarm_id,
+            join.mode,
+            deadline,
+            join.clip.clone(),
+            wanted,
+            prefer_reachable,
+        );
+        let mut response = ok(tid);
+        response.swarm_results.push(SwarmResult {
+            swarm_id: join.swarm_id.clone(),
+            ok: true,
+            peers,
+        });
+        Ok(response)
+    }
+
+    fn leave(
+        &self,
+        peer_id: &PeerId,
+        session: &mut Session,
+        leave: &Leave,
+        tid: &TransactionId,
+    ) -> Result<Response, TrackerError> {
+        if !session.is_member(&leave.swarm_id) {
+            // Idempotent for swarms the peer is not in, but the swarm must exist.
+            let exists = self
+                .swarm_shard(&leave.swarm_id)
+                .swarms
+                .contains_key(&leave.swarm_id);
+            return if exists {
+                Ok(ok(tid))
+            } else {
+                Err(TrackerError::UnknownSwarm)
+            };
+        }
+        self.leave_swarm(peer_id, session, &leave.swarm_id);
+        Ok(ok(tid))
+    }
+
+    fn find(
+        &self,
+        ctx: &RequestContext,
+        peer_id: &PeerId,
+        session: &mut Session,
+        find: &Find,
+        tid: &TransactionId,
+    ) -> Result<Response, TrackerError> {
+        let json = ctx.dialect == Dialect::Json;
+        if session.merge_hints(find.hints) {
+            self.refresh_contact(peer_id, session);
+        }
+        let wanted = self.wanted(ctx.dialect, find.peer_num.as_ref().map(|p| p.count));
+        let prefer_reachable = match find.peer_num.as_ref().and_then(|p| p.ability_nat) {
+            Some(AbilityNat::Turn) => true,
+            Some(AbilityNat::Stun | AbilityNat::NoNat) => false,
+            None => session.contact.needs_reachable_peers(),
+        };
+        // RFC 7846 has no chunk scope.
+        let scope = if json {
+            None
+        } else {
+            find.clip.as_ref().map(ChunkScope::from_clip)
+        };
+
+        let mut guard = self.swarm_shard(&find.swarm_id);
+        let shard = &mut *guard;
+        let Some(swarm) = shard.swarms.get(&find.swarm_id) else {
+            // RFC 7846 has no "not found": an unknown swarm is a forbidden action there.
+            return Err(if json {
+                TrackerError::NotMember
+            } else {
+                TrackerError::UnknownSwarm
+            });
+        };
+        if !session.is_member(&find.swarm_id) {
+            return Err(TrackerError::NotMember);
+        }
+        let criteria = Criteria {
+            requester: peer_id,
+            wanted,
+            prefer_reachable,
+            scope: scope.as_ref(),
+        };
+        let chosen = select(swarm, &mut shard.rng, &criteria);
+        if scope.is_some() && wanted > 0 && chosen.is_empty() {
+            return Err(TrackerError::NoChunkHolder);
+        }
+        let peers = chosen
+            .into_iter()
+            .filter_map(|i| swarm.members.get(i))
+            .map(|m| peer_info(m, ctx.observed.ip(), ctx.dialect))
+            .collect();
+        let mut response = ok(tid);
+        response.swarm_results.push(SwarmResult {
+            swarm_id: find.swarm_id.clone(),
+            ok: true,
+            peers,
+        });
+        Ok(response)
+    }
+
+    fn stat_report(
+        &self,
+        ctx: &RequestContext,
+        peer_id: &PeerId,
+        session: &mut Session,
+        report: &StatReport,
+        tid: &TransactionId,
+    ) -> Response {
+        let mut response = ok(tid);
+        let mut hints = ppsp_proto::NatHints::default();
+        for stat in &report.stats {
+            match stat {
+                Stat::ChunkMap(chunk_report) => {
+                    // Reports for swarms the peer is not in are ignored: a JOIN and a report
+                    // may cross on the wire.
+                    if !session.is_member(&chunk_report.swarm_id) {
+                        continue;
+                    }
+                    let mut shard = self.swarm_shard(&chunk_report.swarm_id);
+                    let Some(member) = shard
+                        .swarms
+                        .get_mut(&chunk_report.swarm_id)
+                        .and_then(|s| s.get_mut(peer_id))
+                    else {
+                        continue;
+                    };
+                    for clip in &chunk_report.clips {
+                        let Some(segments) = &clip.segments else {
+                            continue;
+                        };
+                        for map in segments.segments.iter().filter_map(|s| s.map.as_ref()) {
+                            member.apply_chunk_map(&clip.name, segments.media, map);
+                        }
+                    }
+                }
+                Stat::StreamStats(stats) => {
+                    let Some(swarm_id) = &stats.swarm_id else {
+                        continue;
+                    };
+                    let stored = session.is_member(swarm_id) && {
+                        let mut shard = self.swarm_shard(swarm_id);
+                        match shard
+                            .swarms
+                            .get_mut(swarm_id)
+                            .and_then(|s| s.get_mut(peer_id))
+                        {
+                            Some(member) => {
+                                member.stats = Some(stats.clone());
+                                true
+                            }
+                            None => false,
+                        }
+                    };
+                    if ctx.dialect == Dialect::Json {
+                        response.swarm_results.push(SwarmResult {
+                            swarm_id: swarm_id.clone(),
+                            ok: stored,
+                            peers: Vec::new(),
+                        });
+                    }
+                }
+                Stat::Nat(value) => hints.nat = Some(*value),
+                Stat::Stun(value) => hints.stun = Some(*value),
+            }
+        }
+        if session.merge_hints(hints) {
+            self.refresh_contact(peer_id, session);
+        }
+        response
     }
 
     /// Removes idle sessions and memberships whose ExpireTime passed. The cost is
-    /// proportional to what is due, not to the number of sessions.
-    pub fn sweep(&self, _now: Instant) -> SweepReport {
-        SweepReport::default()
+    /// proportional to what is due, not to the number of sessions: both timers sit in
+    /// deadline queues, and an entry that comes due for a session that was active since is
+    /// pushed back with its real deadline.
+    pub fn sweep(&self, now: Instant) -> SweepReport {
+        let mut report = SweepReport::default();
+        let idle = self.config.session_idle_timeout;
+        for shard in &*self.session_shards {
+            let mut guard = lock(shard);
+            let shard = &mut *guard;
+            while let Some(Reverse((deadline, generation, _))) = shard.idle_queue.peek() {
+                if *deadline > now {
+                    break;
+                }
+                let generation = *generation;
+                let Some(Reverse((_, _, peer_id))) = shard.idle_queue.pop() else {
+                    break;
+                };
+                let Some(session) = shard.sessions.get(&peer_id) else {
+                    continue;
+                };
+                if session.generation != generation {
+                    continue;
+                }
+                if session.alive(now, idle) {
+                    let next = self.idle_deadline(session.last_activity);
+                    shard.idle_queue.push(Reverse((next, generation, peer_id)));
+                    continue;
+                }
+                if let Some(session) = shard.sessions.remove(&peer_id) {
+                    self.remove_memberships(&peer_id, &session);
+                    report.sessions_expired += 1;
+                }
+            }
+        }
+        self.metrics
+            .sessions_expired
+            .fetch_add(report.sessions_expired as u64, Ordering::Relaxed);
+
+        // Memberships: collect what is due under each swarm lock, then remove it in the
+        // session → swarm lock order.
+        let mut due: Vec<(u64, SwarmId, PeerId)> = Vec::new();
+        for shard in &*self.swarm_shards {
+            let mut shard = lock(shard);
+            while shard
+                .expiry_queue
+                .peek()
+                .is_some_and(|Reverse((deadline, ..))| *deadline <= now)
+            {
+                if let Some(Reverse((_, generation, swarm_id, peer_id))) = shard.expiry_queue.pop()
+                {
+                    due.push((generation, swarm_id, peer_id));
+                }
+            }
+        }
+        for (generation, swarm_id, peer_id) in due {
+            let mut sessions = self.session_shard(&peer_id);
+            let mut swarms = self.swarm_shard(&swarm_id);
+            let Some(swarm) = swarms.swarms.get_mut(&swarm_id) else {
+                continue;
+            };
+            let Some(member) = swarm.get(&peer_id) else {
+                continue;
+            };
+            if member.generation != generation || member.deadline.is_none_or(|d| d > now) {
+                continue;
+            }
+            let session_generation = member.session_generation;
+            swarm.remove(&peer_id);
+            if swarm.is_empty() {
+                swarms.swarms.remove(&swarm_id);
+            }
+            drop(swarms);
+            if let Some(session) = sessions.sessions.get_mut(&peer_id)
+                && session.generation == session_generation
+            {
+                session.swarms.retain(|j| j.swarm_id != swarm_id);
+            }
+            report.memberships_expired += 1;
+        }
+        report
     }
 
-    /// A snapshot for statistics pages.
+    /// A snapshot for statistics pages. Each swarm is consistent in itself.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::default()
+        let mut snapshot = Snapshot {
+            sessions: self
+                .session_shards
+                .iter()
+                .map(|s| lock(s).sessions.len())
+                .sum(),
+            sessions_expired_total: self.metrics.sessions_expired.load(Ordering::Relaxed),
+            ..Snapshot::default()
+        };
+        for (slot, counter) in snapshot
+            .requests_by_method
+            .iter_mut()
+            .zip(&self.metrics.requests)
+        {
+            *slot = counter.load(Ordering::Relaxed);
+        }
+        for (slot, counter) in snapshot
+            .responses_by_status
+            .iter_mut()
+            .zip(&self.metrics.responses)
+        {
+            *slot = counter.load(Ordering::Relaxed);
+        }
+        for shard in &*self.swarm_shards {
+            let shard = lock(shard);
+            for (swarm_id, swarm) in &shard.swarms {
+                snapshot.swarms.push(swarm_snapshot(swarm_id, swarm));
+            }
+        }
+        snapshot.swarms.sort_by(|a, b| a.swarm_id.cmp(&b.swarm_id));
+        snapshot
     }
 
-    /// The state of `peer_id`'s session, or `None` when it has none.
-    pub fn session_state(&self, _peer_id: &PeerId) -> Option<SessionState> {
-        None
+    /// The state of `peer_id`'s session at `now`, or `None` when it has none.
+    pub fn session_state(&self, peer_id: &PeerId, now: Instant) -> Option<SessionState> {
+        let shard = self.session_shard(peer_id);
+        let session = shard
+            .sessions
+            .get(peer_id)
+            .filter(|s| s.alive(now, self.config.session_idle_timeout))?;
+        Some(if session.swarms.is_empty() {
+            SessionState::Connected
+        } else {
+            SessionState::Joined
+        })
     }
+}
+
+fn swarm_snapshot(swarm_id: &SwarmId, swarm: &Swarm) -> SwarmSnapshot {
+    let mut peers: Vec<PeerSnapshot> = swarm
+        .members
+        .iter()
+        .map(|m| {
+            let stats = m.stats.as_ref();
+            PeerSnapshot {
+                peer_id: m.peer_id.clone(),
+                mode: m.mode,
+                joined_at: m.joined_at,
+                uploaded_bytes: stats.and_then(|s| s.uploaded_bytes).unwrap_or(0),
+                downloaded_bytes: stats.and_then(|s| s.downloaded_bytes).unwrap_or(0),
+                available_bandwidth: stats.and_then(|s| s.available_bandwidth).unwrap_or(0),
+                chunks_held: m.chunks_held(),
+                behind_nat: m.contact.behind_nat,
+                stun: m.contact.stun,
+            }
+        })
+        .collect();
+    peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+
+    // Group the members' maps by clip and media type, then count the union of each group.
+    let mut groups: Vec<(&str, ppsp_proto::MediaType, Vec<&ppsp_proto::ChunkMap>)> = Vec::new();
+    for member in &swarm.members {
+        for chunks in &member.chunks {
+            match groups
+                .iter_mut()
+                .find(|(clip, media, _)| *clip == chunks.clip && *media == chunks.media)
+            {
+                Some((_, _, maps)) => maps.push(&chunks.map),
+                None => groups.push((&chunks.clip, chunks.media, vec![&chunks.map])),
+            }
+        }
+    }
+    let mut chunk_availability: Vec<ClipAvailability> = groups
+        .into_iter()
+        .filter_map(|(clip, media, maps)| {
+            let first = maps.iter().map(|m| m.first()).min()?;
+            let last = maps.iter().filter_map(|m| m.last()).max()?;
+            Some(ClipAvailability {
+                clip: clip.to_owned(),
+                media,
+                first,
+                last,
+                chunks_available: union_count(first, last, &maps),
+            })
+        })
+        .collect();
+    chunk_availability.sort_by(|a, b| a.clip.cmp(&b.clip).then(a.media.cmp(&b.media)));
+    SwarmSnapshot {
+        swarm_id: swarm_id.clone(),
+        live: swarm.is_live(),
+        seeds: swarm.seeds,
+        live_seeds: swarm.live_seeds.len(),
+        leeches: swarm.leeches,
+        peers,
+        chunk_availability,
+    }
+}
+
+/// Distinct chunks held by at least one of `maps`, all inside `first..=last`.
+fn union_count(first: u64, last: u64, maps: &[&ppsp_proto::ChunkMap]) -> u64 {
+    let largest = maps.iter().map(|m| m.count()).max().unwrap_or(0);
+    let span = (last - first).saturating_add(1);
+    if span > MAX_AVAILABILITY_SPAN_BITS {
+        return largest;
+    }
+    let Ok(byte_len) = usize::try_from(span.div_ceil(8)) else {
+        return largest;
+    };
+    let mut bytes = vec![0u8; byte_len];
+    for map in maps {
+        or_bits(&mut bytes, map.first() - first, map);
+    }
+    bytes.iter().map(|b| u64::from(b.count_ones())).sum()
 }

@@ -1,0 +1,279 @@
+//! Helpers shared by the integration tests: a tracker with injected time and builders for
+//! decoded requests.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ppsp_tracker_core::ppsp_proto::{
+    AuthToken, ChunkMap, ChunkMapReport, ChunkSegments, Clip, Connect, Find, Join, Leave,
+    MediaType, NatHints, PeerAddress, PeerId, PeerMode, PeerNum, Request, RequestBody, Response,
+    SaslAuth, Segment, Stat, StatReport, Status, StreamStats, SwarmAction, SwarmActionKind,
+    SwarmId, TransactionId,
+};
+use ppsp_tracker_core::{Config, Dialect, OpenAuthenticator, RequestContext, Tracker};
+
+pub fn pid(s: &str) -> PeerId {
+    PeerId::new(s).expect("valid peer id")
+}
+
+pub fn sid(s: &str) -> SwarmId {
+    SwarmId::new(s).expect("valid swarm id")
+}
+
+pub fn sock(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+/// A tracker plus a clock that only moves when told to.
+pub struct Harness {
+    pub tracker: Tracker,
+    pub now: Instant,
+    next_tid: u64,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::with_config(Config::default())
+    }
+
+    pub fn with_config(config: Config) -> Self {
+        Self::with_seed(config, 42)
+    }
+
+    pub fn with_seed(config: Config, seed: u64) -> Self {
+        Self {
+            tracker: Tracker::with_seed(config, Arc::new(OpenAuthenticator), seed),
+            now: Instant::now(),
+            next_tid: 1,
+        }
+    }
+
+    pub fn advance(&mut self, seconds: u64) {
+        self.now += Duration::from_secs(seconds);
+    }
+
+    pub fn tid(&mut self) -> TransactionId {
+        self.next_tid += 1;
+        TransactionId::numeric(self.next_tid)
+    }
+
+    pub fn send(&self, ctx: &RequestContext, request: &Request) -> Response {
+        self.tracker.handle(self.now, ctx, request)
+    }
+}
+
+pub fn xml_ctx(observed: &str) -> RequestContext {
+    RequestContext {
+        observed: sock(observed),
+        dialect: Dialect::Xml,
+        secure_channel: true,
+    }
+}
+
+pub fn json_ctx(observed: &str) -> RequestContext {
+    RequestContext {
+        observed: sock(observed),
+        dialect: Dialect::Json,
+        secure_channel: true,
+    }
+}
+
+pub fn anonymous() -> SaslAuth {
+    SaslAuth {
+        mechanism: "ANONYMOUS".into(),
+        credentials: None,
+    }
+}
+
+pub fn host(addr: &str) -> PeerAddress {
+    let a = sock(addr);
+    PeerAddress::new(a.ip(), a.port())
+}
+
+pub fn connect_body(addresses: Vec<PeerAddress>, auth: Option<SaslAuth>) -> RequestBody {
+    RequestBody::Connect(Connect {
+        auth,
+        addresses,
+        peer_num: None,
+        swarm_actions: Vec::new(),
+    })
+}
+
+pub fn join_body(swarm: &str, mode: PeerMode, peer_num: Option<u32>, expire: u64) -> RequestBody {
+    RequestBody::Join(Join {
+        swarm_id: sid(swarm),
+        mode,
+        hints: NatHints::default(),
+        peer_num,
+        clip: None,
+        expire_time: expire,
+    })
+}
+
+pub fn leave_body(swarm: &str) -> RequestBody {
+    RequestBody::Leave(Leave {
+        swarm_id: sid(swarm),
+    })
+}
+
+pub fn find_body(swarm: &str, count: Option<u32>) -> RequestBody {
+    RequestBody::Find(Find {
+        swarm_id: sid(swarm),
+        peer_num: count.map(PeerNum::count),
+        hints: NatHints::default(),
+        clip: None,
+    })
+}
+
+pub fn chunk_find_body(swarm: &str, clip: &str, from: u64, to: u64) -> RequestBody {
+    RequestBody::Find(Find {
+        swarm_id: sid(swarm),
+        peer_num: Some(PeerNum::count(50)),
+        hints: NatHints::default(),
+        clip: Some(Clip {
+            name: clip.into(),
+            kind: None,
+            chunk_segment_index: None,
+            segments: Some(ChunkSegments {
+                media: MediaType::Video,
+                segments: vec![Segment::range(from, Some(to))],
+            }),
+        }),
+    })
+}
+
+pub fn chunk_report(swarm: &str, clip: &str, map: ChunkMap) -> Stat {
+    Stat::ChunkMap(ChunkMapReport {
+        swarm_id: sid(swarm),
+        clips: vec![Clip {
+            name: clip.into(),
+            kind: None,
+            chunk_segment_index: None,
+            segments: Some(ChunkSegments {
+                media: MediaType::Video,
+                segments: vec![Segment::with_map(map)],
+            }),
+        }],
+    })
+}
+
+pub fn stream_stats(swarm: &str, up: u64, down: u64) -> Stat {
+    Stat::StreamStats(StreamStats {
+        swarm_id: Some(sid(swarm)),
+        uploaded_bytes: Some(up),
+        downloaded_bytes: Some(down),
+        available_bandwidth: Some(1000),
+        concurrent_links: None,
+    })
+}
+
+pub fn report_body(stats: Vec<Stat>) -> RequestBody {
+    RequestBody::StatReport(StatReport { stats })
+}
+
+/// An XML peer: its id, context and token once connected.
+pub struct XmlPeer {
+    pub id: PeerId,
+    pub ctx: RequestContext,
+    pub token: Option<AuthToken>,
+}
+
+impl XmlPeer {
+    /// A peer whose declared address is its observed IP (no NAT).
+    pub fn direct(id: &str, ip: &str) -> Self {
+        Self {
+            id: pid(id),
+            ctx: xml_ctx(&format!("{ip}:40000")),
+            token: None,
+        }
+    }
+
+    pub fn request(&self, h: &mut Harness, body: RequestBody) -> Request {
+        Request {
+            peer_id: self.id.clone(),
+            auth_token: self.token.clone(),
+            transaction_id: h.tid(),
+            body,
+        }
+    }
+
+    pub fn call(&self, h: &mut Harness, body: RequestBody) -> Response {
+        let request = self.request(h, body);
+        h.send(&self.ctx, &request)
+    }
+
+    /// CONNECT declaring `ip:7000`, the observed IP.
+    pub fn connect(&mut self, h: &mut Harness) -> Response {
+        let ip = self.ctx.observed.ip();
+        self.connect_with(h, vec![PeerAddress::new(ip, 7000)])
+    }
+
+    pub fn connect_with(&mut self, h: &mut Harness, addresses: Vec<PeerAddress>) -> Response {
+        let response = self.call(h, connect_body(addresses, Some(anonymous())));
+        assert_eq!(response.status, Status::Ok, "CONNECT of {}", self.id);
+        self.token = response.auth_token.clone();
+        response
+    }
+
+    pub fn join(&self, h: &mut Harness, swarm: &str, mode: PeerMode) -> Response {
+        let response = self.call(h, join_body(swarm, mode, None, 0));
+        assert_eq!(response.status, Status::Ok, "JOIN of {}", self.id);
+        response
+    }
+}
+
+/// Connects `count` direct peers named `{prefix}{i}` and joins them to `swarm`.
+pub fn populate(
+    h: &mut Harness,
+    prefix: &str,
+    count: usize,
+    swarm: &str,
+    mode: PeerMode,
+) -> Vec<XmlPeer> {
+    (0..count)
+        .map(|i| {
+            let ip = IpAddr::from([10, 1, (i / 250) as u8, (i % 250) as u8 + 1]);
+            let mut peer = XmlPeer::direct(&format!("{prefix}{i}"), &ip.to_string());
+            peer.connect(h);
+            peer.join(h, swarm, mode);
+            peer
+        })
+        .collect()
+}
+
+pub fn peer_ids(response: &Response) -> Vec<PeerId> {
+    response
+        .swarm_results
+        .iter()
+        .flat_map(|r| r.peers.iter().map(|p| p.peer_id.clone()))
+        .collect()
+}
+
+pub fn json_connect(
+    peer: &str,
+    actions: &[(&str, SwarmActionKind, PeerMode)],
+    peer_num: Option<PeerNum>,
+    tid: TransactionId,
+) -> Request {
+    Request {
+        peer_id: pid(peer),
+        auth_token: None,
+        transaction_id: tid,
+        body: RequestBody::Connect(Connect {
+            auth: None,
+            addresses: Vec::new(),
+            peer_num,
+            swarm_actions: actions
+                .iter()
+                .map(|(swarm, action, mode)| SwarmAction {
+                    swarm_id: sid(swarm),
+                    action: *action,
+                    mode: *mode,
+                })
+                .collect(),
+        }),
+    }
+}
