@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: a tracker with injected time and builders for
 //! decoded requests.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::new_without_default)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
