@@ -1,0 +1,959 @@
+//! Decoding of XML bodies into the message model.
+//!
+//! The root's children may come in any order, so they are first collected into [`Fields`]
+//! (each known element at most once) and only then checked against the per-method tables of
+//! the draft digest (§3). Nested structures (peer lists, stats, clips) are parsed directly
+//! into model values as their elements are met.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+use super::reader::{Cursor, Next, Open, malformed, trim};
+use crate::chunkmap::ChunkMap;
+use crate::error::{DecodeError, DecodeErrorKind, Limits};
+use crate::model::{
+    AddressType, AuthToken, ChunkMapReport, ChunkSegments, Clip, Connect, Find, Join, Leave,
+    MediaType, Message, Method, NatHints, PeerAddress, PeerId, PeerInfo, PeerMode, PeerNum,
+    Request, RequestBody, Response, SaslAuth, Segment, Stat, StatReport, Status, StreamStats,
+    SwarmId, SwarmResult, TransactionId,
+};
+
+/// Root element name.
+const ROOT: &[u8] = b"PPSPTrackerProtocol";
+/// How many `ReflexiveAddress` elements a CONNECT response may carry (one per family).
+const MAX_REFLEXIVE: usize = 2;
+/// Longest piece of offending input quoted back in an error message.
+const MAX_QUOTED: usize = 64;
+
+/// Lenient base64 for `Credentials`: the draft's own example has bad padding and non-zero
+/// trailing bits, so both are tolerated (padding is stripped before decoding).
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// SASL mechanisms whose exchange starts with a client message, so CONNECT must carry
+/// `Credentials` (draft digest §3.1, §7.2).
+const CLIENT_FIRST_MECHANISMS: [&str; 2] = ["PLAIN", "SECURID"];
+
+fn invalid(field: &'static str, reason: &'static str) -> DecodeError {
+    DecodeError::new(DecodeErrorKind::InvalidValue { field, reason })
+}
+
+fn duplicate(what: &'static str) -> DecodeError {
+    DecodeError::new(DecodeErrorKind::Duplicate(what))
+}
+
+fn missing(what: &'static str) -> DecodeError {
+    DecodeError::new(DecodeErrorKind::Missing(what))
+}
+
+/// Fails with `Duplicate` when `slot` is already filled.
+fn once<T>(slot: &Option<T>, what: &'static str) -> Result<(), DecodeError> {
+    if slot.is_some() {
+        Err(duplicate(what))
+    } else {
+        Ok(())
+    }
+}
+
+/// Fails with `TooMany` when a list already holds `limits.max_list_len` items.
+fn room(len: usize, what: &'static str, limits: &Limits) -> Result<(), DecodeError> {
+    if len >= limits.max_list_len {
+        Err(DecodeErrorKind::TooMany {
+            what,
+            limit: limits.max_list_len,
+        }
+        .into())
+    } else {
+        Ok(())
+    }
+}
+
+/// A short, lossless-enough quote of offending input for error messages.
+fn quote(value: &str) -> String {
+    match value.char_indices().nth(MAX_QUOTED) {
+        Some((cut, _)) => format!("{}...", &value[..cut]),
+        None => value.to_owned(),
+    }
+}
+
+fn parse_u64(field: &'static str, value: &str) -> Result<u64, DecodeError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(field, "must be a non-negative decimal integer"));
+    }
+    value
+        .parse()
+        .map_err(|_| invalid(field, "out of range for a 64-bit unsigned integer"))
+}
+
+fn parse_u32(field: &'static str, value: &str) -> Result<u32, DecodeError> {
+    u32::try_from(parse_u64(field, value)?)
+        .map_err(|_| invalid(field, "out of range for a 32-bit unsigned integer"))
+}
+
+fn parse_positive_u32(field: &'static str, value: &str) -> Result<u32, DecodeError> {
+    match parse_u32(field, value)? {
+        0 => Err(invalid(field, "must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn parse_port(field: &'static str, value: &str) -> Result<u16, DecodeError> {
+    u16::try_from(parse_u64(field, value)?).map_err(|_| invalid(field, "must be 0 to 65535"))
+}
+
+fn parse_ip(field: &'static str, value: &str) -> Result<IpAddr, DecodeError> {
+    value
+        .parse()
+        .map_err(|_| invalid(field, "not an IPv4 or IPv6 address"))
+}
+
+fn parse_bool(field: &'static str, value: &str) -> Result<bool, DecodeError> {
+    if value.eq_ignore_ascii_case("true") || value == "1" {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case("false") || value == "0" {
+        Ok(false)
+    } else {
+        Err(invalid(field, "must be true, false, 1 or 0"))
+    }
+}
+
+fn parse_transaction_id(value: &str) -> Result<TransactionId, DecodeError> {
+    Ok(TransactionId::numeric(parse_u64("TransactionID", value)?))
+}
+
+fn parse_method(value: &str) -> Result<Method, DecodeError> {
+    Method::ALL
+        .into_iter()
+        .find(|m| m.as_str().eq_ignore_ascii_case(value))
+        .ok_or_else(|| DecodeError::new(DecodeErrorKind::UnknownMethod(quote(value))))
+}
+
+/// True when `value`, with runs of white space taken as one space, equals `expected`
+/// ignoring ASCII case.
+fn words_match(value: &str, expected: &str) -> bool {
+    let mut got = value.split_ascii_whitespace();
+    let mut want = expected.split(' ');
+    loop {
+        match (got.next(), want.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => {}
+            _ => return false,
+        }
+    }
+}
+
+fn parse_status(value: &str) -> Result<Status, DecodeError> {
+    if let Some(status) = Status::ALL
+        .into_iter()
+        .find(|s| words_match(value, s.ppsp_str()))
+    {
+        return Ok(status);
+    }
+    // Strings only the draft's schema lists (digest §4.1).
+    if words_match(value, "SUCCESSFUL") {
+        Ok(Status::Ok)
+    } else if words_match(value, "MESSAGE NOT SUPPORTED") {
+        Ok(Status::InvalidSyntax)
+    } else if words_match(value, "PAYMENT REQUIRED") {
+        Ok(Status::MessageForbidden)
+    } else {
+        Err(invalid("Response", "not a PPSP response string"))
+    }
+}
+
+fn parse_peer_mode(field: &'static str, value: &str) -> Result<PeerMode, DecodeError> {
+    if value.eq_ignore_ascii_case("SEED") {
+        Ok(PeerMode::Seed)
+    } else if value.eq_ignore_ascii_case("LIVESEED") {
+        Ok(PeerMode::LiveSeed)
+    } else if value.eq_ignore_ascii_case("LEECH") {
+        Ok(PeerMode::Leech)
+    } else {
+        Err(invalid(field, "must be SEED, LIVESEED or LEECH"))
+    }
+}
+
+fn parse_media(field: &'static str, value: &str) -> Result<MediaType, DecodeError> {
+    if value.eq_ignore_ascii_case("video") {
+        Ok(MediaType::Video)
+    } else if value.eq_ignore_ascii_case("audio") {
+        Ok(MediaType::Audio)
+    } else {
+        Err(invalid(field, "must be video or audio"))
+    }
+}
+
+fn parse_address_type(value: &str) -> Result<AddressType, DecodeError> {
+    if value.eq_ignore_ascii_case("HOST") {
+        Ok(AddressType::Host)
+    } else if value.eq_ignore_ascii_case("REFLEXIVE") {
+        Ok(AddressType::Reflexive)
+    } else if value.eq_ignore_ascii_case("PROXY") {
+        Ok(AddressType::Proxy)
+    } else {
+        Err(invalid(
+            "PeerAddress@type",
+            "must be HOST, REFLEXIVE or PROXY",
+        ))
+    }
+}
+
+/// RFC 4422 §3.1: 1 to 20 characters of upper-case letters, digits, `-` and `_`.
+fn check_mechanism(value: &str) -> Result<(), DecodeError> {
+    let shape_ok = (1..=20).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if shape_ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "Auth@mechanism",
+            "must be 1 to 20 of A-Z, 0-9, - and _ (RFC 4422)",
+        ))
+    }
+}
+
+/// Base64 with white space ignored and any amount of `=` padding (including none).
+fn decode_credentials(text: &str) -> Result<Vec<u8>, DecodeError> {
+    let compact: Cow<'_, str> = if text.bytes().any(|b| b.is_ascii_whitespace()) {
+        Cow::Owned(text.chars().filter(|c| !c.is_ascii_whitespace()).collect())
+    } else {
+        Cow::Borrowed(text)
+    };
+    LENIENT_BASE64
+        .decode(compact.trim_end_matches('='))
+        .map_err(|_| DecodeError::new(DecodeErrorKind::InvalidBase64("Credentials")))
+}
+
+/// The root's known children, each read at most once, in whatever order they came.
+#[derive(Default)]
+struct Fields {
+    method: Option<Method>,
+    status: Option<Status>,
+    peer_id: Option<PeerId>,
+    auth_token: Option<AuthToken>,
+    transaction_id: Option<TransactionId>,
+    swarm_id: Option<SwarmId>,
+    mechanism: Option<String>,
+    credentials: Option<Vec<u8>>,
+    peer_addresses: Option<Vec<PeerAddress>>,
+    reflexive: Vec<PeerAddress>,
+    peer_mode: Option<PeerMode>,
+    peer_num: Option<u32>,
+    stats: Option<Vec<Stat>>,
+    clip: Option<Clip>,
+    expire_time: Option<u64>,
+    peers: Option<Vec<PeerInfo>>,
+}
+
+/// Decodes a message of either direction.
+pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
+    if bytes.len() > limits.max_body_bytes {
+        return Err(DecodeErrorKind::TooLarge {
+            size: bytes.len(),
+            limit: limits.max_body_bytes,
+        }
+        .into());
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|_| malformed("body is not UTF-8"))?;
+    let mut fields = Fields::default();
+    match parse(text, limits, &mut fields) {
+        Ok(()) => {
+            let id = fields.transaction_id.clone();
+            fields.into_message().map_err(|e| e.with_transaction_id(id))
+        }
+        Err(e) => {
+            let id = match (&fields.transaction_id, &e.kind) {
+                (Some(id), _) => Some(id.clone()),
+                // Nothing past a DOCTYPE is ever read.
+                (None, DecodeErrorKind::DoctypeForbidden) => None,
+                (None, _) => salvage_transaction_id(text, limits),
+            };
+            Err(e.with_transaction_id(id))
+        }
+    }
+}
+
+/// After an error that stopped the parse before `TransactionID` was read, looks for it
+/// anyway so the error response can echo it. Stops quietly at the first problem.
+fn salvage_transaction_id(text: &str, limits: &Limits) -> Option<TransactionId> {
+    let mut cursor = Cursor::new(text, limits);
+    let root = cursor.root().ok()?;
+    if root.empty || root.local() != ROOT {
+        return None;
+    }
+    loop {
+        match cursor.next().ok()? {
+            Next::End => return None,
+            Next::Child(child) if child.local() == b"TransactionID" => {
+                let value = trim(cursor.text(&child).ok()?);
+                return parse_transaction_id(&value).ok();
+            }
+            Next::Child(child) => cursor.skip(&child).ok()?,
+        }
+    }
+}
+
+fn check_version(version: Option<Cow<'_, str>>) -> Result<(), DecodeError> {
+    let version = version.ok_or_else(|| DecodeError::new(DecodeErrorKind::BadVersion))?;
+    let version = version.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+    let (major, minor) = version.split_once('.').unwrap_or((version, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(major) || !digits(minor) {
+        return Err(DecodeErrorKind::BadVersion.into());
+    }
+    // Compare as text so that absurdly long numbers cannot overflow anything.
+    if major.trim_start_matches('0') == "1" {
+        Ok(())
+    } else {
+        Err(DecodeErrorKind::UnsupportedVersion(quote(version)).into())
+    }
+}
+
+fn parse(text: &str, limits: &Limits, fields: &mut Fields) -> Result<(), DecodeError> {
+    let mut cursor = Cursor::new(text, limits);
+    let root = cursor.root()?;
+    if root.local() != ROOT {
+        return Err(
+            DecodeErrorKind::WrongRoot(quote(&String::from_utf8_lossy(root.local()))).into(),
+        );
+    }
+    let mut version = None;
+    cursor.attributes(&root, |name, value| {
+        if name == b"version" {
+            version = Some(value.into_owned());
+        }
+        Ok(())
+    })?;
+    check_version(version.map(Cow::Owned))?;
+    if !root.empty {
+        while let Next::Child(child) = cursor.next()? {
+            root_child(&mut cursor, &child, fields)?;
+        }
+    }
+    cursor.finish()
+}
+
+fn text<'i>(cursor: &mut Cursor<'i, '_>, open: &Open<'i>) -> Result<Cow<'i, str>, DecodeError> {
+    cursor.text(open).map(trim)
+}
+
+fn root_child<'i>(
+    cursor: &mut Cursor<'i, '_>,
+    child: &Open<'i>,
+    f: &mut Fields,
+) -> Result<(), DecodeError> {
+    let limits = cursor.limits();
+    match child.local() {
+        b"Method" => {
+            once(&f.method, "Method")?;
+            if f.status.is_some() {
+                return Err(DecodeErrorKind::BothDirections.into());
+            }
+            f.method = Some(parse_method(&text(cursor, child)?)?);
+        }
+        b"Response" => {
+            once(&f.status, "Response")?;
+            if f.method.is_some() {
+                return Err(DecodeErrorKind::BothDirections.into());
+            }
+            f.status = Some(parse_status(&text(cursor, child)?)?);
+        }
+        b"PeerID" => {
+            once(&f.peer_id, "PeerID")?;
+            f.peer_id = Some(PeerId::new(text(cursor, child)?.into_owned())?);
+        }
+        b"AuthToken" => {
+            once(&f.auth_token, "AuthToken")?;
+            f.auth_token = Some(AuthToken::new(text(cursor, child)?.into_owned())?);
+        }
+        b"TransactionID" => {
+            once(&f.transaction_id, "TransactionID")?;
+            f.transaction_id = Some(parse_transaction_id(&text(cursor, child)?)?);
+        }
+        b"SwarmID" => {
+            once(&f.swarm_id, "SwarmID")?;
+            f.swarm_id = Some(SwarmId::new(text(cursor, child)?.into_owned())?);
+        }
+        b"Auth" => {
+            once(&f.mechanism, "Auth")?;
+            let mut mechanism = None;
+            cursor.attributes(child, |name, value| {
+                if name == b"mechanism" {
+                    let value = trim(value);
+                    check_mechanism(&value)?;
+                    mechanism = Some(value.into_owned());
+                }
+                Ok(())
+            })?;
+            f.mechanism = Some(mechanism.ok_or_else(|| missing("Auth@mechanism"))?);
+            cursor.skip(child)?;
+        }
+        b"Credentials" => {
+            once(&f.credentials, "Credentials")?;
+            f.credentials = Some(decode_credentials(&text(cursor, child)?)?);
+        }
+        b"PeerAddresses" => {
+            once(&f.peer_addresses, "PeerAddresses")?;
+            f.peer_addresses = Some(peer_addresses(cursor, child)?);
+        }
+        b"ReflexiveAddress" => {
+            if f.reflexive.len() >= MAX_REFLEXIVE {
+                return Err(DecodeErrorKind::TooMany {
+                    what: "ReflexiveAddress",
+                    limit: MAX_REFLEXIVE,
+                }
+                .into());
+            }
+            f.reflexive.push(address(cursor, child, true)?);
+            cursor.skip(child)?;
+        }
+        b"PeerMode" => {
+            once(&f.peer_mode, "PeerMode")?;
+            f.peer_mode = Some(parse_peer_mode("PeerMode", &text(cursor, child)?)?);
+        }
+        b"PeerNum" => {
+            // -07 attributes (abilityNAT, concurrentLinks, ...) are tolerated and ignored.
+            once(&f.peer_num, "PeerNum")?;
+            f.peer_num = Some(parse_positive_u32("PeerNum", &text(cursor, child)?)?);
+        }
+        b"Stats" => {
+            once(&f.stats, "Stats")?;
+            f.stats = Some(stats(cursor, child)?);
+        }
+        b"Clip" => {
+            once(&f.clip, "Clip")?;
+            f.clip = Some(clip(cursor, child)?);
+        }
+        b"ExpireTime" => {
+            once(&f.expire_time, "ExpireTime")?;
+            f.expire_time = Some(parse_u64("ExpireTime", &text(cursor, child)?)?);
+        }
+        b"PeerInfoList" => {
+            once(&f.peers, "PeerInfoList")?;
+            f.peers = Some(peer_info_list(cursor, child, limits)?);
+        }
+        _ => cursor.skip(child)?,
+    }
+    Ok(())
+}
+
+/// `ip` and `port` (mandatory), `priority` and `type` (optional) of an address element.
+/// Other attributes, such as -07's `addrType`, `connection` and `asn`, are ignored, and so
+/// are `priority` and `type` on a `ReflexiveAddress`, which has neither.
+fn address<'i>(
+    cursor: &Cursor<'i, '_>,
+    open: &Open<'i>,
+    reflexive: bool,
+) -> Result<PeerAddress, DecodeError> {
+    let (ip_field, port_field) = if reflexive {
+        ("ReflexiveAddress@ip", "ReflexiveAddress@port")
+    } else {
+        ("PeerAddress@ip", "PeerAddress@port")
+    };
+    let (mut ip, mut port, mut priority, mut kind) = (None, None, None, None);
+    cursor.attributes(open, |name, value| {
+        let value = trim(value);
+        match name {
+            b"ip" => ip = Some(parse_ip(ip_field, &value)?),
+            b"port" => port = Some(parse_port(port_field, &value)?),
+            b"priority" if !reflexive => {
+                priority = Some(parse_u32("PeerAddress@priority", &value)?);
+            }
+            b"type" if !reflexive => kind = Some(parse_address_type(&value)?),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    let mut addr = PeerAddress::new(
+        ip.ok_or_else(|| missing(ip_field))?,
+        port.ok_or_else(|| missing(port_field))?,
+    );
+    addr.priority = priority;
+    addr.kind = kind;
+    Ok(addr)
+}
+
+fn peer_addresses<'i>(
+    cursor: &mut Cursor<'i, '_>,
+    open: &Open<'i>,
+) -> Result<Vec<PeerAddress>, DecodeError> {
+    let limits = cursor.limits();
+    let mut out = Vec::new();
+    if open.empty {
+        return Ok(out);
+    }
+    while let Next::Child(child) = cursor.next()? {
+        if child.local() == b"PeerAddress" {
+            room(out.len(), "PeerAddress", limits)?;
+            out.push(address(cursor, &child, false)?);
+        }
+        cursor.skip(&child)?;
+    }
+    Ok(out)
+}
+
+fn stats<'i>(cursor: &mut Cursor<'i, '_>, open: &Open<'i>) -> Result<Vec<Stat>, DecodeError> {
+    let limits = cursor.limits();
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    if open.empty {
+        return Ok(out);
+    }
+    while let Next::Child(child) = cursor.next()? {
+        if child.local() != b"Stat" {
+            cursor.skip(&child)?;
+            continue;
+        }
+        // Unknown properties count too: they cost parsing time all the same.
+        room(seen, "Stat", limits)?;
+        seen += 1;
+        let mut property: Option<Cow<'_, str>> = None;
+        cursor.attributes(&child, |name, value| {
+            if name == b"property" {
+                property = Some(Cow::Owned(trim(value).into_owned()));
+            }
+            Ok(())
+        })?;
+        let property = property.ok_or_else(|| missing("Stat@property"))?;
+        if property.eq_ignore_ascii_case("NAT") {
+            out.push(Stat::Nat(parse_bool("Stat NAT", &text(cursor, &child)?)?));
+        } else if property.eq_ignore_ascii_case("STUN") {
+            out.push(Stat::Stun(parse_bool("Stat STUN", &text(cursor, &child)?)?));
+        } else if property.eq_ignore_ascii_case("ChunkMap") {
+            let report = single_report(cursor, &child, b"ChunkMapReport", chunk_map_report)?;
+            out.push(Stat::ChunkMap(
+                report.ok_or_else(|| missing("ChunkMapReport"))?,
+            ));
+        } else if property.eq_ignore_ascii_case("StreamStats") {
+            let report = single_report(cursor, &child, b"StreamStatsReport", stream_stats_report)?;
+            out.push(Stat::StreamStats(
+                report.ok_or_else(|| missing("StreamStatsReport"))?,
+            ));
+        } else {
+            // Unknown properties are ignored (digest §3.6).
+            cursor.skip(&child)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the one report element named `name` inside a `Stat`; other children are ignored.
+fn single_report<'i, T>(
+    cursor: &mut Cursor<'i, '_>,
+    stat: &Open<'i>,
+    name: &'static [u8],
+    parse: fn(&mut Cursor<'i, '_>, &Open<'i>) -> Result<T, DecodeError>,
+) -> Result<Option<T>, DecodeError> {
+    let mut report = None;
+    if stat.empty {
+        return Ok(None);
+    }
+    while let Next::Child(child) = cursor.next()? {
+        if child.local() == name {
+            if report.is_some() {
+                return Err(duplicate(if name == b"ChunkMapReport" {
+                    "ChunkMapReport"
+                } else {
+                    "StreamStatsReport"
+                }));
+            }
+            report = Some(parse(cursor, &child)?);
+        } else {
+            cursor.skip(&child)?;
+        }
+    }
+    Ok(report)
+}
+
+fn chunk_map_report<'i>(
+    cursor: &mut Cursor<'i, '_>,
+    open: &Open<'i>,
+) -> Result<ChunkMapReport, DecodeError> {
+    let limits = cursor.limits();
+    let mut swarm_id = None;
+    let mut clips = Vec::new();
+    if !open.empty {
+        while let Next::Child(child) = cursor.next()? {
+            match child.local() {
+                b"SwarmID" => {
+                    once(&swarm_id, "ChunkMapReport/SwarmID")?;
+                    swarm_id = Some(SwarmId::new(text(cursor, &child)?.into_owned())?);
+                }
+                b"Clip" => {
+                    room(clips.len(), "Clip", limits)?;
+                    clips.push(clip(cursor, &child)?);
+                }
+                _ => cursor.skip(&child)?,
+            }
+        }
+    }
+    if clips.is_empty() {
+        return Err(missing("ChunkMapReport/Clip"));
+    }
+    Ok(ChunkMapReport {
+        swarm_id: swarm_id.ok_or_else(|| missing("ChunkMapReport/SwarmID"))?,
+        clips,
+    })
+}
+
+fn stream_stats_report<'i>(
+    cursor: &mut Cursor<'i, '_>,
+    open: &Open<'i>,
+) -> Result<StreamStats, DecodeError> {
+    let mut stats = StreamStats::default();
+    if !open.empty {
+        while let Next::Child(child) = cursor.next()? {
+            match child.local() {
+                b"SwarmID" => {
+                    once(&stats.swarm_id, "StreamStatsReport/SwarmID")?;
+                    stats.swarm_id = Some(SwarmId::new(text(cursor, &child)?.into_owned())?);
+                }
+                b"UploadedBytes" => {
+                    once(&stats.uploaded_bytes, "UploadedBytes")?;
+                    stats.uploaded_bytes =
+                        Some(parse_u64("UploadedBytes", &text(cursor, &child)?)?);
+                }
+                b"DownloadedBytes" => {
+                    once(&stats.downloaded_bytes, "DownloadedBytes")?;
+                    stats.downloaded_bytes =
+                        Some(parse_u64("DownloadedBytes", &text(cursor, &child)?)?);
+                }
+                b"AvailBandwidth" => {
+                    once(&stats.available_bandwidth, "AvailBandwidth")?;
+                    stats.available_bandwidth =
+                        Some(parse_u64("AvailBandwidth", &text(cursor, &child)?)?);
+                }
+                _ => cursor.skip(&child)?,
+            }
+        }
+    }
+    if stats.swarm_id.is_none() {
+        return Err(missing("StreamStatsReport/SwarmID"));
+    }
+    Ok(stats)
+}
+
+fn clip<'i>(cursor: &mut Cursor<'i, '_>, open: &Open<'i>) -> Result<Clip, DecodeError> {
+    let mut name = None;
+    let mut kind = None;
+    let mut index = None;
+    let mut segments = None;
+    if !open.empty {
+        while let Next::Child(child) = cursor.next()? {
+            match child.local() {
+                b"Name" => {
+                    once(&name, "Clip/Name")?;
+                    name = Some(text(cursor, &child)?.into_owned());
+                }
+                b"Type" => {
+                    once(&kind, "Clip/Type")?;
+                    kind = Some(parse_media("Clip/Type", &text(cursor, &child)?)?);
+                }
+                b"ChunkSegmentIndex" => {
+                    once(&index, "ChunkSegmentIndex")?;
+                    index = Some(parse_u64("ChunkSegmentIndex", &text(cursor, &child)?)?);
+                }
+                b"ChunkSegments" => {
+                    once(&segments, "ChunkSegments")?;
+                    segments = Some(chunk_segments(cursor, &child)?);
+                }
+                _ => cursor.skip(&child)?,
+            }
+        }
+    }
+    Ok(Clip {
+        name: name.ok_or_else(|| missing("Clip/Name"))?,
+        kind,
+        chunk_segment_index: index,
+        segments,
+    })
+}
+
+fn chunk_segments<'i>(
+    cursor: &mut Cursor<'i, '_>,
+    open: &Open<'i>,
+) -> Result<ChunkSegments, DecodeError> {
+    let limits = cursor.limits();
+    let mut media = None;
+    cursor.attributes(open, |name, value| {
+        if name == b"type" {
+            media = Some(parse_media("ChunkSegments@type", &trim(value))?);
+        }
+        Ok(())
+    })?;
+    let media = media.ok_or_else(|| missing("ChunkSegments@type"))?;
+    let mut segments = Vec::new();
+    if !open.empty {
+        while let Next::Child(child) = cursor.next()? {
+            if child.local() == b"Segment" {
+                room(segments.len(), "Segment", limits)?;
+                segments.push(segment(cursor, &child)?);
+            } else {
+                cursor.skip(&child)?;
+            }
+        }
+    }
+    if segments.is_empty() {
+        return Err(missing("Segment"));
+    }
+    Ok(ChunkSegments { media, segments })
+}
+
+fn segment<'i>(cursor: &mut Cursor<'i, '_>, open: &Open<'i>) -> Result<Segment, DecodeError> {
+    let limits = cursor.limits();
+    let (mut from, mut to, mut levels, mut chunks, mut bits) = (None, None, None, None, None);
+    cursor.attributes(open, |name, value| {
+        let value = trim(value);
+        match name {
+            b"from" => from = Some(parse_u64("Segment@from", &value)?),
+            b"to" => to = Some(parse_u64("Segment@to", &value)?),
+            b"levels" => levels = Some(parse_positive_u32("Segment@levels", &value)?),
+            b"chunks" => match parse_u64("Segment@chunks", &value)? {
+                0 => return Err(invalid("Segment@chunks", "must be at least 1")),
+                n => chunks = Some(n),
+            },
+            // `bitmapSize` is cruz-01's spelling of the same attribute.
+            b"bitmapsize" | b"bitmapSize" => {
+                once(&bits, "Segment@bitmapsize")?;
+                bits = Some(parse_u64("Segment@bitmapsize", &value)?);
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if let (Some(from), Some(to)) = (from, to)
+        && to < from
+    {
+        return Err(invalid("Segment@to", "must not be less than from"));
+    }
+    // Refuse an oversized map before its text is even read.
+    if bits.is_some_and(|b| b > limits.max_bitmap_bits) {
+        return Err(DecodeErrorKind::ChunkMap("more bits than the limit").into());
+    }
+    let bitmap = text(cursor, open)?;
+    let map = if bits.is_some() || !bitmap.is_empty() {
+        let from = from.ok_or_else(|| missing("Segment@from"))?;
+        let to = to.ok_or_else(|| missing("Segment@to"))?;
+        let span = (to - from)
+            .checked_add(1)
+            .ok_or(DecodeErrorKind::ChunkMap("range too large"))?;
+        if bits.is_some_and(|b| b != span) {
+            return Err(DecodeErrorKind::ChunkMap("bitmapsize is not to - from + 1").into());
+        }
+        if span > limits.max_bitmap_bits {
+            return Err(DecodeErrorKind::ChunkMap("more bits than the limit").into());
+        }
+        Some(ChunkMap::from_base64(
+            from,
+            span,
+            &bitmap,
+            limits.max_bitmap_bits,
+        )?)
+    } else {
+        None
+    };
+    Ok(Segment {
+        from,
+        to,
+        levels,
+        chunks,
+        map,
+    })
+}
+
+fn peer_info_list<'i>(
+    cursor: &mut Cursor<'i, '_>,
+    open: &Open<'i>,
+    limits: &Limits,
+) -> Result<Vec<PeerInfo>, DecodeError> {
+    let mut out = Vec::new();
+    if open.empty {
+        return Ok(out);
+    }
+    while let Next::Child(child) = cursor.next()? {
+        if child.local() == b"PeerInfo" {
+            room(out.len(), "PeerInfo", limits)?;
+            out.push(peer_info(cursor, &child)?);
+        } else {
+            cursor.skip(&child)?;
+        }
+    }
+    Ok(out)
+}
+
+fn peer_info<'i>(cursor: &mut Cursor<'i, '_>, open: &Open<'i>) -> Result<PeerInfo, DecodeError> {
+    let mut peer_id = None;
+    let mut mode = None;
+    let mut addresses = None;
+    let mut location = None;
+    let mut connection_type = None;
+    let mut rank_cost = None;
+    if !open.empty {
+        while let Next::Child(child) = cursor.next()? {
+            match child.local() {
+                b"PeerID" => {
+                    once(&peer_id, "PeerInfo/PeerID")?;
+                    peer_id = Some(PeerId::new(text(cursor, &child)?.into_owned())?);
+                }
+                // The draft's schema calls it PeerType, its examples PeerMode.
+                b"PeerMode" | b"PeerType" => {
+                    once(&mode, "PeerInfo/PeerMode")?;
+                    mode = Some(parse_peer_mode(
+                        "PeerInfo/PeerMode",
+                        &text(cursor, &child)?,
+                    )?);
+                }
+                b"PeerAddresses" => {
+                    once(&addresses, "PeerInfo/PeerAddresses")?;
+                    addresses = Some(peer_addresses(cursor, &child)?);
+                }
+                b"PeerLocation" => {
+                    once(&location, "PeerLocation")?;
+                    location = Some(text(cursor, &child)?.into_owned());
+                }
+                b"ConnectionType" => {
+                    once(&connection_type, "ConnectionType")?;
+                    connection_type = Some(text(cursor, &child)?.into_owned());
+                }
+                b"EndPointRankCost" => {
+                    once(&rank_cost, "EndPointRankCost")?;
+                    let value = text(cursor, &child)?;
+                    rank_cost = Some(
+                        value
+                            .parse::<i64>()
+                            .map_err(|_| invalid("EndPointRankCost", "not a 64-bit integer"))?,
+                    );
+                }
+                _ => cursor.skip(&child)?,
+            }
+        }
+    }
+    Ok(PeerInfo {
+        peer_id: peer_id.ok_or_else(|| missing("PeerInfo/PeerID"))?,
+        mode,
+        addresses: addresses.unwrap_or_default(),
+        location,
+        connection_type,
+        rank_cost,
+    })
+}
+
+/// JOIN and FIND carry the NAT/STUN flags as `Stat` properties; reports there are ignored.
+fn hints(stats: Option<Vec<Stat>>) -> Result<NatHints, DecodeError> {
+    let mut hints = NatHints::default();
+    for stat in stats.unwrap_or_default() {
+        match stat {
+            Stat::Nat(value) => {
+                once(&hints.nat, "Stat NAT")?;
+                hints.nat = Some(value);
+            }
+            Stat::Stun(value) => {
+                once(&hints.stun, "Stat STUN")?;
+                hints.stun = Some(value);
+            }
+            Stat::ChunkMap(_) | Stat::StreamStats(_) => {}
+        }
+    }
+    Ok(hints)
+}
+
+impl Fields {
+    fn into_message(self) -> Result<Message, DecodeError> {
+        match (self.method, self.status) {
+            (Some(_), Some(_)) => Err(DecodeErrorKind::BothDirections.into()),
+            (None, None) => Err(DecodeErrorKind::NoDirection.into()),
+            (Some(method), None) => self.into_request(method).map(Message::Request),
+            (None, Some(status)) => self.into_response(status).map(Message::Response),
+        }
+    }
+
+    fn into_request(self, method: Method) -> Result<Request, DecodeError> {
+        let peer_id = self.peer_id.ok_or_else(|| missing("PeerID"))?;
+        let transaction_id = self
+            .transaction_id
+            .ok_or_else(|| missing("TransactionID"))?;
+        let swarm_id = self.swarm_id;
+        let need_swarm = move || swarm_id.ok_or_else(|| missing("SwarmID"));
+        let body = match method {
+            Method::Connect => {
+                let mechanism = self.mechanism.ok_or_else(|| missing("Auth"))?;
+                if self.credentials.is_none() && CLIENT_FIRST_MECHANISMS.contains(&&*mechanism) {
+                    return Err(missing("Credentials"));
+                }
+                RequestBody::Connect(Connect {
+                    auth: Some(SaslAuth {
+                        mechanism,
+                        credentials: self.credentials,
+                    }),
+                    addresses: self.peer_addresses.unwrap_or_default(),
+                    peer_num: None,
+                    swarm_actions: Vec::new(),
+                })
+            }
+            Method::Disconnect => RequestBody::Disconnect,
+            Method::Join => RequestBody::Join(Join {
+                swarm_id: need_swarm()?,
+                mode: self.peer_mode.ok_or_else(|| missing("PeerMode"))?,
+                hints: hints(self.stats)?,
+                peer_num: self.peer_num,
+                clip: self.clip,
+                // Digest §3.3: a missing ExpireTime means no expiry.
+                expire_time: self.expire_time.unwrap_or(0),
+            }),
+            Method::Leave => RequestBody::Leave(Leave {
+                swarm_id: need_swarm()?,
+            }),
+            Method::Find => RequestBody::Find(Find {
+                swarm_id: need_swarm()?,
+                peer_num: self.peer_num.map(PeerNum::count),
+                hints: hints(self.stats)?,
+                clip: self.clip,
+            }),
+            Method::StatReport => RequestBody::StatReport(StatReport {
+                stats: self.stats.ok_or_else(|| missing("Stats"))?,
+            }),
+            Method::KeepAlive => RequestBody::KeepAlive,
+        };
+        Ok(Request {
+            peer_id,
+            auth_token: self.auth_token,
+            transaction_id,
+            body,
+        })
+    }
+
+    fn into_response(self, status: Status) -> Result<Response, DecodeError> {
+        // Error bodies may lack the ID when the request was unreadable (digest §4.3); a
+        // success always echoes it.
+        if status == Status::Ok && self.transaction_id.is_none() {
+            return Err(missing("TransactionID"));
+        }
+        let swarm_results = match (self.swarm_id, self.peers) {
+            (Some(swarm_id), peers) => vec![SwarmResult {
+                swarm_id,
+                ok: true,
+                peers: peers.unwrap_or_default(),
+            }],
+            (None, Some(_)) => return Err(missing("SwarmID")),
+            (None, None) => Vec::new(),
+        };
+        Ok(Response {
+            status,
+            transaction_id: self.transaction_id,
+            auth_token: self.auth_token,
+            reflexive_addresses: self.reflexive,
+            swarm_results,
+        })
+    }
+}
