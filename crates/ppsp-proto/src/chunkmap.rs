@@ -62,7 +62,9 @@ impl ChunkMap {
     /// [`DecodeErrorKind::ChunkMap`] when the byte count is not `ceil(len / 8)`.
     pub fn from_bytes(first: u64, len: u64, bytes: Vec<u8>) -> Result<Self, DecodeError> {
         if bytes.len() != byte_len(len) {
-            return Err(DecodeErrorKind::ChunkMap("bitmap length does not match bitmapsize").into());
+            return Err(
+                DecodeErrorKind::ChunkMap("bitmap length does not match bitmapsize").into(),
+            );
         }
         if first.checked_add(len).is_none() {
             return Err(DecodeErrorKind::ChunkMap("range overflows").into());
@@ -78,14 +80,21 @@ impl ChunkMap {
     /// # Errors
     /// [`DecodeErrorKind::ChunkMap`] when `len` exceeds `max_bits` or the decoded length does
     /// not match; [`DecodeErrorKind::InvalidBase64`] when the text is not base64.
-    pub fn from_base64(first: u64, len: u64, text: &str, max_bits: u64) -> Result<Self, DecodeError> {
+    pub fn from_base64(
+        first: u64,
+        len: u64,
+        text: &str,
+        max_bits: u64,
+    ) -> Result<Self, DecodeError> {
         if len > max_bits {
             return Err(DecodeErrorKind::ChunkMap("more bits than the limit").into());
         }
         let expected = byte_len(len);
         // Base64 expands 3 bytes into 4 characters; anything much longer cannot match.
         if text.len() > expected.saturating_mul(2).saturating_add(64) {
-            return Err(DecodeErrorKind::ChunkMap("bitmap length does not match bitmapsize").into());
+            return Err(
+                DecodeErrorKind::ChunkMap("bitmap length does not match bitmapsize").into(),
+            );
         }
         let compact: String = text
             .chars()

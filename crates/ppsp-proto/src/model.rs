@@ -743,7 +743,10 @@ mod tests {
     #[test]
     fn status_mappings() {
         for s in Status::ALL {
-            assert_eq!(Status::from_http_code(s.http_code()) == s, s != Status::VersionNotSupported);
+            assert_eq!(
+                Status::from_http_code(s.http_code()) == s,
+                s != Status::VersionNotSupported
+            );
         }
         assert_eq!(Status::ObjectNotFound.json_error_code(), 3);
     }
