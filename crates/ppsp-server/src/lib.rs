@@ -1,1 +1,34 @@
 //! The PPSP tracker's HTTP(S) front end.
+//!
+//! [`Server`] puts a [`ppsp_tracker_core::Tracker`] behind HTTP/1.1 and HTTPS listeners:
+//!
+//! * `POST` on any path is a protocol request. The Content-Type picks the codec:
+//!   `application/ppsp-tracker+json` is RFC 7846 JSON; `application/xml`, `text/xml`, any
+//!   `*/*+xml` or no Content-Type is the XML draft; anything else is answered 415.
+//! * `GET /healthz`, `/metrics` (Prometheus), `/api/stats` (JSON) and `/` (dashboard).
+//! * Request bodies are limited (413), may be gzip-compressed (decompressed size limited
+//!   too) or chunked; answers are gzip-compressed for clients that accept it.
+//! * CONNECT authentication ([`AccountsAuthenticator`]: SASL ANONYMOUS and PLAIN against an
+//!   argon2id [`Accounts`] file) runs on the blocking pool, a bounded number at a time.
+//! * Slow or idle clients are cut off (head, body and idle timeouts) and the number of open
+//!   connections is capped.
+//! * An optional STUN Binding service answers on UDP.
+//!
+//! [`Listeners::bind`] binds the sockets first, so callers learn the real ports before
+//! [`Server::serve`] runs until its shutdown future completes.
+
+mod accounts;
+mod auth;
+pub mod config;
+mod error;
+mod http;
+mod pages;
+mod server;
+mod state;
+pub mod tls;
+
+pub use accounts::Accounts;
+pub use auth::AccountsAuthenticator;
+pub use config::ServerConfig;
+pub use error::ServerError;
+pub use server::{Listeners, Server, serve};

@@ -1,12 +1,79 @@
 //! `ppsp accounts`.
 
+use std::io::BufRead as _;
+use std::path::PathBuf;
+
+use ppsp_server::Accounts;
+
 use crate::CliError;
 
 /// Account management subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub(crate) enum AccountsCommand {}
+pub(crate) enum AccountsCommand {
+    /// Add or replace an account; the password is read from standard input (one line).
+    Add {
+        /// The accounts file (created if missing, rewritten atomically).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// The peer's PeerID, which is also its SASL PLAIN user name.
+        peer_id: String,
+    },
+    /// Remove an account.
+    Remove {
+        /// The accounts file.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// The PeerID to remove.
+        peer_id: String,
+    },
+    /// List the PeerIDs that have accounts.
+    List {
+        /// The accounts file.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+}
 
 /// Runs an accounts subcommand.
 pub(crate) fn run(cmd: AccountsCommand) -> Result<(), CliError> {
-    match cmd {}
+    match cmd {
+        AccountsCommand::Add { file, peer_id } => {
+            let peer_id = ppsp_proto::PeerId::new(peer_id)?;
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let password = line.strip_suffix('\n').unwrap_or(&line);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            if password.is_empty() {
+                return Err(
+                    "empty password: write the password as one line on standard input".into(),
+                );
+            }
+            let mut accounts = Accounts::load_or_empty(&file)?;
+            let replaced = accounts.contains(peer_id.as_str());
+            accounts.set_password(&peer_id, password.as_bytes())?;
+            accounts.save(&file)?;
+            eprintln!(
+                "{} account {peer_id} in {}",
+                if replaced { "replaced" } else { "added" },
+                file.display()
+            );
+            Ok(())
+        }
+        AccountsCommand::Remove { file, peer_id } => {
+            let mut accounts = Accounts::load(&file)?;
+            if !accounts.remove(&peer_id) {
+                return Err(format!("no account {peer_id} in {}", file.display()).into());
+            }
+            accounts.save(&file)?;
+            eprintln!("removed account {peer_id} from {}", file.display());
+            Ok(())
+        }
+        AccountsCommand::List { file } => {
+            let accounts = Accounts::load(&file)?;
+            for peer_id in accounts.peer_ids() {
+                println!("{peer_id}");
+            }
+            Ok(())
+        }
+    }
 }

@@ -1,0 +1,247 @@
+//! The server's [`Authenticator`]: SASL ANONYMOUS and PLAIN against the accounts file.
+
+use std::path::PathBuf;
+use std::sync::RwLock;
+use std::time::SystemTime;
+
+use ppsp_proto::{PeerId, SaslAuth};
+use ppsp_tracker_core::{AuthError, Authenticator};
+
+use crate::accounts::Accounts;
+use crate::config::AuthSection;
+use crate::error::ServerError;
+
+/// Checks CONNECT credentials.
+///
+/// * `ANONYMOUS` (RFC 4505) is accepted when the tracker is open (`allow_anonymous`).
+///   JSON requests carry no SASL data and are treated the same way.
+/// * `PLAIN` (RFC 4616) is checked against the accounts file: the credentials are
+///   `authzid NUL authcid NUL password`; the authcid must have an account whose argon2id hash
+///   matches the password, and the identity (the authzid when given, else the authcid) must
+///   be the request's PeerID. PLAIN is refused over a cleartext channel unless configured.
+///
+/// The accounts file is read again when its modification time changes, so
+/// `ppsp accounts add` takes effect without a restart.
+#[derive(Debug)]
+pub struct AccountsAuthenticator {
+    allow_anonymous: bool,
+    allow_plain_over_cleartext: bool,
+    file: Option<PathBuf>,
+    accounts: RwLock<(Accounts, Option<SystemTime>)>,
+}
+
+impl AccountsAuthenticator {
+    /// Builds the authenticator from the `[auth]` settings, reading the accounts file if one
+    /// is configured.
+    ///
+    /// # Errors
+    /// [`ServerError::Accounts`] when the configured file cannot be read or is malformed.
+    pub fn from_config(auth: &AuthSection) -> Result<Self, ServerError> {
+        let (accounts, modified) = match &auth.accounts_file {
+            Some(path) => (Accounts::load(path)?, modified_time(path)),
+            None => (Accounts::new(), None),
+        };
+        Ok(Self {
+            allow_anonymous: auth.allow_anonymous,
+            allow_plain_over_cleartext: auth.allow_plain_over_cleartext,
+            file: auth.accounts_file.clone(),
+            accounts: RwLock::new((accounts, modified)),
+        })
+    }
+
+    /// Re-reads the accounts file when it changed on disk. A file that became unreadable or
+    /// malformed keeps the previous accounts (and is logged), so a half-edited file never
+    /// locks everyone out.
+    fn refresh(&self) {
+        let Some(path) = &self.file else {
+            return;
+        };
+        let modified = modified_time(path);
+        let stale = self
+            .accounts
+            .read()
+            .map(|guard| guard.1 != modified)
+            .unwrap_or(true);
+        if !stale {
+            return;
+        }
+        match Accounts::load(path) {
+            Ok(accounts) => {
+                tracing::info!("accounts file reloaded: {} accounts", accounts.len());
+                if let Ok(mut guard) = self.accounts.write() {
+                    *guard = (accounts, modified);
+                }
+            }
+            Err(err) => tracing::warn!("keeping previous accounts: {err}"),
+        }
+    }
+
+    fn check_plain(&self, peer_id: &PeerId, credentials: &[u8]) -> Result<(), AuthError> {
+        if self.file.is_none() {
+            return Err(AuthError::UnknownMechanism("PLAIN".to_owned()));
+        }
+        let mut fields = credentials.split(|b| *b == 0);
+        let (Some(authzid), Some(authcid), Some(password), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(AuthError::MalformedCredentials);
+        };
+        let authcid = std::str::from_utf8(authcid).map_err(|_| AuthError::MalformedCredentials)?;
+        let authzid = std::str::from_utf8(authzid).map_err(|_| AuthError::MalformedCredentials)?;
+        if authcid.is_empty() {
+            return Err(AuthError::MalformedCredentials);
+        }
+        // Acting for another identity would need an authorisation table the accounts file
+        // does not have, so the authzid, when present, must be the authcid itself.
+        if !authzid.is_empty() && authzid != authcid {
+            return Err(AuthError::IdentityMismatch);
+        }
+        if authcid != peer_id.as_str() {
+            return Err(AuthError::IdentityMismatch);
+        }
+        self.refresh();
+        let guard = self
+            .accounts
+            .read()
+            .map_err(|_| AuthError::BadCredentials)?;
+        let accounts = &guard.0;
+        let known = accounts.contains(authcid);
+        if accounts.verify(authcid, password) {
+            Ok(())
+        } else if known {
+            Err(AuthError::BadCredentials)
+        } else {
+            Err(AuthError::UnknownAccount)
+        }
+    }
+}
+
+fn modified_time(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl Authenticator for AccountsAuthenticator {
+    fn authenticate(
+        &self,
+        peer_id: &PeerId,
+        auth: Option<&SaslAuth>,
+        secure_channel: bool,
+    ) -> Result<(), AuthError> {
+        let result = match auth {
+            None if self.allow_anonymous => Ok(()),
+            None => Err(AuthError::CredentialsRequired),
+            Some(sasl) if sasl.mechanism.eq_ignore_ascii_case("ANONYMOUS") => {
+                if self.allow_anonymous {
+                    Ok(())
+                } else {
+                    Err(AuthError::UnknownMechanism(sasl.mechanism.clone()))
+                }
+            }
+            Some(sasl) if sasl.mechanism.eq_ignore_ascii_case("PLAIN") => {
+                if !secure_channel && !self.allow_plain_over_cleartext {
+                    Err(AuthError::PlainOverCleartext)
+                } else {
+                    match &sasl.credentials {
+                        Some(credentials) => self.check_plain(peer_id, credentials),
+                        None => Err(AuthError::MalformedCredentials),
+                    }
+                }
+            }
+            Some(sasl) => Err(AuthError::UnknownMechanism(sasl.mechanism.clone())),
+        };
+        // Never log credentials; the PeerID and the reason are enough to investigate.
+        if let Err(err) = &result {
+            tracing::info!("CONNECT refused for {peer_id}: {err}");
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sasl(mechanism: &str, credentials: Option<&[u8]>) -> SaslAuth {
+        SaslAuth {
+            mechanism: mechanism.to_owned(),
+            credentials: credentials.map(<[u8]>::to_vec),
+        }
+    }
+
+    fn authenticator(dir: &std::path::Path, allow_anonymous: bool) -> AccountsAuthenticator {
+        let path = dir.join("accounts");
+        let mut accounts = Accounts::new();
+        accounts
+            .set_password_with(
+                &PeerId::new("alice").expect("id"),
+                b"pw",
+                argon2::Params::new(256, 1, 1, None).expect("params"),
+            )
+            .expect("hash");
+        accounts.save(&path).expect("save");
+        AccountsAuthenticator::from_config(&AuthSection {
+            allow_anonymous,
+            accounts_file: Some(path),
+            allow_plain_over_cleartext: false,
+            loopback_is_secure: true,
+        })
+        .expect("loads")
+    }
+
+    #[test]
+    fn plain_and_anonymous() {
+        let dir = std::env::temp_dir().join(format!("ppsp-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let auth = authenticator(&dir, false);
+        let alice = PeerId::new("alice").expect("id");
+        let bob = PeerId::new("bob").expect("id");
+        let good = sasl("PLAIN", Some(b"\0alice\0pw"));
+        assert_eq!(auth.authenticate(&alice, Some(&good), true), Ok(()));
+        assert_eq!(
+            auth.authenticate(
+                &alice,
+                Some(&sasl("plain", Some(b"alice\0alice\0pw"))),
+                true
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            auth.authenticate(&alice, Some(&good), false),
+            Err(AuthError::PlainOverCleartext)
+        );
+        assert_eq!(
+            auth.authenticate(&alice, Some(&sasl("PLAIN", Some(b"\0alice\0nope"))), true),
+            Err(AuthError::BadCredentials)
+        );
+        assert_eq!(
+            auth.authenticate(&bob, Some(&good), true),
+            Err(AuthError::IdentityMismatch)
+        );
+        assert_eq!(
+            auth.authenticate(&bob, Some(&sasl("PLAIN", Some(b"\0bob\0pw"))), true),
+            Err(AuthError::UnknownAccount)
+        );
+        assert_eq!(
+            auth.authenticate(&alice, Some(&sasl("PLAIN", Some(b"alice-pw"))), true),
+            Err(AuthError::MalformedCredentials)
+        );
+        assert!(
+            auth.authenticate(&alice, Some(&sasl("ANONYMOUS", None)), true)
+                .is_err()
+        );
+        assert_eq!(
+            auth.authenticate(&alice, None, true),
+            Err(AuthError::CredentialsRequired)
+        );
+        let open = authenticator(&dir, true);
+        assert_eq!(
+            open.authenticate(&alice, Some(&sasl("ANONYMOUS", None)), false),
+            Ok(())
+        );
+        assert!(
+            open.authenticate(&alice, Some(&sasl("SECURID", Some(b"x"))), true)
+                .is_err()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,588 @@
+//! One HTTP request in, one HTTP response out.
+//!
+//! [`handle`] routes a request, [`RequestError::into_reply`] is the single place where a
+//! failure becomes an answer, and [`render`] is the single place where an answer becomes an
+//! HTTP response (status line, PPSP body in the request's dialect, `WWW-Authenticate` on 401,
+//! `Retry-After` on 503, gzip).
+
+use std::convert::Infallible;
+use std::io::{Read as _, Write as _};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, StatusCode};
+use ppsp_proto::{DecodeError, RequestBody, Status, TransactionId};
+use ppsp_tracker_core::{Dialect, RequestContext};
+
+use crate::config::{IpNet, JsonErrorHttpStatus};
+use crate::state::{AppState, ConnInfo};
+
+/// The body type of every response.
+pub(crate) type ResponseBody = Full<Bytes>;
+
+/// What the tracker answers, before it is turned into HTTP.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// A PPSP response, encoded in the request's dialect.
+    Ppsp {
+        dialect: Dialect,
+        response: ppsp_proto::Response,
+    },
+    /// Anything else: GET endpoints and HTTP-level errors.
+    Plain {
+        status: StatusCode,
+        content_type: &'static str,
+        body: Bytes,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    },
+}
+
+/// Why a request did not reach the tracker, or failed in it.
+#[derive(Debug)]
+pub(crate) enum RequestError {
+    /// Not POST, and not GET/HEAD on one of the GET endpoints.
+    MethodNotAllowed { allow: &'static str },
+    /// A Content-Type that is neither XML nor PPSP JSON, or a Content-Encoding other than
+    /// gzip or identity.
+    UnsupportedMediaType(&'static str),
+    /// The body (as sent, or once decompressed) is over the limit.
+    PayloadTooLarge,
+    /// The body did not arrive in time.
+    BodyTimeout,
+    /// The body could not be read or decompressed.
+    BadBody(&'static str),
+    /// A GET for a path that has no page.
+    NotFound,
+    /// The codec refused the body.
+    Decode {
+        dialect: Dialect,
+        error: DecodeError,
+    },
+    /// No authentication slot freed up in time.
+    Overloaded {
+        dialect: Dialect,
+        transaction_id: TransactionId,
+    },
+    /// The tracker task failed.
+    Internal {
+        dialect: Dialect,
+        transaction_id: TransactionId,
+    },
+}
+
+const ACCEPT_POST: &str = "application/xml, text/xml, application/ppsp-tracker+json";
+
+impl RequestError {
+    /// The one place where a failure becomes an answer.
+    pub(crate) fn into_reply(self) -> Reply {
+        let plain = |status: StatusCode, headers: Vec<(HeaderName, HeaderValue)>| Reply::Plain {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::from(format!(
+                "{} {}\n",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            )),
+            headers,
+        };
+        match self {
+            Self::MethodNotAllowed { allow } => plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                vec![(header::ALLOW, HeaderValue::from_static(allow))],
+            ),
+            Self::UnsupportedMediaType(what) => {
+                tracing::debug!("415: {what}");
+                plain(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    vec![(
+                        HeaderName::from_static("accept-post"),
+                        HeaderValue::from_static(ACCEPT_POST),
+                    )],
+                )
+            }
+            Self::PayloadTooLarge => plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                vec![(header::CONNECTION, HeaderValue::from_static("close"))],
+            ),
+            Self::BodyTimeout => plain(
+                StatusCode::REQUEST_TIMEOUT,
+                vec![(header::CONNECTION, HeaderValue::from_static("close"))],
+            ),
+            Self::BadBody(why) => {
+                tracing::debug!("400: {why}");
+                plain(StatusCode::BAD_REQUEST, Vec::new())
+            }
+            Self::NotFound => plain(StatusCode::NOT_FOUND, Vec::new()),
+            Self::Decode { dialect, error } => {
+                tracing::debug!("undecodable request: {error}");
+                Reply::Ppsp {
+                    dialect,
+                    response: ppsp_proto::Response::status(error.status(), error.transaction_id),
+                }
+            }
+            Self::Overloaded {
+                dialect,
+                transaction_id,
+            } => Reply::Ppsp {
+                dialect,
+                response: ppsp_proto::Response::status(
+                    Status::TemporarilyOverloaded,
+                    Some(transaction_id),
+                ),
+            },
+            Self::Internal {
+                dialect,
+                transaction_id,
+            } => Reply::Ppsp {
+                dialect,
+                response: ppsp_proto::Response::status(Status::InternalError, Some(transaction_id)),
+            },
+        }
+    }
+}
+
+/// The hyper service function.
+pub(crate) async fn handle(
+    state: Arc<AppState>,
+    conn: Arc<ConnInfo>,
+    request: hyper::Request<Incoming>,
+) -> Result<hyper::Response<ResponseBody>, Infallible> {
+    let gzip_ok = accepts_gzip(request.headers());
+    let reply = route(&state, &conn, request)
+        .await
+        .unwrap_or_else(RequestError::into_reply);
+    Ok(render(&state, reply, gzip_ok))
+}
+
+/// Paths served to GET and HEAD.
+const GET_PATHS: [&str; 4] = ["/", "/healthz", "/metrics", "/api/stats"];
+
+async fn route(
+    state: &AppState,
+    conn: &ConnInfo,
+    request: hyper::Request<Incoming>,
+) -> Result<Reply, RequestError> {
+    let method = request.method();
+    if *method == Method::POST {
+        return ppsp_request(state, conn, request).await;
+    }
+    let path = request.uri().path();
+    let is_get_path = GET_PATHS.contains(&path);
+    if *method == Method::GET || *method == Method::HEAD {
+        return if is_get_path {
+            Ok(crate::pages::get(state, path))
+        } else {
+            Err(RequestError::MethodNotAllowed { allow: "POST" })
+        };
+    }
+    Err(RequestError::MethodNotAllowed {
+        allow: if is_get_path {
+            "GET, HEAD, POST"
+        } else {
+            "POST"
+        },
+    })
+}
+
+/// Which codec a Content-Type selects (RFC 7846 digest §13).
+fn dialect_for(headers: &HeaderMap) -> Result<Dialect, RequestError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(Dialect::Xml);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| RequestError::UnsupportedMediaType("Content-Type is not text"))?;
+    let media = text.split(';').next().unwrap_or("").trim();
+    if media.is_empty() {
+        return Ok(Dialect::Xml);
+    }
+    if media.eq_ignore_ascii_case(ppsp_proto::JSON_MEDIA_TYPE) {
+        return Ok(Dialect::Json);
+    }
+    let is_xml = media.eq_ignore_ascii_case("application/xml")
+        || media.eq_ignore_ascii_case("text/xml")
+        || (media.len() > 4
+            && media.is_char_boundary(media.len() - 4)
+            && media[media.len() - 4..].eq_ignore_ascii_case("+xml")
+            && media.contains('/'));
+    if is_xml {
+        Ok(Dialect::Xml)
+    } else {
+        Err(RequestError::UnsupportedMediaType(
+            "unsupported Content-Type",
+        ))
+    }
+}
+
+async fn ppsp_request(
+    state: &AppState,
+    conn: &ConnInfo,
+    request: hyper::Request<Incoming>,
+) -> Result<Reply, RequestError> {
+    let dialect = dialect_for(request.headers())?;
+    let observed = observed_address(conn.peer, request.headers(), &state.trusted_proxies);
+    let body = read_body(state, request).await?;
+    let decoded = match dialect {
+        Dialect::Xml => ppsp_proto::xml::decode_request(&body, &state.limits),
+        Dialect::Json => ppsp_proto::json::decode_request(&body, &state.limits),
+    }
+    .map_err(|error| RequestError::Decode { dialect, error })?;
+    let context = RequestContext {
+        observed,
+        dialect,
+        secure_channel: conn.secure,
+    };
+    let response = if matches!(decoded.body, RequestBody::Connect(_)) {
+        connect(state, context, decoded).await?
+    } else {
+        state.tracker.handle(Instant::now(), &context, &decoded)
+    };
+    Ok(Reply::Ppsp { dialect, response })
+}
+
+/// CONNECT may check a password hash, which is slow on purpose: it runs on the blocking
+/// pool, a bounded number at a time, and waits at most `connect_queue_timeout` for a slot.
+async fn connect(
+    state: &AppState,
+    context: RequestContext,
+    request: ppsp_proto::Request,
+) -> Result<ppsp_proto::Response, RequestError> {
+    let dialect = context.dialect;
+    let slot = tokio::time::timeout(
+        state.connect_queue_timeout,
+        Arc::clone(&state.connect_slots).acquire_owned(),
+    )
+    .await;
+    let Ok(Ok(slot)) = slot else {
+        tracing::warn!(
+            "CONNECT from {} shed: authentication queue full",
+            context.observed
+        );
+        return Err(RequestError::Overloaded {
+            dialect,
+            transaction_id: request.transaction_id,
+        });
+    };
+    let tracker = Arc::clone(&state.tracker);
+    let transaction_id = request.transaction_id.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let response = tracker.handle(Instant::now(), &context, &request);
+        drop(slot);
+        response
+    });
+    task.await.map_err(|err| {
+        tracing::error!("CONNECT task failed: {err}");
+        RequestError::Internal {
+            dialect,
+            transaction_id,
+        }
+    })
+}
+
+async fn read_body(
+    state: &AppState,
+    request: hyper::Request<Incoming>,
+) -> Result<Bytes, RequestError> {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > state.limits.max_body_bytes as u64) {
+        return Err(RequestError::PayloadTooLarge);
+    }
+    let gzipped = match parts.headers.get(header::CONTENT_ENCODING) {
+        None => false,
+        Some(value) => match value.to_str().map(str::trim) {
+            Ok(v) if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") => true,
+            Ok(v) if v.eq_ignore_ascii_case("identity") || v.is_empty() => false,
+            _ => {
+                return Err(RequestError::UnsupportedMediaType(
+                    "unsupported Content-Encoding",
+                ));
+            }
+        },
+    };
+    let limited = Limited::new(body, state.limits.max_body_bytes);
+    let collected = tokio::time::timeout(state.body_read_timeout, limited.collect())
+        .await
+        .map_err(|_| RequestError::BodyTimeout)?
+        .map_err(|err| {
+            if err.is::<http_body_util::LengthLimitError>() {
+                RequestError::PayloadTooLarge
+            } else {
+                RequestError::BadBody("body could not be read")
+            }
+        })?
+        .to_bytes();
+    if gzipped {
+        gunzip(&collected, state.max_decompressed_bytes)
+    } else {
+        Ok(collected)
+    }
+}
+
+/// Decompresses a gzip body, refusing output over `limit` bytes (no gzip bombs: at most
+/// `limit + 1` bytes are ever produced).
+fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, RequestError> {
+    let decoder = flate2::read::MultiGzDecoder::new(data);
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit));
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| RequestError::BadBody("invalid gzip body"))?;
+    if out.len() > limit {
+        return Err(RequestError::PayloadTooLarge);
+    }
+    Ok(Bytes::from(out))
+}
+
+/// The client address: the socket peer, or the X-Forwarded-For client when the socket peer
+/// is a trusted proxy. The header is read right to left and trusted proxies are skipped; the
+/// first untrusted hop is the client. Entries without a port get port 0.
+pub(crate) fn observed_address(
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> SocketAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if trusted.is_empty() || !is_trusted(peer.ip()) {
+        return peer;
+    }
+    let mut hops: Vec<&str> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        hops.extend(text.split(',').map(str::trim).filter(|h| !h.is_empty()));
+        // A client can prepend any number of entries; only the right end matters, so the
+        // work stays bounded.
+        if hops.len() > 64 {
+            let excess = hops.len() - 64;
+            hops.drain(..excess);
+        }
+    }
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(addr) = parse_hop(hop) else {
+            // Garbage from beyond the last trusted proxy: the nearest trusted hop is all
+            // that is known.
+            return client;
+        };
+        client = addr;
+        if !is_trusted(addr.ip()) {
+            return addr;
+        }
+    }
+    client
+}
+
+fn parse_hop(hop: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = hop.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let bare = hop.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 0))
+}
+
+/// True when Accept-Encoding lists gzip with a non-zero quality.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            if !(coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip")) {
+                return false;
+            }
+            parts.all(|param| {
+                let param = param.trim();
+                match param
+                    .strip_prefix("q=")
+                    .or_else(|| param.strip_prefix("Q="))
+                {
+                    Some(q) => q.trim().parse::<f32>().is_ok_and(|q| q > 0.0),
+                    None => true,
+                }
+            })
+        })
+}
+
+/// The one place where an answer becomes an HTTP response.
+pub(crate) fn render(
+    state: &AppState,
+    reply: Reply,
+    gzip_ok: bool,
+) -> hyper::Response<ResponseBody> {
+    let (status, content_type, body, mut headers) = match reply {
+        Reply::Ppsp { dialect, response } => {
+            let ppsp_status = response.status;
+            let (body, content_type) = match dialect {
+                Dialect::Xml => (
+                    ppsp_proto::xml::encode_response(&response),
+                    ppsp_proto::XML_MEDIA_TYPE,
+                ),
+                Dialect::Json => (
+                    ppsp_proto::json::encode_response(&response),
+                    ppsp_proto::JSON_MEDIA_TYPE,
+                ),
+            };
+            let code = if dialect == Dialect::Json
+                && state.json_error_http_status == JsonErrorHttpStatus::Always200
+            {
+                200
+            } else {
+                ppsp_status.http_code()
+            };
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, content_type, Bytes::from(body), Vec::new())
+        }
+        Reply::Plain {
+            status,
+            content_type,
+            body,
+            headers,
+        } => (status, content_type, body, headers),
+    };
+    if status == StatusCode::UNAUTHORIZED {
+        headers.push((
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("PPSP-SASL"),
+        ));
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.push((
+            header::RETRY_AFTER,
+            HeaderValue::from(state.retry_after_secs),
+        ));
+    }
+    let body = if gzip_ok && body.len() > state.gzip_min_bytes {
+        match gzip(&body) {
+            Some(compressed) => {
+                headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
+                compressed
+            }
+            None => body,
+        }
+    } else {
+        body
+    };
+    state.metrics.count_http_status(status.as_u16());
+    let mut response = hyper::Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let map = response.headers_mut();
+    map.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    map.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    for (name, value) in headers {
+        map.append(name, value);
+    }
+    response
+}
+
+fn gzip(data: &[u8]) -> Option<Bytes> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 3 + 64),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(data).ok()?;
+    encoder.finish().ok().map(Bytes::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn content_type_dispatch() {
+        let dialect = |ct: &'static str| dialect_for(&headers(&[("content-type", ct)]));
+        assert!(matches!(dialect_for(&HeaderMap::new()), Ok(Dialect::Xml)));
+        assert!(matches!(
+            dialect("application/xml; charset=utf-8"),
+            Ok(Dialect::Xml)
+        ));
+        assert!(matches!(dialect("TEXT/XML"), Ok(Dialect::Xml)));
+        assert!(matches!(dialect("application/ppsp+xml"), Ok(Dialect::Xml)));
+        assert!(matches!(
+            dialect("application/ppsp-tracker+json"),
+            Ok(Dialect::Json)
+        ));
+        assert!(dialect("application/json").is_err());
+        assert!(dialect("text/plain").is_err());
+        assert!(dialect("+xml").is_err());
+    }
+
+    #[test]
+    fn gzip_acceptance() {
+        assert!(accepts_gzip(&headers(&[("accept-encoding", "br, gzip")])));
+        assert!(accepts_gzip(&headers(&[("accept-encoding", "gzip;q=0.5")])));
+        assert!(!accepts_gzip(&headers(&[("accept-encoding", "gzip;q=0")])));
+        assert!(!accepts_gzip(&headers(&[("accept-encoding", "deflate")])));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn gzip_bomb_is_cut_off() {
+        let zeros = vec![0u8; 4 * 1024 * 1024];
+        let packed = gzip(&zeros).expect("compresses");
+        assert!(packed.len() < 64 * 1024);
+        assert!(matches!(
+            gunzip(&packed, 1024 * 1024),
+            Err(RequestError::PayloadTooLarge)
+        ));
+        let small = gzip(b"hello").expect("compresses");
+        assert_eq!(
+            gunzip(&small, 1024).expect("fits"),
+            Bytes::from_static(b"hello")
+        );
+        assert!(matches!(
+            gunzip(b"not gzip", 1024),
+            Err(RequestError::BadBody(_))
+        ));
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let proxy: SocketAddr = "10.0.0.1:4000".parse().expect("addr");
+        let stranger: SocketAddr = "198.51.100.9:5000".parse().expect("addr");
+        let trusted = vec![IpNet::parse("10.0.0.0/8").expect("net")];
+        let xff = headers(&[("x-forwarded-for", "203.0.113.5, 10.0.0.7")]);
+        assert_eq!(
+            observed_address(proxy, &xff, &trusted),
+            "203.0.113.5:0".parse::<SocketAddr>().expect("addr")
+        );
+        assert_eq!(observed_address(stranger, &xff, &trusted), stranger);
+        assert_eq!(observed_address(proxy, &xff, &[]), proxy);
+        let with_port = headers(&[("x-forwarded-for", "[2001:db8::5]:7000")]);
+        assert_eq!(
+            observed_address(proxy, &with_port, &trusted),
+            "[2001:db8::5]:7000".parse::<SocketAddr>().expect("addr")
+        );
+        let garbage = headers(&[("x-forwarded-for", "nonsense")]);
+        assert_eq!(observed_address(proxy, &garbage, &trusted), proxy);
+        let spoof = headers(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "203.0.113.5"),
+        ]);
+        assert_eq!(
+            observed_address(proxy, &spoof, &trusted),
+            "203.0.113.5:0".parse::<SocketAddr>().expect("addr")
+        );
+    }
+}

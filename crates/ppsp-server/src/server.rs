@@ -1,0 +1,495 @@
+//! Listeners, connections, the sweep task, the STUN service and graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use ppsp_tracker_core::Tracker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::AccountsAuthenticator;
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::state::{AppState, ConnInfo};
+
+/// Sockets bound before the server runs, so that callers (tests, the binary) know the real
+/// addresses, port 0 included, before serving starts.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// Cleartext HTTP listeners.
+    pub http: Vec<TcpListener>,
+    /// HTTPS listeners.
+    pub https: Vec<TcpListener>,
+    /// The STUN service's UDP socket, when the service is on.
+    pub stun: Option<UdpSocket>,
+}
+
+impl Listeners {
+    /// Binds every listener the configuration names.
+    ///
+    /// # Errors
+    /// [`ServerError::Bind`] for the first address that cannot be bound.
+    pub async fn bind(config: &ServerConfig) -> Result<Self, ServerError> {
+        let mut listeners = Self::default();
+        for addr in &config.server.listen {
+            listeners.http.push(bind_tcp(*addr).await?);
+        }
+        for addr in &config.server.tls_listen {
+            listeners.https.push(bind_tcp(*addr).await?);
+        }
+        if let Some(addr) = config.stun.listen {
+            let socket = UdpSocket::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            listeners.stun = Some(socket);
+        }
+        Ok(listeners)
+    }
+
+    /// The readiness lines: `listening on http://HOST:PORT` per HTTP listener,
+    /// `listening on https://HOST:PORT` per HTTPS listener and `stun on udp://HOST:PORT`.
+    ///
+    /// # Errors
+    /// When a socket's local address cannot be read.
+    pub fn readiness_lines(&self) -> io::Result<Vec<String>> {
+        let mut lines = Vec::new();
+        for listener in &self.http {
+            lines.push(format!("listening on http://{}", listener.local_addr()?));
+        }
+        for listener in &self.https {
+            lines.push(format!("listening on https://{}", listener.local_addr()?));
+        }
+        if let Some(socket) = &self.stun {
+            lines.push(format!("stun on udp://{}", socket.local_addr()?));
+        }
+        Ok(lines)
+    }
+}
+
+async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// A configured tracker server, ready to serve on bound [`Listeners`].
+pub struct Server {
+    config: ServerConfig,
+    tracker: Arc<Tracker>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Checks the configuration, reads the accounts file and the TLS certificate, and
+    /// builds the tracker.
+    ///
+    /// # Errors
+    /// [`ServerError::Config`], [`ServerError::Accounts`] or [`ServerError::Tls`].
+    pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
+        config.validate()?;
+        let authenticator = Arc::new(AccountsAuthenticator::from_config(&config.auth)?);
+        let tracker = Arc::new(Tracker::new(config.core_config(), authenticator));
+        let tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => Some(TlsAcceptor::from(crate::tls::load_server_config(
+                cert, key,
+            )?)),
+            _ => None,
+        };
+        Ok(Self {
+            config,
+            tracker,
+            tls,
+        })
+    }
+
+    /// The tracker behind the server.
+    pub fn tracker(&self) -> &Arc<Tracker> {
+        &self.tracker
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
+    /// finish (at most `shutdown_grace_secs`) and returns.
+    ///
+    /// # Errors
+    /// [`ServerError::Config`] when HTTPS listeners are given but no certificate is
+    /// configured.
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        if !listeners.https.is_empty() && self.tls.is_none() {
+            return Err(ServerError::Config(
+                "HTTPS listeners need tls.cert and tls.key".to_owned(),
+            ));
+        }
+        let config = &self.config.server;
+        let state = Arc::new(AppState::new(&self.config, Arc::clone(&self.tracker)));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let max_connections = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+        let connection_slots = Arc::new(Semaphore::new(max_connections as usize));
+        let settings = Arc::new(ConnSettings {
+            header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+            loopback_is_secure: self.config.auth.loopback_is_secure,
+        });
+
+        let mut tasks = tokio::task::JoinSet::new();
+        let plain = listeners.http.into_iter().map(|l| (l, None));
+        let tls = listeners.https.into_iter().map(|l| (l, self.tls.clone()));
+        for (listener, acceptor) in plain.chain(tls) {
+            tasks.spawn(accept_loop(
+                listener,
+                acceptor,
+                Arc::clone(&state),
+                Arc::clone(&settings),
+                Arc::clone(&connection_slots),
+                stop_rx.clone(),
+            ));
+        }
+        if let Some(socket) = listeners.stun {
+            tasks.spawn(stun_loop(socket, Arc::clone(&state), stop_rx.clone()));
+        }
+        tasks.spawn(sweep_loop(
+            Arc::clone(&state),
+            Duration::from_millis(config.sweep_interval_ms),
+            stop_rx.clone(),
+        ));
+
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        // Every open connection holds one slot; all slots back means all connections done.
+        let grace = Duration::from_secs(config.shutdown_grace_secs);
+        match tokio::time::timeout(grace, connection_slots.acquire_many(max_connections)).await {
+            Ok(_) => tracing::info!("all connections closed"),
+            Err(_) => tracing::warn!(
+                "{} connections still open after {} s, closing them",
+                state.metrics.connections_open.load(Ordering::Relaxed),
+                grace.as_secs()
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Server`] from `config` and serves `listeners` until `shutdown` completes.
+///
+/// # Errors
+/// As [`Server::new`] and [`Server::serve`].
+pub async fn serve(
+    config: ServerConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    Server::new(config)?.serve(listeners, shutdown).await
+}
+
+/// Completes once the stop flag is set (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+struct ConnSettings {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    loopback_is_secure: bool,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: Arc<AppState>,
+    settings: Arc<ConnSettings>,
+    slots: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        // A slot is taken before accepting: when all are in use, new clients wait in the
+        // kernel's accept queue instead of being accepted and starved.
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stopped(&mut stop) => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    tracing::warn!("accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok();
+        let secure = tls.is_some()
+            || (settings.loopback_is_secure && local.is_some_and(|a| a.ip().is_loopback()));
+        let info = Arc::new(ConnInfo { peer, secure });
+        let state = Arc::clone(&state);
+        let settings = Arc::clone(&settings);
+        let tls = tls.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            state
+                .metrics
+                .connections_total
+                .fetch_add(1, Ordering::Relaxed);
+            state
+                .metrics
+                .connections_open
+                .fetch_add(1, Ordering::Relaxed);
+            let activity = Arc::new(Activity::new());
+            let io = Tracked {
+                inner: stream,
+                activity: Arc::clone(&activity),
+            };
+            match tls {
+                None => drive(io, activity, info, &state, &settings, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(settings.header_read_timeout, acceptor.accept(io))
+                        .await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            drive(tls_stream, activity, info, &state, &settings, stop).await;
+                        }
+                        Ok(Err(err)) => tracing::debug!("TLS handshake with {peer} failed: {err}"),
+                        Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
+                    }
+                }
+            }
+            state
+                .metrics
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+/// Serves HTTP/1.1 on one connection until the client closes it, it idles out, or
+/// shutdown completes its in-flight request.
+async fn drive<I>(
+    io: I,
+    activity: Arc<Activity>,
+    info: Arc<ConnInfo>,
+    state: &Arc<AppState>,
+    settings: &ConnSettings,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let busy = Arc::new(AtomicU64::new(0));
+    let service = {
+        let state = Arc::clone(state);
+        let busy = Arc::clone(&busy);
+        service_fn(move |request| {
+            let state = Arc::clone(&state);
+            let info = Arc::clone(&info);
+            let busy = Arc::clone(&busy);
+            async move {
+                busy.fetch_add(1, Ordering::Relaxed);
+                let response = crate::http::handle(state, info, request).await;
+                busy.fetch_sub(1, Ordering::Relaxed);
+                response
+            }
+        })
+    };
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true)
+        .max_buf_size(64 * 1024);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut draining = false;
+    loop {
+        let idle_deadline = activity.last() + settings.idle_timeout;
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!("connection ended: {err}");
+                }
+                return;
+            }
+            _ = stopped(&mut stop), if !draining => {
+                draining = true;
+                // Finishes the request in flight, if any, then closes.
+                connection.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(idle_deadline.into()) => {
+                // Time spent computing an answer is not idleness; only silence on the wire
+                // while no request is being handled is.
+                if busy.load(Ordering::Relaxed) > 0 {
+                    activity.touch();
+                } else if activity.last() + settings.idle_timeout <= Instant::now() {
+                    tracing::debug!("closing idle connection");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Last time a connection moved a byte.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(elapsed, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// A stream that records when it last read or wrote a byte.
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+async fn sweep_loop(state: Arc<AppState>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped(&mut stop) => return,
+        }
+        let report = state.tracker.sweep(Instant::now());
+        if report.sessions_expired > 0 || report.memberships_expired > 0 {
+            tracing::debug!(
+                "sweep: {} sessions and {} memberships expired",
+                report.sessions_expired,
+                report.memberships_expired
+            );
+        }
+        state
+            .metrics
+            .memberships_expired_total
+            .fetch_add(report.memberships_expired as u64, Ordering::Relaxed);
+    }
+}
+
+async fn stun_loop(socket: UdpSocket, state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let (len, from) = tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                Err(err) => {
+                    // ICMP errors from earlier sends surface here on some systems.
+                    tracing::debug!("STUN receive failed: {err}");
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => return,
+        };
+        let Some(request) = buf.get(..len) else {
+            continue;
+        };
+        if let Some(answer) = ppsp_proto::stun::answer(request, from) {
+            match socket.send_to(&answer, from).await {
+                Ok(_) => {
+                    state
+                        .metrics
+                        .stun_answers_total
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => tracing::debug!("STUN answer to {from} failed: {err}"),
+            }
+        }
+    }
+}
