@@ -59,8 +59,6 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use serde_json::{Map, Value};
-
 use crate::error::{DecodeError, DecodeErrorKind, Limits};
 use crate::model::{
     AbilityNat, AddressType, Connect, ConnectionKind, Find, Message, PeerAddress, PeerId, PeerInfo,
@@ -73,7 +71,9 @@ const ROOT: &str = "PPSPTrackerProtocol";
 /// The only protocol version RFC 7846 defines.
 const VERSION: u64 = 1;
 
-type Object = Map<String, Value>;
+mod tree;
+
+use tree::{Node, Object};
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
@@ -161,7 +161,7 @@ enum Direction {
     Neither,
 }
 
-fn direction(object: &Object) -> Direction {
+fn direction(object: &Object<'_>) -> Direction {
     match (
         object.contains_key("request_type"),
         object.contains_key("response_type"),
@@ -176,7 +176,10 @@ fn direction(object: &Object) -> Direction {
 /// Applies the size and depth limits, parses, unwraps the root member and checks the
 /// version. Returns the message object and the transaction ID if it was readable, so that
 /// later errors can carry it.
-fn open(bytes: &[u8], limits: &Limits) -> Result<(Object, Option<TransactionId>), DecodeError> {
+fn open<'b>(
+    bytes: &'b [u8],
+    limits: &Limits,
+) -> Result<(Object<'b>, Option<TransactionId>), DecodeError> {
     if bytes.len() > limits.max_body_bytes {
         return Err(DecodeErrorKind::TooLarge {
             size: bytes.len(),
@@ -185,26 +188,25 @@ fn open(bytes: &[u8], limits: &Limits) -> Result<(Object, Option<TransactionId>)
         .into());
     }
     check_depth(bytes, limits.max_depth)?;
-    let root: Value = serde_json::from_slice(bytes)
+    let root = tree::parse(bytes)
         .map_err(|e| DecodeError::new(DecodeErrorKind::Malformed(e.to_string())))?;
-    let Value::Object(mut root) = root else {
+    let Node::Object(mut root) = root else {
         return Err(DecodeErrorKind::WrongRoot(json_type(&root).to_owned()).into());
     };
     let Some(inner) = root.remove(ROOT) else {
         let found = root
-            .keys()
-            .next()
-            .map_or_else(|| "an empty object".to_owned(), |k| clip_text(k));
+            .first_key()
+            .map_or_else(|| "an empty object".to_owned(), clip_text);
         return Err(DecodeErrorKind::WrongRoot(found).into());
     };
-    let Value::Object(object) = inner else {
+    let Node::Object(object) = inner else {
         return Err(invalid(ROOT, "must be an object"));
     };
     // Read leniently first: a broken transaction ID is reported later, in its turn, but a
     // good one must ride along with every error found from here on.
     let transaction_id = object
         .get("transaction_id")
-        .and_then(Value::as_str)
+        .and_then(Node::as_str)
         .and_then(|s| TransactionId::new(s).ok());
     check_version(&object).map_err(|e| e.with_transaction_id(transaction_id.clone()))?;
     Ok((object, transaction_id))
@@ -243,29 +245,23 @@ fn check_depth(bytes: &[u8], max_depth: usize) -> Result<(), DecodeError> {
     Ok(())
 }
 
-fn check_version(object: &Object) -> Result<(), DecodeError> {
+fn check_version(object: &Object<'_>) -> Result<(), DecodeError> {
     match object.get("version") {
-        Some(Value::Number(number)) => {
-            if let Some(version) = number.as_u64() {
-                if version == VERSION {
-                    Ok(())
-                } else {
-                    Err(DecodeErrorKind::UnsupportedVersion(version.to_string()).into())
-                }
-            } else if let Some(version) = number.as_i64() {
-                Err(DecodeErrorKind::UnsupportedVersion(version.to_string()).into())
-            } else {
-                // 1.0 or 1e0: a JSON number, but not the integer the grammar asks for.
-                Err(DecodeErrorKind::BadVersion.into())
-            }
+        Some(Node::Uint(VERSION)) => Ok(()),
+        Some(Node::Uint(other)) => {
+            Err(DecodeErrorKind::UnsupportedVersion(other.to_string()).into())
         }
+        Some(Node::Int(other)) => {
+            Err(DecodeErrorKind::UnsupportedVersion(other.to_string()).into())
+        }
+        // 1.0 or 1e0 is a JSON number, but not the integer the grammar asks for.
         _ => Err(DecodeErrorKind::BadVersion.into()),
     }
 }
 
-fn parse_request(object: &Object, limits: &Limits) -> Result<Request, DecodeError> {
+fn parse_request(object: &Object<'_>, limits: &Limits) -> Result<Request, DecodeError> {
     let request_type = match object.get("request_type") {
-        Some(Value::String(s)) => s.as_str(),
+        Some(Node::Str(s)) => s.as_ref(),
         Some(_) => return Err(invalid("request_type", "must be a string")),
         None => return Err(DecodeErrorKind::Missing("request_type").into()),
     };
@@ -285,15 +281,15 @@ fn parse_request(object: &Object, limits: &Limits) -> Result<Request, DecodeErro
     })
 }
 
-fn required_transaction_id(object: &Object) -> Result<TransactionId, DecodeError> {
+fn required_transaction_id(object: &Object<'_>) -> Result<TransactionId, DecodeError> {
     match object.get("transaction_id") {
-        Some(Value::String(s)) => TransactionId::new(s.as_str()),
+        Some(Node::Str(s)) => TransactionId::new(s.as_ref()),
         Some(_) => Err(invalid("transaction_id", "must be a string")),
         None => Err(DecodeErrorKind::Missing("transaction_id").into()),
     }
 }
 
-fn parse_connect(object: &Object, limits: &Limits) -> Result<Connect, DecodeError> {
+fn parse_connect(object: &Object<'_>, limits: &Limits) -> Result<Connect, DecodeError> {
     let connect = required_object(object, "connect")?;
     let peer_num = optional(connect, "peer_num")
         .map(parse_peer_num)
@@ -324,7 +320,7 @@ fn parse_connect(object: &Object, limits: &Limits) -> Result<Connect, DecodeErro
     })
 }
 
-fn parse_swarm_action(value: &Value) -> Result<SwarmAction, DecodeError> {
+fn parse_swarm_action(value: &Node<'_>) -> Result<SwarmAction, DecodeError> {
     let object = as_object(value, "swarm_action")?;
     let swarm_id = SwarmId::new(required_str(object, "swarm_id")?)?;
     let action = match required_str(object, "action")? {
@@ -344,7 +340,7 @@ fn parse_swarm_action(value: &Value) -> Result<SwarmAction, DecodeError> {
     })
 }
 
-fn parse_find(object: &Object) -> Result<Find, DecodeError> {
+fn parse_find(object: &Object<'_>) -> Result<Find, DecodeError> {
     // T4: the RFC's FIND example has no `find` wrapper.
     let find = match optional(object, "find") {
         Some(value) => as_object(value, "find")?,
@@ -361,7 +357,7 @@ fn parse_find(object: &Object) -> Result<Find, DecodeError> {
     })
 }
 
-fn parse_peer_num(value: &Value) -> Result<PeerNum, DecodeError> {
+fn parse_peer_num(value: &Node<'_>) -> Result<PeerNum, DecodeError> {
     let object = as_object(value, "peer_num")?;
     let count = match optional(object, "peer_count") {
         Some(v) => u32::try_from(strict_uint(v, "peer_count")?)
@@ -386,7 +382,7 @@ fn parse_peer_num(value: &Value) -> Result<PeerNum, DecodeError> {
     })
 }
 
-fn parse_stat_report(object: &Object, limits: &Limits) -> Result<StatReport, DecodeError> {
+fn parse_stat_report(object: &Object<'_>, limits: &Limits) -> Result<StatReport, DecodeError> {
     // No `stat_report` at all is the RFC's keep-alive.
     let Some(group) = optional(object, "stat_report") else {
         return Ok(StatReport::default());
@@ -410,7 +406,7 @@ fn parse_stat_report(object: &Object, limits: &Limits) -> Result<StatReport, Dec
     Ok(StatReport { stats })
 }
 
-fn parse_stream_stats(value: &Value) -> Result<StreamStats, DecodeError> {
+fn parse_stream_stats(value: &Node<'_>) -> Result<StreamStats, DecodeError> {
     let object = as_object(value, "stat")?;
     Ok(StreamStats {
         swarm_id: Some(SwarmId::new(required_str(object, "swarm_id")?)?),
@@ -421,7 +417,10 @@ fn parse_stream_stats(value: &Value) -> Result<StreamStats, DecodeError> {
     })
 }
 
-fn parse_peer_addr(value: &Value, default_kind: AddressType) -> Result<PeerAddress, DecodeError> {
+fn parse_peer_addr(
+    value: &Node<'_>,
+    default_kind: AddressType,
+) -> Result<PeerAddress, DecodeError> {
     let object = as_object(value, "peer_addr")?;
     let ip_object = required_object(object, "ip_address")?;
     let text = required_str(ip_object, "address")?;
@@ -481,7 +480,7 @@ fn parse_peer_addr(value: &Value, default_kind: AddressType) -> Result<PeerAddre
     })
 }
 
-fn parse_response(object: &Object, limits: &Limits) -> Result<Response, DecodeError> {
+fn parse_response(object: &Object<'_>, limits: &Limits) -> Result<Response, DecodeError> {
     let failed = match optional(object, "response_type") {
         Some(v) => match strict_uint(v, "response_type")? {
             0 => false,
@@ -491,7 +490,7 @@ fn parse_response(object: &Object, limits: &Limits) -> Result<Response, DecodeEr
         None => return Err(DecodeErrorKind::Missing("response_type").into()),
     };
     let code = match optional(object, "error_code") {
-        Some(Value::String(s)) => two_digit_code(s)?,
+        Some(Node::Str(s)) => two_digit_code(s)?,
         Some(v) => strict_uint(v, "error_code")?,
         None => return Err(DecodeErrorKind::Missing("error_code").into()),
     };
@@ -513,8 +512,8 @@ fn parse_response(object: &Object, limits: &Limits) -> Result<Response, DecodeEr
     }
     // A response to a request whose ID was unreadable carries "" (digest §7 decision).
     let transaction_id = match object.get("transaction_id") {
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(TransactionId::new(s.as_str())?),
+        Some(Node::Str(s)) if s.is_empty() => None,
+        Some(Node::Str(s)) => Some(TransactionId::new(s.as_ref())?),
         Some(_) => return Err(invalid("transaction_id", "must be a string")),
         None => return Err(DecodeErrorKind::Missing("transaction_id").into()),
     };
@@ -550,7 +549,7 @@ fn two_digit_code(text: &str) -> Result<u64, DecodeError> {
     }
 }
 
-fn parse_swarm_result(value: &Value, limits: &Limits) -> Result<SwarmResult, DecodeError> {
+fn parse_swarm_result(value: &Node<'_>, limits: &Limits) -> Result<SwarmResult, DecodeError> {
     let object = as_object(value, "swarm_result")?;
     let swarm_id = SwarmId::new(required_str(object, "swarm_id")?)?;
     let ok = match optional(object, "result") {
@@ -579,7 +578,7 @@ fn parse_swarm_result(value: &Value, limits: &Limits) -> Result<SwarmResult, Dec
     })
 }
 
-fn parse_peer_info(value: &Value) -> Result<PeerInfo, DecodeError> {
+fn parse_peer_info(value: &Node<'_>) -> Result<PeerInfo, DecodeError> {
     let object = as_object(value, "peer_info")?;
     let peer_id = PeerId::new(required_str(object, "peer_id")?)?;
     let address = match optional(object, "peer_addr") {
@@ -603,30 +602,36 @@ fn invalid(field: &'static str, reason: &'static str) -> DecodeError {
 }
 
 /// A member's value; an explicit `null` counts as absent.
-fn optional<'a>(object: &'a Object, key: &str) -> Option<&'a Value> {
+fn optional<'a, 'v>(object: &'a Object<'v>, key: &str) -> Option<&'a Node<'v>> {
     object.get(key).filter(|v| !v.is_null())
 }
 
-fn as_object<'a>(value: &'a Value, field: &'static str) -> Result<&'a Object, DecodeError> {
+fn as_object<'a, 'v>(
+    value: &'a Node<'v>,
+    field: &'static str,
+) -> Result<&'a Object<'v>, DecodeError> {
     value
         .as_object()
         .ok_or_else(|| invalid(field, "must be an object"))
 }
 
-fn as_str<'a>(value: &'a Value, field: &'static str) -> Result<&'a str, DecodeError> {
+fn as_str<'a>(value: &'a Node<'_>, field: &'static str) -> Result<&'a str, DecodeError> {
     value
         .as_str()
         .ok_or_else(|| invalid(field, "must be a string"))
 }
 
-fn required_object<'a>(object: &'a Object, key: &'static str) -> Result<&'a Object, DecodeError> {
+fn required_object<'a, 'v>(
+    object: &'a Object<'v>,
+    key: &'static str,
+) -> Result<&'a Object<'v>, DecodeError> {
     match optional(object, key) {
         Some(value) => as_object(value, key),
         None => Err(DecodeErrorKind::Missing(key).into()),
     }
 }
 
-fn required_str<'a>(object: &'a Object, key: &'static str) -> Result<&'a str, DecodeError> {
+fn required_str<'a>(object: &'a Object<'_>, key: &'static str) -> Result<&'a str, DecodeError> {
     match optional(object, key) {
         Some(value) => as_str(value, key),
         None => Err(DecodeErrorKind::Missing(key).into()),
@@ -634,39 +639,45 @@ fn required_str<'a>(object: &'a Object, key: &'static str) -> Result<&'a str, De
 }
 
 /// T1: a list may arrive as a single object.
-fn one_or_many<'a>(
-    value: &'a Value,
+fn one_or_many<'a, 'v>(
+    value: &'a Node<'v>,
     what: &'static str,
     limits: &Limits,
-) -> Result<&'a [Value], DecodeError> {
+) -> Result<&'a [Node<'v>], DecodeError> {
     match value {
-        Value::Array(items) if items.len() > limits.max_list_len => Err(DecodeErrorKind::TooMany {
+        Node::Array(items) if items.len() > limits.max_list_len => Err(DecodeErrorKind::TooMany {
             what,
             limit: limits.max_list_len,
         }
         .into()),
-        Value::Array(items) => Ok(items),
-        Value::Object(_) => Ok(std::slice::from_ref(value)),
+        Node::Array(items) => Ok(items),
+        Node::Object(_) => Ok(std::slice::from_ref(value)),
         _ => Err(invalid(what, "must be an array or an object")),
     }
 }
 
-fn strict_uint(value: &Value, field: &'static str) -> Result<u64, DecodeError> {
+fn strict_uint(value: &Node<'_>, field: &'static str) -> Result<u64, DecodeError> {
     value
         .as_u64()
         .ok_or_else(|| invalid(field, "must be a non-negative integer"))
 }
 
-fn optional_strict_uint(object: &Object, key: &'static str) -> Result<Option<u64>, DecodeError> {
+fn optional_strict_uint(
+    object: &Object<'_>,
+    key: &'static str,
+) -> Result<Option<u64>, DecodeError> {
     optional(object, key)
         .map(|v| strict_uint(v, key))
         .transpose()
 }
 
 /// T2: an integer, or a string of decimal digits.
-fn optional_lenient_uint(object: &Object, key: &'static str) -> Result<Option<u64>, DecodeError> {
+fn optional_lenient_uint(
+    object: &Object<'_>,
+    key: &'static str,
+) -> Result<Option<u64>, DecodeError> {
     match optional(object, key) {
-        Some(Value::String(s)) => {
+        Some(Node::Str(s)) => {
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(invalid(key, "must be a non-negative integer"));
             }
@@ -679,14 +690,14 @@ fn optional_lenient_uint(object: &Object, key: &'static str) -> Result<Option<u6
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
+fn json_type(value: &Node<'_>) -> &'static str {
     match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Node::Null => "null",
+        Node::Bool => "a boolean",
+        Node::Uint(_) | Node::Int(_) | Node::Float => "a number",
+        Node::Str(_) => "a string",
+        Node::Array(_) => "an array",
+        Node::Object(_) => "an object",
     }
 }
 
