@@ -1,8 +1,40 @@
 //! The PPSP peer: talks to trackers, exchanges verified chunks with other peers, and serves
 //! content to a local media player.
+//!
+//! * [`manifest`]: what a swarm carries (VoD manifests, signed live manifests), swarm IDs.
+//! * [`store`]: verified chunk storage.
+//! * [`protocol`], [`server`], [`client`]: the HTTP peer protocol.
+//! * [`picker`]: which chunk to ask for next.
+//! * [`player`]: the local endpoint for a media player.
+//! * [`swarm`]: state shared by the pieces above.
+//! * [`tracker_client`], [`nat`]: the tracker side.
 
+mod body;
+pub mod client;
+pub mod engine;
 pub mod error;
+pub mod manifest;
 pub mod nat;
+pub mod picker;
+pub mod player;
+pub mod protocol;
+pub mod server;
+pub mod store;
+pub mod swarm;
 pub mod tracker_client;
 
 pub use error::Error;
+
+/// A random 64-bit value from the operating system's generator (tie-breaking salts,
+/// PeerIDs, scratch file names).
+pub(crate) fn random_u64() -> u64 {
+    use rand::{Rng as _, SeedableRng as _};
+    rand::rngs::StdRng::from_os_rng().random()
+}
+
+/// A fresh random PeerID: 32 hex digits.
+pub fn random_peer_id() -> ppsp_proto::PeerId {
+    let text = format!("{:016x}{:016x}", random_u64(), random_u64());
+    #[allow(clippy::expect_used)]
+    ppsp_proto::PeerId::new(text).expect("32 hex digits are a valid PeerID")
+}

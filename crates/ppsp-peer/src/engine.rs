@@ -1,0 +1,586 @@
+//! The downloader: keeps a set of peers with their chunk maps, asks them for chunks in the
+//! [`Picker`]'s order, verifies every answer, and drops peers that send corrupt data.
+//!
+//! Peers come from the tracker (JOIN, FIND) and from peers that contact us (they announce
+//! their own endpoint in every request), via [`Swarm::add_peer`]. Chunk maps are fetched
+//! again every [`EngineConfig::map_interval`] until a peer is complete, which is how a leech
+//! learns what other leeches gained.
+//!
+//! Sharing: a chunk that some non-seed peer holds is fetched from a non-seed peer (unless it
+//! is needed for playback right now, or in the endgame), so a seed mostly uploads chunks
+//! nobody else has yet, and leeches exchange the rest among themselves.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ppsp_proto::ChunkMap;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::client::{FetchError, PeerClient};
+use crate::error::Error;
+use crate::manifest::SignedLiveManifest;
+use crate::picker::{Candidate, Picker};
+use crate::store::PutOutcome;
+use crate::swarm::{PeerHint, Swarm};
+
+/// Tuning of the downloader.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Most chunk requests outstanding at once.
+    pub max_in_flight: usize,
+    /// Most requests outstanding to one non-seed peer.
+    pub max_per_peer: u32,
+    /// Most requests outstanding to one seed (complete peer).
+    pub max_per_seed: u32,
+    /// How often a peer's chunk map (and, for live, its manifest) is fetched again.
+    pub map_interval: Duration,
+    /// Chunks after the playback position fetched first, in order.
+    pub playback_window: u64,
+    /// Requests allowed per chunk in the endgame.
+    pub endgame_requests: u32,
+    /// Most peers kept.
+    pub max_peers: usize,
+    /// Consecutive failures after which a peer is forgotten (the tracker may list it again).
+    pub max_failures: u32,
+    /// For live: how many chunks behind the live edge a new viewer starts.
+    pub live_start_behind: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 16,
+            max_per_peer: 4,
+            max_per_seed: 2,
+            map_interval: Duration::from_millis(250),
+            playback_window: 8,
+            endgame_requests: 2,
+            max_peers: 64,
+            max_failures: 6,
+            live_start_behind: 2,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Remote {
+    seed_hint: bool,
+    map: Option<ChunkMap>,
+    complete: bool,
+    map_pending: bool,
+    map_due: Instant,
+    manifest_pending: bool,
+    manifest_due: Instant,
+    in_flight: u32,
+    failures: u32,
+    backoff_until: Instant,
+}
+
+impl Remote {
+    fn new(seed_hint: bool, now: Instant) -> Self {
+        Self {
+            seed_hint,
+            map: None,
+            complete: false,
+            map_pending: false,
+            map_due: now,
+            manifest_pending: false,
+            manifest_due: now,
+            in_flight: 0,
+            failures: 0,
+            backoff_until: now,
+        }
+    }
+
+    fn seedlike(&self) -> bool {
+        self.seed_hint || self.complete
+    }
+
+    fn has(&self, index: u64) -> bool {
+        self.map.as_ref().is_some_and(|m| m.contains(index))
+    }
+
+    fn ready(&self, now: Instant) -> bool {
+        self.backoff_until <= now
+    }
+}
+
+enum Event {
+    Chunk {
+        peer: SocketAddr,
+        index: u64,
+        result: Result<Bytes, FetchError>,
+    },
+    Map {
+        peer: SocketAddr,
+        result: Result<(ChunkMap, bool), FetchError>,
+    },
+    Manifest {
+        peer: SocketAddr,
+        result: Result<Bytes, FetchError>,
+    },
+}
+
+/// Fetches a swarm's chunks from its peers. See the module documentation.
+pub struct Engine {
+    swarm: Arc<Swarm>,
+    client: PeerClient,
+    config: EngineConfig,
+    picker: Picker,
+    peers: HashMap<SocketAddr, Remote>,
+    banned: HashSet<SocketAddr>,
+    own: HashSet<SocketAddr>,
+    requests: HashMap<u64, Vec<(SocketAddr, AbortHandle)>>,
+    tasks: JoinSet<Event>,
+    hints: Option<mpsc::UnboundedReceiver<PeerHint>>,
+    max_chunk: usize,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("swarm", &self.swarm.id())
+            .field("peers", &self.peers.len())
+            .field("banned", &self.banned.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A downloader for `swarm`, never contacting `own` (this peer's own endpoints).
+    pub fn new(
+        swarm: Arc<Swarm>,
+        client: PeerClient,
+        config: EngineConfig,
+        own: impl IntoIterator<Item = SocketAddr>,
+    ) -> Self {
+        let hints = swarm.take_hints();
+        let max_chunk = swarm
+            .store()
+            .vod_manifest()
+            .map_or(crate::manifest::MAX_CHUNK_SIZE, |m| m.chunk_size())
+            as usize;
+        Self {
+            picker: Picker::new(
+                config.playback_window,
+                config.endgame_requests,
+                crate::random_u64(),
+            ),
+            swarm,
+            client,
+            config,
+            peers: HashMap::new(),
+            banned: HashSet::new(),
+            own: own.into_iter().collect(),
+            requests: HashMap::new(),
+            tasks: JoinSet::new(),
+            hints,
+            max_chunk,
+        }
+    }
+
+    fn add_hint(&mut self, hint: PeerHint, now: Instant) {
+        if self.banned.contains(&hint.addr)
+            || self.own.contains(&hint.addr)
+            || hint.addr.port() == 0
+            || hint.addr.ip().is_unspecified()
+        {
+            return;
+        }
+        if let Some(peer) = self.peers.get_mut(&hint.addr) {
+            peer.seed_hint |= hint.seed;
+            return;
+        }
+        if self.peers.len() >= self.config.max_peers {
+            return;
+        }
+        tracing::debug!(peer = %hint.addr, seed = hint.seed, "new peer");
+        self.peers.insert(hint.addr, Remote::new(hint.seed, now));
+        self.swarm.set_peers_known(self.peers.len());
+    }
+
+    /// Runs until a VoD download is complete (returns `Ok`) or `stop` turns true.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a verified chunk cannot be written.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), Error> {
+        let mut hints = self.hints.take();
+        let tick = Duration::from_millis(50).min(self.config.map_interval);
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            if !self.swarm.is_live() && self.swarm.store().is_complete() {
+                self.abort_all();
+                return Ok(());
+            }
+            let now = Instant::now();
+            self.poll_peers(now);
+            self.schedule(now);
+            tokio::select! {
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    if let Ok(event) = joined {
+                        self.on_event(event).await?;
+                    }
+                }
+                Some(hint) = recv_hint(&mut hints) => self.add_hint(hint, Instant::now()),
+                () = self.swarm.priority_changed().notified() => {}
+                () = tokio::time::sleep(tick) => {}
+                changed = stop.changed() => if changed.is_err() { return Ok(()) },
+            }
+            // Take every queued hint at once so a burst of new peers costs one round.
+            while let Some(rx) = hints.as_mut() {
+                match rx.try_recv() {
+                    Ok(hint) => self.add_hint(hint, Instant::now()),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    fn abort_all(&mut self) {
+        self.tasks.abort_all();
+        self.requests.clear();
+    }
+
+    /// Starts chunk-map (and live manifest) fetches that are due.
+    fn poll_peers(&mut self, now: Instant) {
+        let live = self.swarm.is_live();
+        let swarm_id = self.swarm.id().to_owned();
+        for (addr, peer) in &mut self.peers {
+            if !peer.ready(now) {
+                continue;
+            }
+            let map_stale = peer.map.is_none() || !peer.complete || live;
+            if !peer.map_pending && map_stale && peer.map_due <= now {
+                peer.map_pending = true;
+                peer.map_due = now + self.config.map_interval;
+                let client = self.client.clone();
+                let (addr, swarm_id) = (*addr, swarm_id.clone());
+                self.tasks.spawn(async move {
+                    let result = client.chunk_map(addr, &swarm_id).await;
+                    Event::Map { peer: addr, result }
+                });
+            }
+            if live && !peer.manifest_pending && peer.manifest_due <= now {
+                peer.manifest_pending = true;
+                peer.manifest_due = now + self.config.map_interval;
+                let client = self.client.clone();
+                let (addr, swarm_id) = (*addr, swarm_id.clone());
+                self.tasks.spawn(async move {
+                    let result = client.manifest(addr, &swarm_id).await;
+                    Event::Manifest { peer: addr, result }
+                });
+            }
+        }
+    }
+
+    /// The chunks still wanted, with how many usable peers hold each.
+    fn missing(&self, now: Instant) -> (Vec<Candidate>, Option<u64>) {
+        let store = self.swarm.store();
+        let (range, position) = if let Some(manifest) = store.vod_manifest() {
+            ((0, manifest.chunk_count()), self.swarm.position())
+        } else {
+            let Some((edge, _)) = store.live_edge() else {
+                return (Vec::new(), None);
+            };
+            let floor = edge.saturating_sub(crate::store::LIVE_RETENTION);
+            let start = match self.swarm.position() {
+                Some(p) => p,
+                None => {
+                    let p = edge.saturating_sub(self.config.live_start_behind);
+                    self.swarm.set_position(p);
+                    p
+                }
+            };
+            ((start.max(floor), edge), Some(start))
+        };
+        let have = store.chunk_map();
+        let usable: Vec<&Remote> = self
+            .peers
+            .values()
+            .filter(|p| p.map.is_some() && p.ready(now))
+            .collect();
+        let mut out = Vec::new();
+        for index in range.0..range.1 {
+            if have.contains(index) {
+                continue;
+            }
+            let availability = usable.iter().filter(|p| p.has(index)).count() as u32;
+            let in_flight = self.requests.get(&index).map_or(0, |r| r.len() as u32);
+            out.push(Candidate {
+                index,
+                availability,
+                in_flight,
+            });
+        }
+        (out, position)
+    }
+
+    fn in_flight_total(&self) -> usize {
+        self.requests.values().map(Vec::len).sum()
+    }
+
+    fn schedule(&mut self, now: Instant) {
+        if self.in_flight_total() >= self.config.max_in_flight {
+            return;
+        }
+        let (missing, position) = self.missing(now);
+        if missing.is_empty() {
+            return;
+        }
+        let endgame = Picker::is_endgame(&missing);
+        let order = if self.swarm.is_live() {
+            // Live: strictly in playback order from the position.
+            let picker = Picker::new(u64::MAX, self.config.endgame_requests, 0);
+            picker.order(&missing, position)
+        } else {
+            self.picker.order(&missing, position)
+        };
+        for index in order {
+            if self.in_flight_total() >= self.config.max_in_flight {
+                break;
+            }
+            let urgent = position.is_some_and(|p| index >= p && index - p < self.picker.window());
+            if let Some(peer) = self.choose_peer(index, now, endgame || urgent) {
+                self.request(index, peer);
+            }
+        }
+    }
+
+    fn choose_peer(&self, index: u64, now: Instant, seeds_allowed: bool) -> Option<SocketAddr> {
+        let asked: Vec<SocketAddr> = self
+            .requests
+            .get(&index)
+            .map(|r| r.iter().map(|(a, _)| *a).collect())
+            .unwrap_or_default();
+        let holders = self
+            .peers
+            .iter()
+            .filter(|(addr, p)| p.has(index) && p.ready(now) && !asked.contains(addr));
+        // A chunk another leech holds is left to that leech, even when it is busy right
+        // now: the seed's upload goes to chunks nobody else has.
+        let other_holder = self
+            .peers
+            .values()
+            .any(|p| !p.seedlike() && p.has(index) && p.failures == 0);
+        let live = self.swarm.is_live();
+        holders
+            .filter(|(_, p)| {
+                let limit = if p.seedlike() {
+                    self.config.max_per_seed
+                } else {
+                    self.config.max_per_peer
+                };
+                p.in_flight < limit && (live || seeds_allowed || !other_holder || !p.seedlike())
+            })
+            .min_by_key(|(addr, p)| (p.seedlike(), p.in_flight, p.failures, tie(**addr, index)))
+            .map(|(addr, _)| *addr)
+    }
+
+    fn request(&mut self, index: u64, addr: SocketAddr) {
+        let Some(peer) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        peer.in_flight += 1;
+        let client = self.client.clone();
+        let swarm_id = self.swarm.id().to_owned();
+        let max_len = self.max_chunk;
+        let handle = self.tasks.spawn(async move {
+            let result = client.chunk(addr, &swarm_id, index, max_len).await;
+            Event::Chunk {
+                peer: addr,
+                index,
+                result,
+            }
+        });
+        self.requests.entry(index).or_default().push((addr, handle));
+    }
+
+    fn finish_request(&mut self, index: u64, addr: SocketAddr) {
+        if let Some(list) = self.requests.get_mut(&index) {
+            list.retain(|(a, _)| *a != addr);
+            if list.is_empty() {
+                self.requests.remove(&index);
+            }
+        }
+        if let Some(peer) = self.peers.get_mut(&addr) {
+            peer.in_flight = peer.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Cancels the other outstanding requests for a chunk that has arrived (endgame).
+    fn cancel_others(&mut self, index: u64) {
+        for (addr, handle) in self.requests.remove(&index).unwrap_or_default() {
+            handle.abort();
+            if let Some(peer) = self.peers.get_mut(&addr) {
+                peer.in_flight = peer.in_flight.saturating_sub(1);
+            }
+        }
+    }
+
+    fn fail(&mut self, addr: SocketAddr, err: &dyn std::fmt::Display) {
+        let max = self.config.max_failures;
+        let Some(peer) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        peer.failures += 1;
+        let backoff = Duration::from_millis(200 << peer.failures.min(6));
+        peer.backoff_until = Instant::now() + backoff;
+        tracing::debug!(peer = %addr, %err, failures = peer.failures, "peer request failed");
+        if peer.failures >= max {
+            tracing::info!(peer = %addr, "forgetting an unreachable peer");
+            self.forget(addr);
+        }
+    }
+
+    fn forget(&mut self, addr: SocketAddr) {
+        self.peers.remove(&addr);
+        let mut emptied = Vec::new();
+        for (index, list) in &mut self.requests {
+            list.retain(|(a, handle)| {
+                if *a == addr {
+                    handle.abort();
+                    false
+                } else {
+                    true
+                }
+            });
+            if list.is_empty() {
+                emptied.push(*index);
+            }
+        }
+        for index in emptied {
+            self.requests.remove(&index);
+        }
+        self.swarm.set_peers_known(self.peers.len());
+    }
+
+    async fn on_event(&mut self, event: Event) -> Result<(), Error> {
+        match event {
+            Event::Map { peer, result } => {
+                let now = Instant::now();
+                match result {
+                    Ok((map, complete)) => {
+                        if let Some(p) = self.peers.get_mut(&peer) {
+                            p.map_pending = false;
+                            p.map = Some(map);
+                            p.complete = complete;
+                            p.failures = 0;
+                        }
+                    }
+                    Err(FetchError::Busy | FetchError::NotHeld) => {
+                        if let Some(p) = self.peers.get_mut(&peer) {
+                            p.map_pending = false;
+                            p.map_due = now + self.config.map_interval;
+                        }
+                    }
+                    Err(FetchError::Failed(err)) => {
+                        if let Some(p) = self.peers.get_mut(&peer) {
+                            p.map_pending = false;
+                        }
+                        self.fail(peer, &err);
+                    }
+                }
+            }
+            Event::Manifest { peer, result } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.manifest_pending = false;
+                }
+                match result {
+                    Ok(bytes) => match SignedLiveManifest::decode_verified(&bytes, self.swarm.id())
+                    {
+                        Ok(signed) => {
+                            self.swarm.store().offer_live_manifest(signed);
+                        }
+                        Err(err) => {
+                            tracing::warn!(peer = %peer, %err, "dropping a peer that sent a bad live manifest");
+                            self.ban(peer);
+                        }
+                    },
+                    Err(FetchError::Busy | FetchError::NotHeld) => {}
+                    Err(FetchError::Failed(err)) => self.fail(peer, &err),
+                }
+            }
+            Event::Chunk {
+                peer,
+                index,
+                result,
+            } => {
+                self.finish_request(index, peer);
+                match result {
+                    Ok(data) => self.on_chunk(peer, index, data).await?,
+                    Err(FetchError::Busy) => {
+                        if let Some(p) = self.peers.get_mut(&peer) {
+                            p.backoff_until = Instant::now() + Duration::from_millis(100);
+                        }
+                    }
+                    Err(FetchError::NotHeld) => {
+                        // Our copy of its map is stale (or, for live, the chunk aged out).
+                        if let Some(p) = self.peers.get_mut(&peer) {
+                            if let Some(map) = p.map.as_mut() {
+                                map.remove(index);
+                            }
+                            p.complete = false;
+                            p.map_due = Instant::now();
+                        }
+                    }
+                    Err(FetchError::Failed(err)) => self.fail(peer, &err),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_chunk(&mut self, peer: SocketAddr, index: u64, data: Bytes) -> Result<(), Error> {
+        let len = data.len() as u64;
+        match self.swarm.store().put(index, data).await {
+            Ok(PutOutcome::Stored) => {
+                self.swarm.add_downloaded(len);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.failures = 0;
+                }
+                self.cancel_others(index);
+            }
+            Ok(PutOutcome::Duplicate) => self.swarm.add_downloaded(len),
+            Err(Error::CorruptChunk { .. }) => {
+                if self.swarm.store().expected(index).is_none() {
+                    // A live chunk that left the window while it was on its way.
+                    return Ok(());
+                }
+                self.swarm.note_corrupt();
+                tracing::warn!(peer = %peer, index, "dropping a peer that sent a corrupt chunk");
+                self.ban(peer);
+            }
+            Err(err) => return Err(err),
+        }
+        Ok(())
+    }
+
+    fn ban(&mut self, addr: SocketAddr) {
+        if self.banned.insert(addr) {
+            self.swarm.note_banned();
+        }
+        self.forget(addr);
+    }
+}
+
+async fn recv_hint(hints: &mut Option<mpsc::UnboundedReceiver<PeerHint>>) -> Option<PeerHint> {
+    match hints {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A per-(peer, chunk) pseudo-random key, so equal candidates are chosen evenly.
+fn tie(addr: SocketAddr, index: u64) -> u64 {
+    let mut x = index ^ (u64::from(addr.port()) << 32);
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^ (x >> 31)
+}

@@ -1,0 +1,548 @@
+//! Verified chunk storage.
+//!
+//! A [`ChunkStore`] holds the chunks of one swarm. Nothing enters it or leaves it without
+//! being checked against the hash its manifest lists: [`ChunkStore::put`] rejects a chunk
+//! that does not match, and [`ChunkStore::get`] re-checks what it reads back from disk, so a
+//! file changed under a seed is never served.
+//!
+//! Video-on-demand content lives in a file (the published file for a seed, the output file
+//! for a leech). Live content lives in memory, in a window of the newest chunks.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use ppsp_proto::ChunkMap;
+use tokio::sync::watch;
+
+use crate::error::Error;
+use crate::manifest::{LiveChunk, Manifest, SignedLiveManifest, verify_chunk};
+
+/// How many live chunks a peer keeps (and can serve) behind the live edge.
+pub const LIVE_RETENTION: u64 = 256;
+
+/// What [`ChunkStore::put`] did with a chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The chunk verified and is now held.
+    Stored,
+    /// The chunk verified but was already held.
+    Duplicate,
+}
+
+enum Inner {
+    Vod {
+        manifest: Arc<Manifest>,
+        file: Arc<File>,
+        have: ChunkMap,
+    },
+    Live {
+        latest: Option<SignedLiveManifest>,
+        known: BTreeMap<u64, LiveChunk>,
+        data: BTreeMap<u64, Bytes>,
+        ended_at: Option<u64>,
+    },
+}
+
+/// The chunks of one swarm, each verified.
+pub struct ChunkStore {
+    inner: Mutex<Inner>,
+    changed: watch::Sender<u64>,
+    remove_on_drop: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ChunkStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkStore")
+            .field("held", &self.held())
+            .finish()
+    }
+}
+
+impl Drop for ChunkStore {
+    fn drop(&mut self) {
+        if let Some(path) = &self.remove_on_drop {
+            // Best effort: a scratch file left behind is harmless.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(unix)]
+fn write_at(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_read(file, buf, offset)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(windows)]
+fn write_at(file: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
+        buf = &buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+impl ChunkStore {
+    fn with(inner: Inner, remove_on_drop: Option<PathBuf>) -> Self {
+        Self {
+            inner: Mutex::new(inner),
+            changed: watch::Sender::new(0),
+            remove_on_drop,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps inconsistent (every update
+        // is a single insert), so a poisoned lock is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A seed's store: `path` holds the whole content `manifest` describes.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be opened or its length differs.
+    pub fn open_seed(path: &Path, manifest: Arc<Manifest>) -> Result<Self, Error> {
+        let file =
+            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+            .len();
+        if len != manifest.total_length() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is {len} bytes, the manifest says {}",
+                path.display(),
+                manifest.total_length()
+            )));
+        }
+        let have = ChunkMap::full(0, manifest.chunk_count());
+        Ok(Self::with(
+            Inner::Vod {
+                manifest,
+                file: Arc::new(file),
+                have,
+            },
+            None,
+        ))
+    }
+
+    /// A leech's store writing into `path` (created or truncated, then sized to the
+    /// content). With `scratch` the file is deleted when the store is dropped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be created.
+    pub fn create_leech(
+        path: &Path,
+        manifest: Arc<Manifest>,
+        scratch: bool,
+    ) -> Result<Self, Error> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        file.set_len(manifest.total_length())
+            .map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
+        let have = ChunkMap::new(0, manifest.chunk_count());
+        Ok(Self::with(
+            Inner::Vod {
+                manifest,
+                file: Arc::new(file),
+                have,
+            },
+            scratch.then(|| path.to_path_buf()),
+        ))
+    }
+
+    /// A live store (source or leech), empty until manifests and chunks arrive.
+    pub fn live() -> Self {
+        Self::with(
+            Inner::Live {
+                latest: None,
+                known: BTreeMap::new(),
+                data: BTreeMap::new(),
+                ended_at: None,
+            },
+            None,
+        )
+    }
+
+    /// Subscribes to changes (new chunks, new live manifests).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// The VoD manifest, if this is a VoD store.
+    pub fn vod_manifest(&self) -> Option<Arc<Manifest>> {
+        match &*self.lock() {
+            Inner::Vod { manifest, .. } => Some(Arc::clone(manifest)),
+            Inner::Live { .. } => None,
+        }
+    }
+
+    /// The newest verified live manifest, if any.
+    pub fn live_manifest(&self) -> Option<SignedLiveManifest> {
+        match &*self.lock() {
+            Inner::Live { latest, .. } => latest.clone(),
+            Inner::Vod { .. } => None,
+        }
+    }
+
+    /// Accepts a verified live manifest if it is newer than the one held and agrees with
+    /// every chunk hash already known. Returns true when it was taken.
+    pub fn offer_live_manifest(&self, signed: SignedLiveManifest) -> bool {
+        let taken = {
+            let mut inner = self.lock();
+            let Inner::Live {
+                latest,
+                known,
+                data,
+                ended_at,
+            } = &mut *inner
+            else {
+                return false;
+            };
+            let m = signed.manifest();
+            if latest
+                .as_ref()
+                .is_some_and(|l| l.manifest().sequence >= m.sequence)
+            {
+                return false;
+            }
+            // A signed manifest that rewrites history is refused: chunks already known keep
+            // their hash.
+            let conflicts = m
+                .chunks
+                .iter()
+                .enumerate()
+                .any(|(i, c)| known.get(&(m.first + i as u64)).is_some_and(|k| k != c));
+            if conflicts {
+                return false;
+            }
+            for (i, c) in m.chunks.iter().enumerate() {
+                known.insert(m.first + i as u64, *c);
+            }
+            if m.ended {
+                *ended_at = Some(m.end());
+            }
+            let floor = m.end().saturating_sub(LIVE_RETENTION);
+            known.retain(|k, _| *k >= floor);
+            data.retain(|k, _| *k >= floor);
+            *latest = Some(signed);
+            true
+        };
+        if taken {
+            self.bump();
+        }
+        taken
+    }
+
+    /// For live: one past the newest chunk known (the live edge), and whether the stream
+    /// has ended there.
+    pub fn live_edge(&self) -> Option<(u64, bool)> {
+        match &*self.lock() {
+            Inner::Live {
+                latest, ended_at, ..
+            } => latest
+                .as_ref()
+                .map(|l| (l.manifest().end(), ended_at.is_some())),
+            Inner::Vod { .. } => None,
+        }
+    }
+
+    /// Expected length and hash of chunk `index`, when known.
+    pub fn expected(&self, index: u64) -> Option<(u32, [u8; 32])> {
+        match &*self.lock() {
+            Inner::Vod { manifest, .. } => {
+                Some((manifest.chunk_len(index)?, *manifest.hash(index)?))
+            }
+            Inner::Live { known, .. } => known.get(&index).map(|c| (c.len, c.hash)),
+        }
+    }
+
+    /// True when chunk `index` is held.
+    pub fn has(&self, index: u64) -> bool {
+        match &*self.lock() {
+            Inner::Vod { have, .. } => have.contains(index),
+            Inner::Live { data, .. } => data.contains_key(&index),
+        }
+    }
+
+    /// Number of chunks held.
+    pub fn held(&self) -> u64 {
+        match &*self.lock() {
+            Inner::Vod { have, .. } => have.count(),
+            Inner::Live { data, .. } => data.len() as u64,
+        }
+    }
+
+    /// True when a VoD store holds every chunk.
+    pub fn is_complete(&self) -> bool {
+        match &*self.lock() {
+            Inner::Vod { have, .. } => have.is_full(),
+            Inner::Live { .. } => false,
+        }
+    }
+
+    /// The chunks held, as a map. For live it covers the retained window up to the edge.
+    pub fn chunk_map(&self) -> ChunkMap {
+        match &*self.lock() {
+            Inner::Vod { have, .. } => have.clone(),
+            Inner::Live { latest, data, .. } => {
+                let end = latest.as_ref().map_or(0, |l| l.manifest().end());
+                let first = data.keys().next().copied().unwrap_or(end).min(end);
+                let mut map = ChunkMap::new(first, end - first);
+                for k in data.keys() {
+                    map.insert(*k);
+                }
+                map
+            }
+        }
+    }
+
+    /// Verifies `data` against the hash listed for chunk `index` and stores it.
+    ///
+    /// # Errors
+    /// [`Error::CorruptChunk`] when it does not match (or no hash is known for it),
+    /// [`Error::Io`] when writing fails.
+    pub async fn put(&self, index: u64, data: Bytes) -> Result<PutOutcome, Error> {
+        let (expected_len, hash) = self.expected(index).ok_or(Error::CorruptChunk { index })?;
+        if data.len() as u64 != u64::from(expected_len) || !verify_chunk(&hash, &data) {
+            return Err(Error::CorruptChunk { index });
+        }
+        let target = match &*self.lock() {
+            Inner::Vod { have, .. } if have.contains(index) => return Ok(PutOutcome::Duplicate),
+            Inner::Vod { manifest, file, .. } => Some((Arc::clone(file), manifest.offset(index))),
+            Inner::Live { data: held, .. } if held.contains_key(&index) => {
+                return Ok(PutOutcome::Duplicate);
+            }
+            Inner::Live { .. } => None,
+        };
+        if let Some((file, offset)) = target {
+            let chunk = data.clone();
+            tokio::task::spawn_blocking(move || write_at(&file, &chunk, offset))
+                .await
+                .map_err(|e| Error::io("writing a chunk", std::io::Error::other(e)))?
+                .map_err(|e| Error::io("writing a chunk", e))?;
+        }
+        let outcome = match &mut *self.lock() {
+            Inner::Vod { have, .. } => {
+                if have.contains(index) {
+                    PutOutcome::Duplicate
+                } else {
+                    have.insert(index);
+                    PutOutcome::Stored
+                }
+            }
+            Inner::Live {
+                data: held, known, ..
+            } => {
+                // The window may have moved on while the chunk was checked.
+                if !known.contains_key(&index) || held.contains_key(&index) {
+                    PutOutcome::Duplicate
+                } else {
+                    held.insert(index, data);
+                    PutOutcome::Stored
+                }
+            }
+        };
+        if outcome == PutOutcome::Stored {
+            self.bump();
+        }
+        Ok(outcome)
+    }
+
+    /// Reads chunk `index` if it is held, re-checking its hash.
+    ///
+    /// # Errors
+    /// [`Error::CorruptChunk`] when the stored bytes no longer match, [`Error::Io`] when
+    /// reading fails.
+    pub async fn get(&self, index: u64) -> Result<Option<Bytes>, Error> {
+        let (file, offset, len, hash) = match &*self.lock() {
+            Inner::Vod {
+                manifest,
+                file,
+                have,
+            } => {
+                if !have.contains(index) {
+                    return Ok(None);
+                }
+                let (Some(len), Some(hash)) = (manifest.chunk_len(index), manifest.hash(index))
+                else {
+                    return Ok(None);
+                };
+                (Arc::clone(file), manifest.offset(index), len, *hash)
+            }
+            // Live chunks were verified on the way in and never leave memory.
+            Inner::Live { data, .. } => return Ok(data.get(&index).cloned()),
+        };
+        let data = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; len as usize];
+            read_at(&file, &mut buf, offset).map(|()| buf)
+        })
+        .await
+        .map_err(|e| Error::io("reading a chunk", std::io::Error::other(e)))?
+        .map_err(|e| Error::io("reading a chunk", e))?;
+        if !verify_chunk(&hash, &data) {
+            return Err(Error::CorruptChunk { index });
+        }
+        Ok(Some(Bytes::from(data)))
+    }
+
+    /// Adds a chunk produced locally by a live source (its hash is already in the manifest
+    /// offered just before).
+    ///
+    /// # Errors
+    /// As [`ChunkStore::put`].
+    pub async fn put_local(&self, index: u64, data: Bytes) -> Result<PutOutcome, Error> {
+        self.put(index, data).await
+    }
+
+    /// Waits until chunk `index` is held or `deadline` passes; true when held.
+    pub async fn wait_for(&self, index: u64, deadline: tokio::time::Instant) -> bool {
+        let mut rx = self.subscribe();
+        loop {
+            if self.has(index) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return self.has(index),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{LiveManifest, LiveSigner, hash_chunk};
+
+    fn temp_path(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "ppsp-store-{tag}-{}-{}",
+            std::process::id(),
+            crate::random_u64()
+        ))
+    }
+
+    #[tokio::test]
+    async fn leech_store_verifies_and_serves() {
+        let content: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let manifest = Arc::new(
+            Manifest::from_reader("c.bin", 1024, &mut content.as_slice()).expect("manifest"),
+        );
+        let path = temp_path("leech");
+        let store = ChunkStore::create_leech(&path, Arc::clone(&manifest), true).expect("store");
+        let chunk = Bytes::copy_from_slice(&content[1024..2048]);
+        let mut corrupt = chunk.to_vec();
+        corrupt[3] ^= 0x40;
+        assert!(matches!(
+            store.put(1, Bytes::from(corrupt)).await,
+            Err(Error::CorruptChunk { index: 1 })
+        ));
+        assert!(!store.has(1));
+        assert!(store.put(1, chunk.clone()).await.is_ok());
+        assert_eq!(
+            store.put(1, chunk.clone()).await.ok(),
+            Some(PutOutcome::Duplicate)
+        );
+        assert_eq!(store.get(1).await.expect("reads"), Some(chunk));
+        assert_eq!(store.get(2).await.expect("reads"), None);
+        // The wrong chunk under a valid index is refused too.
+        assert!(
+            store
+                .put(4, Bytes::copy_from_slice(&content[0..1024]))
+                .await
+                .is_err()
+        );
+        assert!(store.put(9, Bytes::from_static(b"x")).await.is_err());
+        assert_eq!(store.chunk_map().iter().collect::<Vec<_>>(), vec![1]);
+        drop(store);
+        assert!(!path.exists(), "scratch file removed");
+    }
+
+    #[tokio::test]
+    async fn seed_store_detects_changed_file() {
+        let content = vec![5u8; 3000];
+        let path = temp_path("seed");
+        std::fs::write(&path, &content).expect("write");
+        let manifest =
+            Arc::new(Manifest::from_reader("s", 1024, &mut content.as_slice()).expect("manifest"));
+        let store = ChunkStore::open_seed(&path, manifest).expect("open");
+        assert!(store.is_complete());
+        assert_eq!(
+            store.get(2).await.expect("reads").map(|b| b.len()),
+            Some(3000 - 2048)
+        );
+        let mut changed = content.clone();
+        changed[10] = 6;
+        std::fs::write(&path, &changed).expect("rewrite");
+        assert!(store.get(0).await.is_err());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn live_store_follows_manifests() {
+        let signer = LiveSigner::generate().expect("key");
+        let data = Bytes::from_static(b"live chunk zero");
+        let mut m = LiveManifest {
+            public_key: signer.public_key(),
+            name: "live.ts".into(),
+            chunk_size: 4096,
+            sequence: 1,
+            first: 0,
+            chunks: vec![LiveChunk {
+                len: data.len() as u32,
+                hash: hash_chunk(&data),
+            }],
+            ended: false,
+        };
+        let store = ChunkStore::live();
+        assert!(
+            store.put(0, data.clone()).await.is_err(),
+            "unknown until announced"
+        );
+        assert!(store.offer_live_manifest(signer.sign(&m).expect("sign")));
+        assert!(
+            !store.offer_live_manifest(signer.sign(&m).expect("sign")),
+            "not newer"
+        );
+        assert!(store.put(0, data.clone()).await.is_ok());
+        assert_eq!(store.live_edge(), Some((1, false)));
+        // A newer manifest that changes chunk 0's hash is refused.
+        m.sequence = 2;
+        m.chunks[0].hash = hash_chunk(b"other");
+        assert!(!store.offer_live_manifest(signer.sign(&m).expect("sign")));
+        assert_eq!(store.chunk_map().iter().collect::<Vec<_>>(), vec![0]);
+    }
+}

@@ -1,0 +1,292 @@
+//! The state of one swarm that a peer's server, downloader and player share.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use crate::manifest::{Manifest, guess_content_type};
+use crate::protocol::PeerStats;
+use crate::store::ChunkStore;
+
+/// Most distinct peer addresses remembered from inbound requests.
+const MAX_REMEMBERED_PEERS: usize = 4096;
+const NO_POSITION: u64 = u64::MAX;
+
+/// A candidate peer learnt from the tracker or from an inbound request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerHint {
+    /// Its peer-protocol endpoint.
+    pub addr: SocketAddr,
+    /// True when the tracker lists it as a SEED or LIVESEED.
+    pub seed: bool,
+}
+
+/// Settings of a swarm that are not part of its content.
+#[derive(Clone, Debug)]
+pub struct SwarmOptions {
+    /// Concurrent chunk uploads; further requests are answered 503.
+    pub upload_slots: usize,
+    /// Test hook: flip a byte in every chunk served, to exercise other peers' verification.
+    /// Never set this outside tests.
+    pub corrupt_uploads: bool,
+}
+
+impl Default for SwarmOptions {
+    fn default() -> Self {
+        Self {
+            upload_slots: 8,
+            corrupt_uploads: false,
+        }
+    }
+}
+
+/// One swarm as a peer takes part in it.
+#[derive(Debug)]
+pub struct Swarm {
+    id: String,
+    local_peer_id: String,
+    store: ChunkStore,
+    manifest_bytes: Option<Bytes>,
+    name: String,
+    live: bool,
+    options: SwarmOptions,
+    upload_slots: Arc<Semaphore>,
+    uploaded: AtomicU64,
+    downloaded: AtomicU64,
+    corrupt_received: AtomicU64,
+    banned: AtomicU64,
+    peers_known: AtomicU64,
+    position: AtomicU64,
+    priority_changed: Notify,
+    hints_tx: mpsc::UnboundedSender<PeerHint>,
+    hints_rx: Mutex<Option<mpsc::UnboundedReceiver<PeerHint>>>,
+    seen: Mutex<HashSet<SocketAddr>>,
+}
+
+impl Swarm {
+    fn build(
+        id: String,
+        local_peer_id: &str,
+        store: ChunkStore,
+        manifest_bytes: Option<Bytes>,
+        name: String,
+        live: bool,
+        options: SwarmOptions,
+    ) -> Arc<Self> {
+        let (hints_tx, hints_rx) = mpsc::unbounded_channel();
+        Arc::new(Self {
+            id,
+            local_peer_id: local_peer_id.to_owned(),
+            store,
+            manifest_bytes,
+            name,
+            live,
+            upload_slots: Arc::new(Semaphore::new(options.upload_slots.max(1))),
+            options,
+            uploaded: AtomicU64::new(0),
+            downloaded: AtomicU64::new(0),
+            corrupt_received: AtomicU64::new(0),
+            banned: AtomicU64::new(0),
+            peers_known: AtomicU64::new(0),
+            position: AtomicU64::new(NO_POSITION),
+            priority_changed: Notify::new(),
+            hints_tx,
+            hints_rx: Mutex::new(Some(hints_rx)),
+            seen: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// A video-on-demand swarm described by `manifest`, with chunks in `store`.
+    pub fn vod(
+        local_peer_id: &str,
+        manifest: &Manifest,
+        store: ChunkStore,
+        options: SwarmOptions,
+    ) -> Arc<Self> {
+        let bytes = manifest.encode();
+        Self::build(
+            crate::manifest::swarm_id_of(&bytes),
+            local_peer_id,
+            store,
+            Some(Bytes::from(bytes)),
+            manifest.name().to_owned(),
+            false,
+            options,
+        )
+    }
+
+    /// A live swarm named `id`, whose manifests and chunks arrive in `store`.
+    pub fn live(
+        local_peer_id: &str,
+        id: &str,
+        name: &str,
+        store: ChunkStore,
+        options: SwarmOptions,
+    ) -> Arc<Self> {
+        Self::build(
+            id.to_owned(),
+            local_peer_id,
+            store,
+            None,
+            name.to_owned(),
+            true,
+            options,
+        )
+    }
+
+    /// The swarm ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// This peer's PeerID.
+    pub fn local_peer_id(&self) -> &str {
+        &self.local_peer_id
+    }
+
+    /// The chunks.
+    pub fn store(&self) -> &ChunkStore {
+        &self.store
+    }
+
+    /// True for a live swarm.
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// The manifest document this peer serves to others.
+    pub fn manifest_document(&self) -> Option<Bytes> {
+        if self.live {
+            self.store.live_manifest().map(|m| m.encoded().clone())
+        } else {
+            self.manifest_bytes.clone()
+        }
+    }
+
+    /// Media type for the player endpoint.
+    pub fn content_type(&self) -> &'static str {
+        let guessed = guess_content_type(&self.name);
+        if self.live && guessed == "application/octet-stream" {
+            // Live input is most often an MPEG transport stream from an encoder.
+            "video/mp2t"
+        } else {
+            guessed
+        }
+    }
+
+    pub(crate) fn options(&self) -> &SwarmOptions {
+        &self.options
+    }
+
+    pub(crate) fn upload_slots(&self) -> &Arc<Semaphore> {
+        &self.upload_slots
+    }
+
+    /// Chunk bytes sent to other peers.
+    pub fn uploaded(&self) -> u64 {
+        self.uploaded.load(Ordering::Relaxed)
+    }
+
+    /// Chunk bytes received from other peers.
+    pub fn downloaded(&self) -> u64 {
+        self.downloaded.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_uploaded(&self, n: u64) {
+        self.uploaded.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_downloaded(&self, n: u64) {
+        self.downloaded.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn note_corrupt(&self) {
+        self.corrupt_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn note_banned(&self) {
+        self.banned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_peers_known(&self, n: usize) {
+        self.peers_known.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// Number of peers the downloader currently knows.
+    pub fn peers_known(&self) -> u64 {
+        self.peers_known.load(Ordering::Relaxed)
+    }
+
+    /// Peers dropped for sending corrupt chunks.
+    pub fn peers_banned(&self) -> u64 {
+        self.banned.load(Ordering::Relaxed)
+    }
+
+    /// The playback position (a chunk index), when something is playing.
+    pub fn position(&self) -> Option<u64> {
+        let p = self.position.load(Ordering::Relaxed);
+        (p != NO_POSITION).then_some(p)
+    }
+
+    /// Moves the playback position: the downloader fetches chunks from here on first.
+    pub fn set_position(&self, chunk: u64) {
+        let old = self.position.swap(chunk, Ordering::Relaxed);
+        if old != chunk {
+            self.priority_changed.notify_one();
+        }
+    }
+
+    pub(crate) fn priority_changed(&self) -> &Notify {
+        &self.priority_changed
+    }
+
+    /// Tells the downloader about a peer (from the tracker or from an inbound request).
+    /// Repeated addresses are passed on again only for tracker hints.
+    pub fn add_peer(&self, hint: PeerHint) {
+        let _ = self.hints_tx.send(hint);
+    }
+
+    /// Records a peer that contacted us; passes it on the first time only.
+    pub(crate) fn remember_inbound(&self, addr: SocketAddr) {
+        let fresh = {
+            let mut seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            seen.len() < MAX_REMEMBERED_PEERS && seen.insert(addr)
+        };
+        if fresh {
+            self.add_peer(PeerHint { addr, seed: false });
+        }
+    }
+
+    pub(crate) fn take_hints(&self) -> Option<mpsc::UnboundedReceiver<PeerHint>> {
+        self.hints_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    /// The counters served at `/ppsp/v1/{swarm}/stats`.
+    pub fn stats(&self) -> PeerStats {
+        let total = match self.store.vod_manifest() {
+            Some(m) => m.chunk_count(),
+            None => self.store.live_edge().map_or(0, |(end, _)| end),
+        };
+        PeerStats {
+            peer_id: self.local_peer_id.clone(),
+            swarm_id: self.id.clone(),
+            uploaded_bytes: self.uploaded(),
+            downloaded_bytes: self.downloaded(),
+            chunks_held: self.store.held(),
+            chunks_total: total,
+            peers_known: self.peers_known(),
+            peers_banned: self.peers_banned(),
+            corrupt_chunks: self.corrupt_received.load(Ordering::Relaxed),
+        }
+    }
+}
