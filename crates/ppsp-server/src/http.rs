@@ -78,6 +78,16 @@ pub(crate) enum RequestError {
 const ACCEPT_POST: &str = "application/xml, text/xml, application/ppsp-tracker+json";
 
 impl RequestError {
+    /// The PPSP status of a failure answered with a PPSP body; `None` for plain HTTP errors.
+    fn ppsp_status(&self) -> Option<Status> {
+        match self {
+            Self::Decode { error, .. } => Some(error.status()),
+            Self::Overloaded { .. } => Some(Status::TemporarilyOverloaded),
+            Self::Internal { .. } => Some(Status::InternalError),
+            _ => None,
+        }
+    }
+
     /// The one place where a failure becomes an answer.
     pub(crate) fn into_reply(self) -> Reply {
         let plain = |status: StatusCode, headers: Vec<(HeaderName, HeaderValue)>| Reply::Plain {
@@ -153,9 +163,16 @@ pub(crate) async fn handle(
     request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<ResponseBody>, Infallible> {
     let gzip_ok = accepts_gzip(request.headers());
-    let reply = route(&state, &conn, request)
-        .await
-        .unwrap_or_else(RequestError::into_reply);
+    let reply = match route(&state, &conn, request).await {
+        Ok(reply) => reply,
+        Err(error) => {
+            // The core counts the statuses it answers; these never reached it.
+            if let Some(status) = error.ppsp_status() {
+                state.metrics.count_ppsp_status(status);
+            }
+            error.into_reply()
+        }
+    };
     Ok(render(&state, reply, gzip_ok))
 }
 

@@ -1,5 +1,6 @@
 //! The GET endpoints: `/healthz`, `/metrics`, `/api/stats` and the dashboard at `/`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
@@ -34,7 +35,7 @@ pub(crate) fn get(state: &AppState, path: &str) -> Reply {
         "/api/stats" => Reply::Plain {
             status: StatusCode::OK,
             content_type: "application/json",
-            body: Bytes::from(stats_json(&state.tracker.snapshot())),
+            body: Bytes::from(stats_json(state, &state.tracker.snapshot())),
             headers: no_store(),
         },
         "/" => Reply::Plain {
@@ -83,7 +84,10 @@ pub(crate) fn metrics_text(state: &AppState, snapshot: &Snapshot) -> String {
         "# HELP ppsp_responses_total PPSP responses, by protocol status.\n\
          # TYPE ppsp_responses_total counter"
     );
-    for (status, count) in Status::ALL.iter().zip(snapshot.responses_by_status) {
+    let statuses = state
+        .metrics
+        .ppsp_status_totals(&snapshot.responses_by_status);
+    for (status, count) in Status::ALL.iter().zip(statuses) {
         let _ = writeln!(
             out,
             "ppsp_responses_total{{status=\"{}\"}} {count}",
@@ -171,8 +175,8 @@ fn peer_totals(snapshot: &Snapshot) -> (usize, usize, usize) {
 #[derive(Serialize)]
 struct StatsJson<'a> {
     totals: Totals,
-    requests_by_method: Vec<(&'static str, u64)>,
-    responses_by_status: Vec<(&'static str, u64)>,
+    requests_by_method: BTreeMap<&'static str, u64>,
+    responses_by_status: BTreeMap<&'static str, u64>,
     swarms: Vec<SwarmJson<'a>>,
 }
 
@@ -228,7 +232,7 @@ struct ClipJson<'a> {
 }
 
 /// The `/api/stats` document.
-pub(crate) fn stats_json(snapshot: &Snapshot) -> String {
+pub(crate) fn stats_json(state: &AppState, snapshot: &Snapshot) -> String {
     let (seeds, live_seeds, leeches) = peer_totals(snapshot);
     let doc = StatsJson {
         totals: Totals {
@@ -248,7 +252,11 @@ pub(crate) fn stats_json(snapshot: &Snapshot) -> String {
         responses_by_status: Status::ALL
             .iter()
             .map(|s| status_label(*s))
-            .zip(snapshot.responses_by_status)
+            .zip(
+                state
+                    .metrics
+                    .ppsp_status_totals(&snapshot.responses_by_status),
+            )
             .collect(),
         swarms: snapshot
             .swarms

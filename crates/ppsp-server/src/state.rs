@@ -66,9 +66,31 @@ pub(crate) struct ServerMetrics {
     pub(crate) http_responses_other: AtomicU64,
     pub(crate) memberships_expired_total: AtomicU64,
     pub(crate) stun_answers_total: AtomicU64,
+    /// PPSP statuses answered by the server itself (undecodable requests, load shedding),
+    /// indexed like [`ppsp_proto::Status::ALL`].
+    pub(crate) ppsp_statuses: [AtomicU64; 8],
 }
 
 impl ServerMetrics {
+    pub(crate) fn count_ppsp_status(&self, status: ppsp_proto::Status) {
+        if let Some(counter) = ppsp_proto::Status::ALL
+            .iter()
+            .position(|s| *s == status)
+            .and_then(|index| self.ppsp_statuses.get(index))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Core counts plus the server's own, per status.
+    pub(crate) fn ppsp_status_totals(&self, core: &[u64; 8]) -> [u64; 8] {
+        let mut totals = *core;
+        for (total, own) in totals.iter_mut().zip(&self.ppsp_statuses) {
+            *total += own.load(Ordering::Relaxed);
+        }
+        totals
+    }
+
     pub(crate) fn count_http_status(&self, code: u16) {
         match COUNTED_HTTP_STATUSES.iter().position(|c| *c == code) {
             Some(index) => {

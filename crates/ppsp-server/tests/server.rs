@@ -517,6 +517,10 @@ async fn health_metrics_stats_and_dashboard() {
     .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
 
+    // Undecodable requests never reach the core, yet count as INVALID SYNTAX too.
+    let answer = post_xml(addr, "<PPSPTrackerProtocol").await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+
     let metrics = get(addr, "/metrics").await;
     assert_eq!(metrics.status, StatusCode::OK);
     assert!(
@@ -535,6 +539,7 @@ async fn health_metrics_stats_and_dashboard() {
         "ppsp_peers{mode=\"LEECH\"} 1",
         "ppsp_sessions_expired_total 0",
         "ppsp_memberships_expired_total 0",
+        "ppsp_responses_total{status=\"INVALID SYNTAX\"} 1",
     ] {
         assert!(
             text.lines().any(|l| l == line),
@@ -550,6 +555,8 @@ async fn health_metrics_stats_and_dashboard() {
     let stats: serde_json::Value = serde_json::from_slice(&stats.body()).expect("json");
     assert_eq!(stats["totals"]["sessions"], 2);
     assert_eq!(stats["totals"]["swarms"], 1);
+    assert_eq!(stats["requests_by_method"]["CONNECT"], 2);
+    assert_eq!(stats["responses_by_status"]["INVALID SYNTAX"], 1);
     let swarm = &stats["swarms"][0];
     assert_eq!(swarm["swarm_id"], "movie-1");
     let peers = swarm["peers"].as_array().expect("peers");
