@@ -59,3 +59,31 @@ impl TrackerError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_maps_to_its_status() {
+        let cases = [
+            (TrackerError::InvalidRequest("x"), Status::InvalidSyntax),
+            (TrackerError::TransactionIdReused, Status::InvalidSyntax),
+            (
+                TrackerError::Authentication(AuthError::BadCredentials),
+                Status::AuthenticationRequired,
+            ),
+            (TrackerError::BadToken, Status::AuthenticationRequired),
+            (TrackerError::NotRegistered, Status::MessageForbidden),
+            (TrackerError::DialectMismatch, Status::MessageForbidden),
+            (TrackerError::NotMember, Status::MessageForbidden),
+            (TrackerError::TooManySwarms, Status::MessageForbidden),
+            (TrackerError::NoValidSwarmAction, Status::MessageForbidden),
+            (TrackerError::UnknownSwarm, Status::ObjectNotFound),
+            (TrackerError::NoChunkHolder, Status::ObjectNotFound),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status(), status, "{error}");
+        }
+    }
+}

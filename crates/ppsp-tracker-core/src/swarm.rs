@@ -36,10 +36,11 @@ pub(crate) struct Member {
     pub(crate) joined_at: Instant,
     pub(crate) deadline: Option<Instant>,
     pub(crate) contact: Arc<Contact>,
-    /// The start point declared at JOIN, if any.
-    pub(crate) start: Option<Clip>,
+    /// The start point declared at JOIN, if any. Boxed, like the statistics, to keep the
+    /// member small: selection touches members at random, so their size is cache misses.
+    pub(crate) start: Option<Box<Clip>>,
     pub(crate) chunks: Vec<ClipChunks>,
-    pub(crate) stats: Option<StreamStats>,
+    pub(crate) stats: Option<Box<StreamStats>>,
 }
 
 impl Member {

@@ -572,7 +572,7 @@ impl Tracker {
             joined_at: now,
             deadline,
             contact: Arc::clone(&session.contact),
-            start,
+            start: start.map(Box::new),
             chunks: Vec::new(),
             stats: None,
         });
@@ -908,7 +908,7 @@ impl Tracker {
                             .and_then(|s| s.get_mut(peer_id))
                         {
                             Some(member) => {
-                                member.stats = Some(stats.clone());
+                                member.stats = Some(Box::new(stats.clone()));
                                 true
                             }
                             None => false,
