@@ -37,6 +37,18 @@ pub(crate) struct ChunkScope {
 }
 
 impl ChunkScope {
+    /// Everything from `clip`'s first segment onward: the start point of a JOIN. `None`
+    /// when the clip names no chunk.
+    pub(crate) fn from_start(clip: &Clip) -> Option<Self> {
+        let segments = clip.segments.as_ref()?;
+        let from = segments.segments.iter().filter_map(|s| s.from).min()?;
+        Some(Self {
+            clip: clip.name.clone(),
+            media: Some(segments.media),
+            ranges: vec![(from, u64::MAX)],
+        })
+    }
+
     /// The scope of a FIND `Clip`. Segments give ranges (an open `to` runs to the end); a
     /// lone `ChunkSegmentIndex` is one chunk; a clip with neither means any chunk of it.
     pub(crate) fn from_clip(clip: &Clip) -> Self {
@@ -79,7 +91,10 @@ pub(crate) struct Criteria<'a> {
     pub(crate) requester: &'a PeerId,
     pub(crate) wanted: usize,
     pub(crate) prefer_reachable: bool,
+    /// Only members holding one of these chunks qualify (chunk-scoped FIND).
     pub(crate) scope: Option<&'a ChunkScope>,
+    /// Members holding one of these chunks come first (JOIN with a start point).
+    pub(crate) prefer: Option<&'a ChunkScope>,
 }
 
 /// `count` distinct indices below `n`, in random order.
@@ -121,8 +136,9 @@ fn sample_distinct(n: usize, count: usize, rng: &mut StdRng) -> Vec<usize> {
 }
 
 /// Chooses up to `criteria.wanted` members (indices into `swarm.members`), best first:
-/// LIVESEEDs of a live swarm, then reachable peers when the requester needs them, then a
-/// uniform random sample. Never the requester.
+/// LIVESEEDs of a live swarm, then peers meeting the preferences (reachable when the
+/// requester needs that, holding chunks from its start point), then the others; each
+/// group a uniform random sample. Never the requester.
 pub(crate) fn select(swarm: &Swarm, rng: &mut StdRng, criteria: &Criteria<'_>) -> Vec<usize> {
     let members = &swarm.members;
     let n = members.len();
@@ -148,7 +164,8 @@ pub(crate) fn select(swarm: &Swarm, rng: &mut StdRng, criteria: &Criteria<'_>) -
     if remaining == 0 {
         return out;
     }
-    let filtered = criteria.scope.is_some() || criteria.prefer_reachable;
+    let filtered =
+        criteria.scope.is_some() || criteria.prefer_reachable || criteria.prefer.is_some();
     let probes = if filtered {
         remaining
             .saturating_mul(PROBE_FACTOR)
@@ -159,6 +176,8 @@ pub(crate) fn select(swarm: &Swarm, rng: &mut StdRng, criteria: &Criteria<'_>) -
     };
     let probes = probes.min(n);
 
+    // Members that qualify but miss a preference (reachability, start point), kept to top
+    // up the answer when too few preferred ones turn up.
     let mut unreachable: Vec<usize> = Vec::new();
     let consider = |index: usize, out: &mut Vec<usize>, unreachable: &mut Vec<usize>| {
         let Some(member) = members.get(index) else {
@@ -170,7 +189,9 @@ pub(crate) fn select(swarm: &Swarm, rng: &mut StdRng, criteria: &Criteria<'_>) -
         if criteria.scope.is_some_and(|scope| !scope.admits(member)) {
             return;
         }
-        if criteria.prefer_reachable && !member.contact.reachable() {
+        let preferred = (!criteria.prefer_reachable || member.contact.reachable())
+            && criteria.prefer.is_none_or(|prefer| prefer.admits(member));
+        if !preferred {
             if unreachable.len() < remaining {
                 unreachable.push(index);
             }

@@ -558,6 +558,7 @@ impl Tracker {
         prefer_reachable: bool,
     ) -> Vec<PeerInfo> {
         let generation = self.generation();
+        let prefer = start.as_ref().and_then(ChunkScope::from_start);
         let mut guard = self.swarm_shard(swarm_id);
         let shard = &mut *guard;
         let swarm = shard
@@ -589,6 +590,7 @@ impl Tracker {
             wanted,
             prefer_reachable,
             scope: None,
+            prefer: prefer.as_ref(),
         };
         let peers = select(swarm, &mut shard.rng, &criteria)
             .into_iter()
@@ -842,6 +844,7 @@ impl Tracker {
             wanted,
             prefer_reachable,
             scope: scope.as_ref(),
+            prefer: None,
         };
         let chosen = select(swarm, &mut shard.rng, &criteria);
         if scope.is_some() && wanted > 0 && chosen.is_empty() {

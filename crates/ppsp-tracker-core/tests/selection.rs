@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use common::*;
 use ppsp_tracker_core::Config;
 use ppsp_tracker_core::ppsp_proto::{
-    AddressType, ChunkMap, Clip, Find, MediaType, NatHints, PeerAddress, PeerMode, RequestBody,
-    Stat, StatReport, Status,
+    AddressType, ChunkMap, ChunkSegments, Clip, Find, Join, MediaType, NatHints, PeerAddress,
+    PeerMode, RequestBody, Segment, Stat, StatReport, Status,
 };
 
 #[test]
@@ -374,4 +374,41 @@ fn declared_priorities_order_addresses() {
         .map(|a| a.port)
         .collect();
     assert_eq!(ports, vec![2000, 1000]);
+}
+
+#[test]
+fn join_with_start_point_prefers_holders_and_seeds() {
+    let mut h = Harness::new();
+    let peers = populate(&mut h, "m", 40, "s", PeerMode::Leech);
+    // m3 holds chunks from 100 on; m4 only below the start point.
+    peers[3].call(&mut h, report_body(vec![report(90, 20, &[105])]));
+    peers[4].call(&mut h, report_body(vec![report(0, 20, &[5])]));
+    let mut seed = XmlPeer::direct("seed", "192.0.2.99");
+    seed.connect(&mut h);
+    seed.join(&mut h, "s", PeerMode::Seed);
+    let mut viewer = XmlPeer::direct("viewer", "192.0.2.98");
+    viewer.connect(&mut h);
+    let join = RequestBody::Join(Join {
+        swarm_id: sid("s"),
+        mode: PeerMode::Leech,
+        hints: NatHints::default(),
+        peer_num: Some(5),
+        clip: Some(Clip {
+            name: "clip".into(),
+            kind: None,
+            chunk_segment_index: None,
+            segments: Some(ChunkSegments {
+                media: MediaType::Video,
+                segments: vec![Segment::range(100, None)],
+            }),
+        }),
+        expire_time: 0,
+    });
+    let ids = peer_ids(&viewer.call(&mut h, join));
+    assert_eq!(ids.len(), 5);
+    let firsts: HashSet<_> = ids[..2].iter().cloned().collect();
+    assert_eq!(
+        firsts,
+        [peers[3].id.clone(), seed.id.clone()].into_iter().collect()
+    );
 }
