@@ -1,0 +1,457 @@
+//! The real `ppsp tracker` binary: readiness line, a typical three-peer session over plain
+//! HTTP, SASL PLAIN with an accounts file written by `ppsp accounts add`, `--print-config`,
+//! and a clean exit on SIGTERM.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ppsp_proto::{Response, Status};
+
+/// A spawned tracker, killed (by its own handle) if a test fails before stopping it.
+struct Tracker {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn spawn_tracker(extra: &[&str]) -> Tracker {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ppsp"))
+        .args(["--quiet", "tracker", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn ppsp tracker");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the tracker never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("readiness line within 30 s");
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected readiness line {line:?}"))
+        .parse()
+        .expect("address in readiness line");
+    Tracker { child, addr }
+}
+
+/// One HTTP/1.1 exchange over a fresh connection: (status, headers, body).
+fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/xml; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("receive");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = raw[split + 4..].to_vec();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    (status, head, body)
+}
+
+/// POSTs an XML request and decodes the XML response, checking the HTTP status.
+fn call(addr: SocketAddr, body: &str, expected_http: u16) -> Response {
+    let (status, head, raw) = http(addr, "POST", "/", body);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert_eq!(status, expected_http, "{head}\n{text}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/xml"),
+        "{head}"
+    );
+    ppsp_proto::xml::decode_response(&raw, &ppsp_proto::Limits::default())
+        .unwrap_or_else(|err| panic!("undecodable response ({err}): {text}"))
+}
+
+const HEAD: &str =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PPSPTrackerProtocol version=\"1.0\">";
+const TAIL: &str = "</PPSPTrackerProtocol>";
+
+fn connect_body(peer: &str, txid: u64, port: u16) -> String {
+    format!(
+        "{HEAD}<Method>CONNECT</Method><PeerID>{peer}</PeerID><Auth mechanism=\"ANONYMOUS\"/>\
+         <TransactionID>{txid}</TransactionID><PeerAddresses>\
+         <PeerAddress ip=\"127.0.0.1\" port=\"{port}\" priority=\"2130706431\" type=\"HOST\"/>\
+         </PeerAddresses>{TAIL}"
+    )
+}
+
+fn with_token(method: &str, peer: &str, token: &str, txid: u64, inner: &str) -> String {
+    format!(
+        "{HEAD}<Method>{method}</Method><PeerID>{peer}</PeerID><AuthToken>{token}</AuthToken>\
+         {inner}<TransactionID>{txid}</TransactionID>{TAIL}"
+    )
+}
+
+fn join_inner(swarm: &str, mode: &str) -> String {
+    format!(
+        "<SwarmID>{swarm}</SwarmID><PeerMode>{mode}</PeerMode><PeerNum>20</PeerNum>\
+         <Stats><Stat property=\"STUN\">true</Stat></Stats><ExpireTime>0</ExpireTime>"
+    )
+}
+
+fn find_inner(swarm: &str, scope: Option<(u64, u64)>) -> String {
+    let clip = scope.map_or(String::new(), |(from, to)| {
+        format!(
+            "<Clip><Name>feature</Name><ChunkSegments type=\"video\">\
+             <Segment from=\"{from}\" to=\"{to}\"/></ChunkSegments></Clip>"
+        )
+    });
+    format!("<SwarmID>{swarm}</SwarmID><PeerNum>10</PeerNum>{clip}")
+}
+
+fn report_inner(swarm: &str, bitmap: &str, uploaded: u64, downloaded: u64) -> String {
+    format!(
+        "<Stats><Stat property=\"ChunkMap\"><ChunkMapReport><SwarmID>{swarm}</SwarmID><Clip>\
+         <Name>feature</Name><ChunkSegments type=\"video\">\
+         <Segment from=\"0\" to=\"15\" bitmapsize=\"16\">{bitmap}</Segment></ChunkSegments>\
+         </Clip></ChunkMapReport></Stat><Stat property=\"StreamStats\"><StreamStatsReport>\
+         <SwarmID>{swarm}</SwarmID><UploadedBytes>{uploaded}</UploadedBytes>\
+         <DownloadedBytes>{downloaded}</DownloadedBytes><AvailBandwidth>8000000</AvailBandwidth>\
+         </StreamStatsReport></Stat><Stat property=\"NAT\">false</Stat></Stats>"
+    )
+}
+
+fn listed(response: &Response) -> Vec<String> {
+    let mut ids: Vec<String> = response
+        .swarm_results
+        .first()
+        .map(|r| {
+            r.peers
+                .iter()
+                .map(|p| p.peer_id.as_str().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn txid(response: &Response) -> Option<u64> {
+    response.transaction_id.as_ref().and_then(|t| t.as_u64())
+}
+
+#[test]
+fn typical_session_with_three_peers() {
+    let tracker = spawn_tracker(&[]);
+    let addr = tracker.addr;
+    let swarm = "feature-film-1";
+
+    // CONNECT: every peer gets a token and its observed address.
+    let mut tokens = Vec::new();
+    for (i, peer) in ["seed-1", "leech-1", "leech-2"].iter().enumerate() {
+        let id = 100 + i as u64;
+        let response = call(addr, &connect_body(peer, id, 7000 + i as u16), 200);
+        assert_eq!(response.status, Status::Ok);
+        assert_eq!(txid(&response), Some(id));
+        let reflexive = response
+            .reflexive_addresses
+            .first()
+            .expect("reflexive address");
+        assert_eq!(reflexive.ip.to_string(), "127.0.0.1");
+        tokens.push(response.auth_token.expect("AuthToken").as_str().to_owned());
+    }
+    let [seed, leech1, leech2] = [&tokens[0], &tokens[1], &tokens[2]];
+
+    // JOIN: the seed gets no list; each leech gets the members before it.
+    let response = call(
+        addr,
+        &with_token("JOIN", "seed-1", seed, 200, &join_inner(swarm, "SEED")),
+        200,
+    );
+    assert!(listed(&response).is_empty());
+    assert_eq!(response.swarm_results[0].swarm_id.as_str(), swarm);
+    let response = call(
+        addr,
+        &with_token("JOIN", "leech-1", leech1, 201, &join_inner(swarm, "LEECH")),
+        200,
+    );
+    assert_eq!(listed(&response), vec!["seed-1"]);
+    let response = call(
+        addr,
+        &with_token("JOIN", "leech-2", leech2, 202, &join_inner(swarm, "LEECH")),
+        200,
+    );
+    assert_eq!(listed(&response), vec!["leech-1", "seed-1"]);
+    let seed_info = &response.swarm_results[0]
+        .peers
+        .iter()
+        .find(|p| p.peer_id.as_str() == "seed-1")
+        .expect("seed listed");
+    assert!(seed_info.addresses.iter().any(|a| a.port == 7000));
+
+    // FIND over the whole swarm.
+    let response = call(
+        addr,
+        &with_token("FIND", "leech-2", leech2, 300, &find_inner(swarm, None)),
+        200,
+    );
+    assert_eq!(txid(&response), Some(300));
+    assert_eq!(listed(&response), vec!["leech-1", "seed-1"]);
+
+    // STAT_REPORT with chunk maps: leech-1 holds 0..7 (FF 00), leech-2 holds 8..15 (00 FF).
+    call(
+        addr,
+        &with_token(
+            "STAT_REPORT",
+            "leech-1",
+            leech1,
+            400,
+            &report_inner(swarm, "/wA=", 1000, 5000),
+        ),
+        200,
+    );
+    call(
+        addr,
+        &with_token(
+            "STAT_REPORT",
+            "leech-2",
+            leech2,
+            401,
+            &report_inner(swarm, "AP8=", 2000, 6000),
+        ),
+        200,
+    );
+
+    // Chunk-scoped FIND: only holders of the chunks (and seeds) qualify.
+    let response = call(
+        addr,
+        &with_token(
+            "FIND",
+            "leech-2",
+            leech2,
+            500,
+            &find_inner(swarm, Some((0, 3))),
+        ),
+        200,
+    );
+    assert_eq!(listed(&response), vec!["leech-1", "seed-1"]);
+    let response = call(
+        addr,
+        &with_token(
+            "FIND",
+            "leech-1",
+            leech1,
+            501,
+            &find_inner(swarm, Some((12, 15))),
+        ),
+        200,
+    );
+    assert_eq!(listed(&response), vec!["leech-2", "seed-1"]);
+
+    // The statistics page reflects the reports.
+    let (status, _, body) = http(addr, "GET", "/api/stats", "");
+    assert_eq!(status, 200);
+    let stats = String::from_utf8(body).expect("utf-8");
+    assert!(stats.contains("\"sessions\":3"), "{stats}");
+    assert!(
+        stats.contains("\"peers_by_mode\":{\"SEED\":1,\"LIVESEED\":0,\"LEECH\":2}"),
+        "{stats}"
+    );
+    assert!(stats.contains("\"uploaded_bytes\":2000"), "{stats}");
+
+    // KEEPALIVE.
+    for (i, (peer, token)) in [("seed-1", seed), ("leech-1", leech1), ("leech-2", leech2)]
+        .into_iter()
+        .enumerate()
+    {
+        let response = call(
+            addr,
+            &with_token("KEEPALIVE", peer, token, 600 + i as u64, ""),
+            200,
+        );
+        assert_eq!(txid(&response), Some(600 + i as u64));
+    }
+
+    // LEAVE: leech-1 disappears from lists.
+    call(
+        addr,
+        &with_token(
+            "LEAVE",
+            "leech-1",
+            leech1,
+            700,
+            &format!("<SwarmID>{swarm}</SwarmID>"),
+        ),
+        200,
+    );
+    let response = call(
+        addr,
+        &with_token("FIND", "leech-2", leech2, 701, &find_inner(swarm, None)),
+        200,
+    );
+    assert_eq!(listed(&response), vec!["seed-1"]);
+    // Leaving a swarm that does not exist is 404.
+    let response = call(
+        addr,
+        &with_token(
+            "LEAVE",
+            "leech-1",
+            leech1,
+            702,
+            "<SwarmID>no-such-swarm</SwarmID>",
+        ),
+        404,
+    );
+    assert_eq!(response.status, Status::ObjectNotFound);
+    assert_eq!(txid(&response), Some(702));
+
+    // DISCONNECT everyone; their tokens stop working.
+    for (i, (peer, token)) in [("seed-1", seed), ("leech-1", leech1), ("leech-2", leech2)]
+        .into_iter()
+        .enumerate()
+    {
+        call(
+            addr,
+            &with_token("DISCONNECT", peer, token, 800 + i as u64, ""),
+            200,
+        );
+    }
+    let response = call(
+        addr,
+        &with_token("KEEPALIVE", "leech-2", leech2, 900, ""),
+        401,
+    );
+    assert_eq!(response.status, Status::AuthenticationRequired);
+    let (status, head, _) = http(
+        addr,
+        "POST",
+        "/",
+        &with_token("KEEPALIVE", "seed-1", seed, 901, ""),
+    );
+    assert_eq!(status, 401);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: ppsp-sasl")
+    );
+
+    let (status, _, body) = http(addr, "GET", "/healthz", "");
+    assert_eq!((status, body.as_slice()), (200, b"ok".as_slice()));
+}
+
+fn wait_for_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "tracker did not exit in {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_exits_cleanly() {
+    let mut tracker = spawn_tracker(&[]);
+    // One request first, so the shutdown has a connection history to drain.
+    let (status, _, _) = http(tracker.addr, "GET", "/healthz", "");
+    assert_eq!(status, 200);
+    let pid = tracker.child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let status = wait_for_exit(&mut tracker.child, Duration::from_secs(15));
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn print_config_parses_back_to_the_default() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ppsp"))
+        .args(["tracker", "--print-config"])
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(text.lines().filter(|l| l.starts_with('#')).count() > 30);
+    let parsed = ppsp_server::ServerConfig::from_toml(&text).expect("valid TOML config");
+    assert_eq!(parsed, ppsp_server::ServerConfig::default());
+}
+
+#[test]
+fn accounts_add_then_plain_connect() {
+    let dir = std::env::temp_dir().join(format!("ppsp-tracker-accounts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("accounts");
+    let mut add = Command::new(env!("CARGO_BIN_EXE_ppsp"))
+        .args(["accounts", "add", "--file"])
+        .arg(&file)
+        .arg("656164657221")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn accounts add");
+    add.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret-passw0rd\n")
+        .expect("password");
+    assert!(wait_for_exit(&mut add, Duration::from_secs(30)).success());
+    let stored = std::fs::read_to_string(&file).expect("accounts file");
+    assert!(stored.contains("656164657221 $argon2id$"));
+    assert!(!stored.contains("s3cret"));
+
+    let file_arg = file.to_string_lossy().into_owned();
+    let tracker = spawn_tracker(&["--accounts", &file_arg, "--no-anonymous"]);
+    // The credentials of the project's CONNECT example: base64("\0656164657221\0s3cret-passw0rd").
+    let plain = |txid: u64, credentials: &str| {
+        format!(
+            "{HEAD}<Method>CONNECT</Method><PeerID>656164657221</PeerID>\
+             <Auth mechanism=\"PLAIN\"/><Credentials>{credentials}</Credentials>\
+             <TransactionID>{txid}</TransactionID>{TAIL}"
+        )
+    };
+    let response = call(
+        tracker.addr,
+        &plain(1, "ADY1NjE2NDY1NzIyMQBzM2NyZXQtcGFzc3cwcmQ="),
+        200,
+    );
+    assert!(response.auth_token.is_some());
+    // base64("\0656164657221\0wrong")
+    let response = call(tracker.addr, &plain(2, "ADY1NjE2NDY1NzIyMQB3cm9uZw=="), 401);
+    assert_eq!(response.status, Status::AuthenticationRequired);
+    assert_eq!(txid(&response), Some(2));
+    let response = call(tracker.addr, &connect_body("656164657221", 3, 7000), 401);
+    assert_eq!(response.status, Status::AuthenticationRequired);
+    drop(tracker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
