@@ -9,6 +9,23 @@
 //! A request locks at most its session shard and then one swarm shard at a time (always in
 //! that order), so requests for different swarms do not serialise on one lock. The
 //! [`Authenticator`] is called with no lock held, because checking a password hash is slow.
+//!
+//! # Decisions where the specifications leave room
+//!
+//! * FIND and LEAVE look the swarm up first: an unknown swarm is 404 (JSON: 03), an
+//!   existing swarm the peer is not in is 403 for FIND and 200 for LEAVE.
+//! * A token that does not match, including any XML request for a peer registered over
+//!   JSON (which has no token), is 401. A CONNECT that would switch a live registration to
+//!   the other dialect is 403, as is any JSON request for a peer registered over XML.
+//! * RFC 7846 CONNECT applies LEAVEs before JOINs. From START, any LEAVE makes the whole
+//!   request invalid (Table 6). A JOIN is invalid when the peer is already in the swarm,
+//!   over the swarm limit, or a LEECH already leeching elsewhere. If no action is valid the
+//!   answer is 03 and nothing changes; otherwise each swarm gets its own result.
+//! * Every answer to an authenticated request, errors included, goes into the
+//!   retransmission cache; DISCONNECT and a JSON CONNECT that ends the registration take the
+//!   cache with the session, so their retransmissions are answered from the new state.
+//! * A peer that declares no address is listed at its observed address and port.
+//! * At most [`MAX_DECLARED_ADDRESSES`] declared addresses are kept per peer.
 
 mod auth;
 mod error;
@@ -23,6 +40,7 @@ pub use ppsp_proto;
 pub use auth::{AuthError, Authenticator, OpenAuthenticator};
 pub use error::TrackerError;
 pub use snapshot::{ClipAvailability, PeerSnapshot, Snapshot, SwarmSnapshot};
+pub use session::MAX_DECLARED_ADDRESSES;
 pub use tracker::{SessionState, SweepReport, Tracker};
 
 use std::net::SocketAddr;

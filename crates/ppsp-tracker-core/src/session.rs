@@ -21,7 +21,7 @@ const TOKEN_BYTES: usize = 24;
 
 /// Declared addresses kept per peer. A peer list entry repeats them for every candidate, so
 /// a peer declaring hundreds would bloat every answer it appears in.
-pub(crate) const MAX_DECLARED_ADDRESSES: usize = 8;
+pub const MAX_DECLARED_ADDRESSES: usize = 8;
 
 /// A fresh AuthToken: random bytes from a CSPRNG, base64url without padding.
 pub(crate) fn new_token(rng: &mut StdRng) -> Option<AuthToken> {
