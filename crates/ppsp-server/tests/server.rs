@@ -680,3 +680,129 @@ async fn connect_queue_overflow_is_503_with_retry_after() {
     server.stop().await.expect("clean stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn stun_binding_service_reports_the_source_address() {
+    let mut config = ServerConfig::default();
+    config.stun.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.server.listen = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))];
+    let listeners = ppsp_server::Listeners::bind(&config).await.expect("bind");
+    let lines = listeners.readiness_lines().expect("lines");
+    assert!(lines[0].starts_with("listening on http://127.0.0.1:"));
+    let stun_line = lines.last().expect("stun line");
+    let stun_addr: std::net::SocketAddr = stun_line
+        .strip_prefix("stun on udp://")
+        .expect("stun readiness line")
+        .parse()
+        .expect("address");
+    let http = listeners.http[0].local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(ppsp_server::serve(config, listeners, async move {
+        let _ = stopped.await;
+    }));
+
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp");
+    let transaction = [7u8; 12];
+    client
+        .send_to(&ppsp_proto::stun::binding_request(transaction), stun_addr)
+        .await
+        .expect("send");
+    let mut buf = [0u8; 1024];
+    let (len, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.recv_from(&mut buf),
+    )
+    .await
+    .expect("answer in time")
+    .expect("receive");
+    let mapped =
+        ppsp_proto::stun::parse_binding_response(&buf[..len], &transaction).expect("answer");
+    assert_eq!(mapped, client.local_addr().expect("addr"));
+
+    // Garbage is dropped silently and the service keeps answering.
+    client.send_to(b"not stun", stun_addr).await.expect("send");
+    let metrics = get(http, "/metrics").await.text();
+    assert!(metrics.contains("ppsp_stun_answers_total 1"), "{metrics}");
+
+    let _ = stop.send(());
+    task.await.expect("task").expect("clean stop");
+}
+
+#[tokio::test]
+async fn ipv6_listener_when_available() {
+    // Some sandboxes have no IPv6 loopback; there is nothing to test there.
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        return;
+    }
+    let mut config = ServerConfig::default();
+    config.server.listen = vec!["[::1]:0".parse().expect("addr")];
+    let listeners = ppsp_server::Listeners::bind(&config).await.expect("bind");
+    let addr = listeners.http[0].local_addr().expect("addr");
+    assert!(
+        listeners.readiness_lines().expect("lines")[0].starts_with("listening on http://[::1]:")
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(ppsp_server::serve(config, listeners, async move {
+        let _ = stopped.await;
+    }));
+    let answer = post_xml(addr, connect_anonymous("v6-peer", 1, 7000)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(
+        answer.xml().reflexive_addresses[0].ip,
+        "::1".parse::<std::net::IpAddr>().expect("ip")
+    );
+    let _ = stop.send(());
+    task.await.expect("task").expect("clean stop");
+}
+
+#[tokio::test]
+async fn chunked_bodies_and_keep_alive() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut stream = tokio::net::TcpStream::connect(server.http)
+        .await
+        .expect("connect");
+    let body = connect_anonymous("chunky", 31, 7000);
+    let (first, second) = body.split_at(body.len() / 2);
+    let mut request = String::from(
+        "POST /tracker HTTP/1.1\r\nHost: t\r\nContent-Type: application/xml\r\n\
+         Transfer-Encoding: chunked\r\n\r\n",
+    );
+    for part in [first, second] {
+        request.push_str(&format!("{:x}\r\n{part}\r\n", part.len()));
+    }
+    request.push_str("0\r\n\r\n");
+    // Two requests on one connection: the second only after the first answer.
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("</PPSPTrackerProtocol>") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        assert!(n > 0, "closed early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("<TransactionID>31</TransactionID>"));
+
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("write");
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"ok") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        assert!(n > 0, "keep-alive connection closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200 OK"));
+    server.stop().await.expect("clean stop");
+}
