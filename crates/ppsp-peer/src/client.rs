@@ -29,6 +29,17 @@ pub enum FetchError {
     Failed(#[from] Error),
 }
 
+/// Another peer's chunk map as it answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteMap {
+    /// The chunks it holds.
+    pub map: ChunkMap,
+    /// True when it holds the whole (VoD) content.
+    pub complete: bool,
+    /// Its store version, to pass as `since` next time.
+    pub version: u64,
+}
+
 /// A pooled, keep-alive HTTP client for the peer protocol.
 #[derive(Clone, Debug)]
 pub struct PeerClient {
@@ -111,7 +122,8 @@ impl PeerClient {
         .await
     }
 
-    /// The chunk map of `swarm` at `addr`, and whether that peer holds everything.
+    /// The chunk map of `swarm` at `addr`. With `since` (a version from an earlier answer)
+    /// the peer answers only once its map has changed, or after [`protocol::LONG_POLL`].
     ///
     /// # Errors
     /// [`FetchError`] when it cannot be fetched or decoded.
@@ -119,14 +131,21 @@ impl PeerClient {
         &self,
         addr: SocketAddr,
         swarm: &str,
-    ) -> Result<(ChunkMap, bool), FetchError> {
-        let body = self
-            .get(addr, &protocol::path(swarm, "chunkmap"), MAX_SMALL_BODY)
-            .await?;
+        since: Option<u64>,
+    ) -> Result<RemoteMap, FetchError> {
+        let mut path = protocol::path(swarm, "chunkmap");
+        if let Some(since) = since {
+            path.push_str(&format!("?since={since}"));
+        }
+        let body = self.get(addr, &path, MAX_SMALL_BODY).await?;
         let wire: ChunkMapWire = serde_json::from_slice(&body)
             .map_err(|e| Error::peer(addr, format!("bad chunk map: {e}")))?;
         let map = wire.to_map(&addr.to_string())?;
-        Ok((map, wire.complete))
+        Ok(RemoteMap {
+            map,
+            complete: wire.complete,
+            version: wire.version,
+        })
     }
 
     /// Chunk `index` of `swarm` from `addr` (not yet verified), at most `max_len` bytes.

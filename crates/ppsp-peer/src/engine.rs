@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::client::{FetchError, PeerClient};
+use crate::client::{FetchError, PeerClient, RemoteMap};
 use crate::error::Error;
 use crate::manifest::SignedLiveManifest;
 use crate::picker::{Candidate, Picker};
@@ -74,6 +74,7 @@ struct Remote {
     complete: bool,
     map_pending: bool,
     map_due: Instant,
+    map_version: Option<u64>,
     manifest_pending: bool,
     manifest_due: Instant,
     in_flight: u32,
@@ -89,6 +90,7 @@ impl Remote {
             complete: false,
             map_pending: false,
             map_due: now,
+            map_version: None,
             manifest_pending: false,
             manifest_due: now,
             in_flight: 0,
@@ -118,7 +120,7 @@ enum Event {
     },
     Map {
         peer: SocketAddr,
-        result: Result<(ChunkMap, bool), FetchError>,
+        result: Result<RemoteMap, FetchError>,
     },
     Manifest {
         peer: SocketAddr,
@@ -261,15 +263,15 @@ impl Engine {
                 peer.map_pending = true;
                 peer.map_due = now + self.config.map_interval;
                 let client = self.client.clone();
-                let (addr, swarm_id) = (*addr, swarm_id.clone());
+                let (addr, swarm_id, since) = (*addr, swarm_id.clone(), peer.map_version);
                 self.tasks.spawn(async move {
-                    let result = client.chunk_map(addr, &swarm_id).await;
+                    let result = client.chunk_map(addr, &swarm_id, since).await;
                     Event::Map { peer: addr, result }
                 });
             }
             if live && !peer.manifest_pending && peer.manifest_due <= now {
                 peer.manifest_pending = true;
-                peer.manifest_due = now + self.config.map_interval;
+                peer.manifest_due = now + self.config.map_interval * 4;
                 let client = self.client.clone();
                 let (addr, swarm_id) = (*addr, swarm_id.clone());
                 self.tasks.spawn(async move {
@@ -363,12 +365,12 @@ impl Engine {
             .peers
             .iter()
             .filter(|(addr, p)| p.has(index) && p.ready(now) && !asked.contains(addr));
-        // A chunk another leech holds is left to that leech, even when it is busy right
-        // now: the seed's upload goes to chunks nobody else has.
+        // A chunk another peer holds is left to that peer, even when it is busy right
+        // now: the publishing seed's upload goes to chunks nobody else has.
         let other_holder = self
             .peers
             .values()
-            .any(|p| !p.seedlike() && p.has(index) && p.failures == 0);
+            .any(|p| !p.seed_hint && p.has(index) && p.failures == 0);
         let live = self.swarm.is_live();
         holders
             .filter(|(_, p)| {
@@ -377,9 +379,18 @@ impl Engine {
                 } else {
                     self.config.max_per_peer
                 };
-                p.in_flight < limit && (live || seeds_allowed || !other_holder || !p.seedlike())
+                p.in_flight < limit && (live || seeds_allowed || !other_holder || !p.seed_hint)
             })
-            .min_by_key(|(addr, p)| (p.seedlike(), p.in_flight, p.failures, tie(**addr, index)))
+            // Leeches first, then leeches that completed, then the publishing seed.
+            .min_by_key(|(addr, p)| {
+                (
+                    p.seed_hint,
+                    p.complete,
+                    p.in_flight,
+                    p.failures,
+                    tie(**addr, index),
+                )
+            })
             .map(|(addr, _)| *addr)
     }
 
@@ -466,11 +477,21 @@ impl Engine {
             Event::Map { peer, result } => {
                 let now = Instant::now();
                 match result {
-                    Ok((map, complete)) => {
+                    Ok(remote) => {
+                        let edge = self.swarm.store().live_edge().map(|(end, _)| end);
                         if let Some(p) = self.peers.get_mut(&peer) {
                             p.map_pending = false;
-                            p.map = Some(map);
-                            p.complete = complete;
+                            // The answer was a long poll: ask again right away.
+                            p.map_due = now;
+                            p.map_version = Some(remote.version);
+                            // A live peer with chunks past our edge has a newer manifest.
+                            if let (Some(edge), Some(last)) = (edge, remote.map.last())
+                                && last >= edge
+                            {
+                                p.manifest_due = now;
+                            }
+                            p.map = Some(remote.map);
+                            p.complete = remote.complete;
                             p.failures = 0;
                         }
                     }

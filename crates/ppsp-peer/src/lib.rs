@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod manifest;
 pub mod nat;
+pub mod node;
 pub mod picker;
 pub mod player;
 pub mod protocol;

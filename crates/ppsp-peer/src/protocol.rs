@@ -3,7 +3,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /ppsp/v1/{swarm}/manifest` | the manifest: canonical JSON (VoD) or the signed envelope (live) |
-//! | `GET /ppsp/v1/{swarm}/chunkmap` | JSON [`ChunkMapWire`]: which chunks the peer holds |
+//! | `GET /ppsp/v1/{swarm}/chunkmap[?since=V]` | JSON [`ChunkMapWire`]: which chunks the peer holds; with `since`, held until the map's version differs from `V` (at most [`LONG_POLL`]) |
 //! | `GET /ppsp/v1/{swarm}/chunk/{n}` | the bytes of chunk `n`; `404` when not held, `503` with `Retry-After` when every upload slot is busy |
 //! | `GET /ppsp/v1/{swarm}/stats` | JSON [`PeerStats`]: the peer's own transfer counters |
 //!
@@ -22,6 +22,10 @@ pub const PREFIX: &str = "/ppsp/v1/";
 pub const LISTEN_HEADER: &str = "ppsp-listen";
 /// Request header carrying the requesting peer's PeerID.
 pub const PEER_ID_HEADER: &str = "ppsp-peer-id";
+/// Longest a `chunkmap?since=V` request is held open waiting for a change. This long
+/// poll is the have-notification scheme: a peer learns of a neighbour's new chunk as soon
+/// as it is stored, without polling in a tight loop.
+pub const LONG_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Largest chunk map accepted from a peer, in bits.
 pub const MAX_MAP_BITS: u64 = crate::manifest::MAX_CHUNKS;
 
@@ -36,6 +40,14 @@ pub enum PeerRequest<'a> {
     Chunk(&'a str, u64),
     /// Transfer counters.
     Stats(&'a str),
+}
+
+/// The `since` parameter of a query string, if present and numeric.
+pub fn since_param(query: Option<&str>) -> Option<u64> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("since="))
+        .and_then(|v| v.parse().ok())
 }
 
 /// Parses a request path; `None` when it is not a peer-protocol path.
@@ -76,16 +88,20 @@ pub struct ChunkMapWire {
     pub map: String,
     /// True when the peer holds the whole (VoD) content.
     pub complete: bool,
+    /// Version of the peer's store; changes whenever a chunk (or live manifest) arrives.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl ChunkMapWire {
     /// The wire form of `map`.
-    pub fn from_map(map: &ChunkMap, complete: bool) -> Self {
+    pub fn from_map(map: &ChunkMap, complete: bool, version: u64) -> Self {
         Self {
             first: map.first(),
             len: map.len(),
             map: map.to_base64(),
             complete,
+            version,
         }
     }
 
@@ -152,6 +168,10 @@ mod tests {
         );
         assert_eq!(parse_path("/ppsp/v1//manifest"), None);
         assert_eq!(parse_path("/other"), None);
+        assert_eq!(since_param(Some("since=12")), Some(12));
+        assert_eq!(since_param(Some("a=1&since=7")), Some(7));
+        assert_eq!(since_param(Some("since=x")), None);
+        assert_eq!(since_param(None), None);
     }
 
     #[test]
@@ -159,7 +179,7 @@ mod tests {
         let mut map = ChunkMap::new(0, 25);
         map.insert(3);
         map.insert(24);
-        let wire = ChunkMapWire::from_map(&map, false);
+        let wire = ChunkMapWire::from_map(&map, false, 3);
         let json = serde_json::to_string(&wire).expect("json");
         let back: ChunkMapWire = serde_json::from_str(&json).expect("parses");
         assert_eq!(back.to_map("p").expect("map"), map);

@@ -191,9 +191,18 @@ async fn handle(
         },
         PeerRequest::ChunkMap(_) => {
             let store = swarm.store();
+            if let Some(since) = protocol::since_param(req.uri().query())
+                && !store.is_complete()
+            {
+                store.wait_change(since, protocol::LONG_POLL).await;
+            }
+            // Read the version first: a change racing with this answer shows up as a newer
+            // version on the next request rather than being missed.
+            let version = store.version();
             json(&ChunkMapWire::from_map(
                 &store.chunk_map(),
                 store.is_complete(),
+                version,
             ))
         }
         PeerRequest::Stats(_) => json(&swarm.stats()),

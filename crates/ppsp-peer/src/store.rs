@@ -197,6 +197,17 @@ impl ChunkStore {
         self.changed.subscribe()
     }
 
+    /// The current change counter (see [`ChunkStore::subscribe`]).
+    pub fn version(&self) -> u64 {
+        *self.changed.borrow()
+    }
+
+    /// Waits until the change counter differs from `since`, or `timeout` passes.
+    pub async fn wait_change(&self, since: u64, timeout: std::time::Duration) {
+        let mut rx = self.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|v| *v != since)).await;
+    }
+
     fn bump(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }

@@ -1,12 +1,340 @@
-//! `ppsp peer`.
+//! `ppsp peer`: publish, fetch or play content through a swarm.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ppsp_peer::node::{Node, NodeConfig, Output};
+use ppsp_peer::swarm::Swarm;
+use tokio::net::TcpListener;
 
 use crate::CliError;
 
+/// Options every peer subcommand shares.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Common {
+    /// Tracker URL, for example http://127.0.0.1:7070 (repeat for fallback trackers, best
+    /// first).
+    #[arg(long, value_name = "URL", required = true)]
+    tracker: Vec<String>,
+    /// Address of this peer's endpoint for other peers and for a media player (port 0 picks
+    /// a free port). Use 0.0.0.0:PORT to be reachable from other hosts.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Concurrent chunk uploads to other peers; further requests are answered 503.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    upload_slots: usize,
+    /// Seconds between STAT_REPORTs to the tracker.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    report_interval: u64,
+    /// Seconds between FIND requests for more peers.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    find_interval: u64,
+}
+
 /// Peer subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub(crate) enum PeerCommand {}
+pub(crate) enum PeerCommand {
+    /// Publish a file as a new swarm (peer mode SEED) and serve it until stopped.
+    Seed {
+        /// The file to publish.
+        path: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        /// Chunk size in KiB.
+        #[arg(long, value_name = "KIB", default_value_t = 128)]
+        chunk_kib: u32,
+        /// Testing only: corrupt every chunk served (to exercise other peers' checks).
+        #[arg(long, hide = true)]
+        corrupt_uploads: bool,
+    },
+    /// Publish a live stream read from standard input (peer mode LIVESEED).
+    Live {
+        #[command(flatten)]
+        common: Common,
+        /// Stream name; its extension picks the media type players see (default live.ts).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Largest chunk in KiB; a partial chunk is published after --flush-ms anyway.
+        #[arg(long, value_name = "KIB", default_value_t = 64)]
+        chunk_kib: u32,
+        /// Longest time, in milliseconds, input waits before it is published.
+        #[arg(long, value_name = "MS", default_value_t = 250)]
+        flush_ms: u64,
+    },
+    /// Join a swarm as LEECH, fetch and verify every chunk, write FILE, exit.
+    Get {
+        /// The swarm ID printed by the publishing peer.
+        swarm: String,
+        /// Where to write the content.
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+        /// After the file is written, keep serving peers that are still fetching from this
+        /// one, until nobody has for 2 s or for at most SECS seconds (0: exit at once).
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        linger: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Join a swarm as LEECH and serve it to a local media player while fetching it.
+    Play {
+        /// The swarm ID printed by the publishing peer.
+        swarm: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn config_of(common: &Common) -> NodeConfig {
+    let mut config = NodeConfig::new(common.tracker.clone());
+    config.swarm.upload_slots = common.upload_slots.max(1);
+    config.find_interval = Duration::from_secs(common.find_interval.max(1));
+    let interval = Duration::from_secs(common.report_interval.max(1));
+    config.session.stat_report_interval = interval;
+    config.session.min_report_gap = config.session.min_report_gap.min(interval);
+    config
+}
+
+/// Prints a readiness line on standard output and flushes it at once.
+fn ready(line: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn bind(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), CliError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// LEAVE and DISCONNECT, bounded in time so a vanished tracker cannot hold up the exit.
+async fn close(node: Node) {
+    match tokio::time::timeout(Duration::from_secs(10), node.shutdown()).await {
+        Ok(Ok(())) => tracing::info!("left the swarm and disconnected"),
+        Ok(Err(err)) => tracing::warn!(%err, "closing the tracker session failed"),
+        Err(_) => tracing::warn!("the tracker did not answer LEAVE/DISCONNECT in time"),
+    }
+}
 
 /// Runs a peer subcommand.
 pub(crate) fn run(cmd: PeerCommand) -> Result<(), CliError> {
-    match cmd {}
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(cmd))
+}
+
+async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
+    match cmd {
+        PeerCommand::Seed {
+            path,
+            common,
+            chunk_kib,
+            corrupt_uploads,
+        } => {
+            let mut config = config_of(&common);
+            config.chunk_size = chunk_kib.saturating_mul(1024);
+            config.swarm.corrupt_uploads = corrupt_uploads;
+            let (listener, local) = bind(common.listen).await?;
+            let node = Node::seed_file(&config, listener, &path).await?;
+            ready(&format!("swarm {}", node.swarm().id()))?;
+            ready(&format!("listening on http://{local}"))?;
+            stopped().await;
+            close(node).await;
+            Ok(())
+        }
+        PeerCommand::Live {
+            common,
+            name,
+            chunk_kib,
+            flush_ms,
+        } => {
+            let mut config = config_of(&common);
+            config.chunk_size = chunk_kib.saturating_mul(1024);
+            config.name = name;
+            config.live_flush = Duration::from_millis(flush_ms.max(1));
+            let (listener, local) = bind(common.listen).await?;
+            let node = Node::live_source(&config, listener, tokio::io::stdin()).await?;
+            ready(&format!("swarm {}", node.swarm().id()))?;
+            ready(&format!("listening on http://{local}"))?;
+            stopped().await;
+            close(node).await;
+            Ok(())
+        }
+        PeerCommand::Get {
+            swarm,
+            output,
+            linger,
+            common,
+        } => {
+            let config = config_of(&common);
+            let (listener, local) = bind(common.listen).await?;
+            ready(&format!("swarm {swarm}"))?;
+            ready(&format!("listening on http://{local}"))?;
+            let mut node =
+                Node::leech(&config, listener, &swarm, Output::File(output.clone())).await?;
+            if node.swarm().is_live() {
+                return Err("get needs a video-on-demand swarm; use play for live swarms".into());
+            }
+            let progress = tokio::spawn(report_progress(Arc::clone(node.swarm())));
+            let result = tokio::select! {
+                result = node.wait_complete() => result.map_err(CliError::from),
+                () = stopped() => Err("interrupted".into()),
+            };
+            progress.abort();
+            finish_progress(node.swarm());
+            if result.is_ok() {
+                tracing::info!(path = %output.display(), "download complete");
+                tokio::select! {
+                    () = linger_while_needed(node.swarm(), Duration::from_secs(linger)) => {}
+                    () = stopped() => {}
+                }
+            }
+            close(node).await;
+            result
+        }
+        PeerCommand::Play { swarm, common } => {
+            let config = config_of(&common);
+            let (listener, local) = bind(common.listen).await?;
+            ready(&format!("swarm {swarm}"))?;
+            ready(&format!("listening on http://{local}"))?;
+            let mut node = Node::leech(&config, listener, &swarm, Output::Scratch).await?;
+            tracing::info!("point a media player at http://{local}/");
+            tokio::select! {
+                result = node.wait_complete() => {
+                    result?;
+                    if !node.swarm().is_live() {
+                        tracing::info!("all content fetched; still serving");
+                    }
+                    stopped().await;
+                }
+                () = stopped() => {}
+            }
+            close(node).await;
+            Ok(())
+        }
+    }
+}
+
+/// Keeps serving while other peers still fetch from this one: returns once nothing was
+/// uploaded for two seconds, or after `limit`.
+async fn linger_while_needed(swarm: &Swarm, limit: Duration) {
+    const IDLE: Duration = Duration::from_secs(2);
+    if limit.is_zero() {
+        return;
+    }
+    let start = Instant::now();
+    let mut last_upload = (Instant::now(), swarm.uploaded());
+    tracing::info!(
+        limit_secs = limit.as_secs(),
+        "serving other peers before leaving"
+    );
+    while start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let uploaded = swarm.uploaded();
+        if uploaded != last_upload.1 {
+            last_upload = (Instant::now(), uploaded);
+        } else if last_upload.0.elapsed() >= IDLE {
+            return;
+        }
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn progress_line(swarm: &Swarm, rate: f64) -> (String, f64) {
+    let total = swarm.store().vod_manifest().map_or(0, |m| m.total_length());
+    let stats = swarm.stats();
+    let held_bytes = swarm.store().vod_manifest().map_or(0, |m| {
+        (stats.chunks_held * u64::from(m.chunk_size())).min(m.total_length())
+    });
+    let fraction = if total == 0 {
+        1.0
+    } else {
+        held_bytes as f64 / total as f64
+    };
+    (
+        format!(
+            "{:5.1}% {:.1}/{:.1} MiB, {:.1} MiB/s, {} peers, {:.1} MiB uploaded",
+            fraction * 100.0,
+            mib(held_bytes),
+            mib(total),
+            rate,
+            stats.peers_known,
+            mib(stats.uploaded_bytes),
+        ),
+        fraction,
+    )
+}
+
+/// Shows download progress: a bar redrawn in place on a terminal, a plain line every few
+/// seconds otherwise (logs and pipes).
+async fn report_progress(swarm: Arc<Swarm>) {
+    let terminal = std::io::stderr().is_terminal();
+    let period = if terminal {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(2)
+    };
+    let mut last = (Instant::now(), swarm.downloaded());
+    loop {
+        tokio::time::sleep(period).await;
+        let now = Instant::now();
+        let downloaded = swarm.downloaded();
+        let elapsed = now.duration_since(last.0).as_secs_f64().max(1e-3);
+        let rate = mib(downloaded.saturating_sub(last.1)) / elapsed;
+        last = (now, downloaded);
+        let (line, fraction) = progress_line(&swarm, rate);
+        if terminal {
+            const WIDTH: usize = 30;
+            let filled = ((fraction * WIDTH as f64) as usize).min(WIDTH);
+            eprint!(
+                "\r[{}{}] {line}\x1b[K",
+                "#".repeat(filled),
+                "-".repeat(WIDTH - filled)
+            );
+        } else {
+            eprintln!("progress: {line}");
+        }
+    }
+}
+
+fn finish_progress(swarm: &Swarm) {
+    let (line, _) = progress_line(swarm, 0.0);
+    if std::io::stderr().is_terminal() {
+        eprintln!("\r{line}\x1b[K");
+    } else {
+        eprintln!("progress: {line}");
+    }
 }

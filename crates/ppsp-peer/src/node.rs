@@ -1,0 +1,657 @@
+//! A whole peer: one swarm, its HTTP server, its downloader and its tracker session.
+//!
+//! [`Node`] puts the pieces together for the four roles of the `ppsp peer` command: a SEED
+//! publishing a file, a LIVESEED publishing a stream, and a LEECH fetching content (to a
+//! file, or for a local player). Every constructor takes a listener bound by the caller, so
+//! the caller can print its address before the (possibly slow) tracker exchange starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ppsp_proto::{
+    ChunkMapReport, ChunkSegments, Clip, MediaType, PeerInfo, PeerMode, Segment, StreamStats,
+    SwarmId,
+};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::client::PeerClient;
+use crate::engine::{Engine, EngineConfig};
+use crate::error::Error;
+use crate::manifest::{
+    LiveChunk, LiveManifest, LiveSigner, Manifest, SignedLiveManifest, is_live_swarm,
+};
+use crate::server::{DEFAULT_MAX_CONNECTIONS, PeerServer};
+use crate::store::ChunkStore;
+use crate::swarm::{PeerHint, Swarm, SwarmOptions};
+use crate::tracker_client::{
+    ClientConfig, PeerStatus, SessionTimers, TrackerClient, TrackerEndpoint, TrackerSession,
+};
+
+/// Settings of a [`Node`].
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This peer's identity.
+    pub peer_id: ppsp_proto::PeerId,
+    /// Tracker URLs, best first; empty to run without a tracker (peers from `bootstrap`).
+    pub trackers: Vec<String>,
+    /// Peers to contact without asking a tracker.
+    pub bootstrap: Vec<SocketAddr>,
+    /// Upload slots and test hooks.
+    pub swarm: SwarmOptions,
+    /// Downloader tuning.
+    pub engine: EngineConfig,
+    /// Chunk size for content this node publishes.
+    pub chunk_size: u32,
+    /// How often a leech asks the tracker for more peers (FIND).
+    pub find_interval: Duration,
+    /// STAT_REPORT and KEEPALIVE periods.
+    pub session: SessionTimers,
+    /// How long a leech looks for a peer that serves the manifest.
+    pub manifest_timeout: Duration,
+    /// Longest wait for one answer from another peer.
+    pub peer_timeout: Duration,
+    /// Live source: longest wait before a partly filled chunk is published anyway.
+    pub live_flush: Duration,
+    /// Live source: chunks listed in each manifest update.
+    pub live_window: usize,
+    /// Name given to published content (for the player's media type); taken from the file
+    /// name when publishing a file.
+    pub name: Option<String>,
+}
+
+impl NodeConfig {
+    /// Defaults for a peer using the given trackers.
+    pub fn new(trackers: Vec<String>) -> Self {
+        Self {
+            peer_id: crate::random_peer_id(),
+            trackers,
+            bootstrap: Vec::new(),
+            swarm: SwarmOptions::default(),
+            engine: EngineConfig::default(),
+            chunk_size: crate::manifest::DEFAULT_CHUNK_SIZE,
+            find_interval: Duration::from_secs(5),
+            session: SessionTimers::default(),
+            manifest_timeout: Duration::from_secs(60),
+            peer_timeout: Duration::from_secs(15),
+            live_flush: Duration::from_millis(250),
+            live_window: 64,
+            name: None,
+        }
+    }
+}
+
+/// Where a leech keeps VoD content.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Write the content to this file (through `FILE.part`, renamed when complete).
+    File(PathBuf),
+    /// A scratch file in the system's temporary directory, deleted at exit.
+    Scratch,
+}
+
+/// A running peer. See the module documentation.
+pub struct Node {
+    swarm: Arc<Swarm>,
+    server: PeerServer,
+    tracker: Option<TrackerClient>,
+    session: Option<TrackerSession>,
+    stop: watch::Sender<bool>,
+    engine: Option<JoinHandle<Result<(), Error>>>,
+    background: Vec<JoinHandle<()>>,
+    output: Option<(PathBuf, PathBuf)>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("swarm", &self.swarm.id())
+            .field("listen", &self.server.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for task in &self.background {
+            task.abort();
+        }
+        if let Some(engine) = &self.engine {
+            engine.abort();
+        }
+    }
+}
+
+fn swarm_id(text: &str) -> Result<SwarmId, Error> {
+    SwarmId::new(text).map_err(|e| Error::InvalidArgument(format!("swarm ID {text:?}: {e}")))
+}
+
+/// Peer endpoints listed in a tracker answer.
+fn hints_of(peers: &[PeerInfo]) -> Vec<PeerHint> {
+    peers
+        .iter()
+        .flat_map(|p| {
+            let seed = p.mode.is_some_and(PeerMode::is_seed);
+            p.addresses.iter().map(move |a| PeerHint {
+                addr: SocketAddr::new(a.ip, a.port),
+                seed,
+            })
+        })
+        .collect()
+}
+
+async fn tracker_client(
+    config: &NodeConfig,
+    local: SocketAddr,
+) -> Result<Option<TrackerClient>, Error> {
+    if config.trackers.is_empty() {
+        return Ok(None);
+    }
+    let endpoints = config
+        .trackers
+        .iter()
+        .enumerate()
+        .map(|(i, url)| TrackerEndpoint::new(url.clone()).with_tier(i as u32 + 1))
+        .collect();
+    let client = TrackerClient::new(ClientConfig::new(config.peer_id.clone(), endpoints))?;
+    let addresses = client
+        .gather_addresses(local, None, &crate::nat::StunTiming::default())
+        .await;
+    tracing::debug!(?addresses, "declaring addresses");
+    client.connect().await?;
+    Ok(Some(client))
+}
+
+/// Publishes the swarm's chunk map and counters to the tracker session every second.
+fn spawn_status(swarm: Arc<Swarm>, tx: watch::Sender<PeerStatus>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let status = status_of(&swarm);
+            tx.send_if_modified(|current| {
+                if *current == status {
+                    false
+                } else {
+                    *current = status;
+                    true
+                }
+            });
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+fn status_of(swarm: &Swarm) -> PeerStatus {
+    let Ok(id) = SwarmId::new(swarm.id()) else {
+        return PeerStatus::default();
+    };
+    let map = swarm.store().chunk_map();
+    let chunk_maps = if map.is_empty() {
+        Vec::new()
+    } else {
+        vec![ChunkMapReport {
+            swarm_id: id.clone(),
+            clips: vec![Clip {
+                name: "content".to_owned(),
+                kind: None,
+                chunk_segment_index: None,
+                segments: Some(ChunkSegments {
+                    media: MediaType::Video,
+                    segments: vec![Segment::with_map(map)],
+                }),
+            }],
+        }]
+    };
+    PeerStatus {
+        chunk_maps,
+        stream_stats: vec![StreamStats {
+            swarm_id: Some(id),
+            uploaded_bytes: Some(swarm.uploaded()),
+            downloaded_bytes: Some(swarm.downloaded()),
+            available_bandwidth: None,
+            concurrent_links: Some(swarm.peers_known()),
+        }],
+        nat: None,
+        stun: None,
+    }
+}
+
+impl Node {
+    fn assemble(
+        swarm: Arc<Swarm>,
+        server: PeerServer,
+        tracker: Option<TrackerClient>,
+        config: &NodeConfig,
+    ) -> Self {
+        let mut background = Vec::new();
+        let session = tracker.as_ref().map(|client| {
+            let (tx, rx) = watch::channel(status_of(&swarm));
+            background.push(spawn_status(Arc::clone(&swarm), tx));
+            TrackerSession::spawn(client.clone(), rx, config.session.clone())
+        });
+        let (stop, _) = watch::channel(false);
+        Self {
+            swarm,
+            server,
+            tracker,
+            session,
+            stop,
+            engine: None,
+            background,
+            output: None,
+        }
+    }
+
+    /// Publishes the file at `path` as a new VoD swarm and serves it (peer mode SEED).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read, [`Error::Tracker`] when the tracker
+    /// refuses or cannot be reached.
+    pub async fn seed_file(
+        config: &NodeConfig,
+        listener: TcpListener,
+        path: &Path,
+    ) -> Result<Self, Error> {
+        let name = config.name.clone().unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        let chunk_size = config.chunk_size;
+        let file_path = path.to_path_buf();
+        let manifest = tokio::task::spawn_blocking(move || {
+            let mut file = std::io::BufReader::new(
+                std::fs::File::open(&file_path)
+                    .map_err(|e| Error::io(format!("opening {}", file_path.display()), e))?,
+            );
+            Manifest::from_reader(&name, chunk_size, &mut file)
+        })
+        .await
+        .map_err(|e| Error::io("hashing the content", std::io::Error::other(e)))??;
+        let manifest = Arc::new(manifest);
+        let store = ChunkStore::open_seed(path, Arc::clone(&manifest))?;
+        let swarm = Swarm::vod(
+            config.peer_id.as_str(),
+            &manifest,
+            store,
+            config.swarm.clone(),
+        );
+        Self::publish(config, listener, swarm, PeerMode::Seed).await
+    }
+
+    async fn publish(
+        config: &NodeConfig,
+        listener: TcpListener,
+        swarm: Arc<Swarm>,
+        mode: PeerMode,
+    ) -> Result<Self, Error> {
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", e))?;
+        let server =
+            PeerServer::from_listener(listener, Arc::clone(&swarm), DEFAULT_MAX_CONNECTIONS)?;
+        let tracker = tracker_client(config, local).await?;
+        if let Some(client) = &tracker {
+            client.join_swarm(swarm_id(swarm.id())?, mode).await?;
+        }
+        tracing::info!(swarm = swarm.id(), %local, ?mode, "publishing");
+        Ok(Self::assemble(swarm, server, tracker, config))
+    }
+
+    /// Publishes a live stream read from `input` (peer mode LIVESEED). The swarm ID is
+    /// known as soon as this returns; chunks are published as they are read.
+    ///
+    /// # Errors
+    /// [`Error::Tracker`] when the tracker refuses or cannot be reached.
+    pub async fn live_source(
+        config: &NodeConfig,
+        listener: TcpListener,
+        input: impl AsyncRead + Send + Unpin + 'static,
+    ) -> Result<Self, Error> {
+        let signer = LiveSigner::generate()?;
+        let name = config.name.clone().unwrap_or_else(|| "live.ts".to_owned());
+        let template = LiveManifest {
+            public_key: signer.public_key(),
+            name: crate::manifest::sanitize_name(&name),
+            chunk_size: config.chunk_size,
+            sequence: 0,
+            first: 0,
+            chunks: Vec::new(),
+            ended: false,
+        };
+        let store = ChunkStore::live();
+        store.offer_live_manifest(signer.sign(&template)?);
+        let swarm = Swarm::live(
+            config.peer_id.as_str(),
+            &template.swarm_id(),
+            &template.name,
+            store,
+            config.swarm.clone(),
+        );
+        let mut node =
+            Self::publish(config, listener, Arc::clone(&swarm), PeerMode::LiveSeed).await?;
+        let source = LiveSource {
+            swarm,
+            signer,
+            manifest: template,
+            window: config.live_window.max(1),
+            flush: config.live_flush,
+        };
+        node.background.push(tokio::spawn(async move {
+            if let Err(err) = source.run(input).await {
+                tracing::error!(%err, "live source stopped");
+            }
+        }));
+        Ok(node)
+    }
+
+    /// Joins `swarm` as a LEECH, fetches and verifies its manifest, and starts fetching
+    /// chunks (to `output` for VoD; live chunks stay in memory). Serves what it has to
+    /// other peers meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::Tracker`] when the tracker refuses or cannot be reached, [`Error::Swarm`]
+    /// when no peer serves a valid manifest in time, [`Error::Io`] for the output file.
+    pub async fn leech(
+        config: &NodeConfig,
+        listener: TcpListener,
+        swarm: &str,
+        output: Output,
+    ) -> Result<Self, Error> {
+        let id = swarm_id(swarm)?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", e))?;
+        let tracker = tracker_client(config, local).await?;
+        let mut hints: Vec<PeerHint> = config
+            .bootstrap
+            .iter()
+            .map(|addr| PeerHint {
+                addr: *addr,
+                seed: false,
+            })
+            .collect();
+        if let Some(client) = &tracker {
+            hints.extend(hints_of(
+                &client.join_swarm(id.clone(), PeerMode::Leech).await?,
+            ));
+        }
+        let client = PeerClient::new(
+            Some(&local.port().to_string()),
+            Some(config.peer_id.as_str()),
+            config.peer_timeout,
+        );
+        let live = is_live_swarm(swarm);
+        let document =
+            fetch_manifest(&client, tracker.as_ref(), &id, &mut hints, config, local).await?;
+        let (swarm_state, output) = if live {
+            let signed = SignedLiveManifest::decode_verified(&document, swarm)?;
+            let name = signed.manifest().name.clone();
+            let store = ChunkStore::live();
+            store.offer_live_manifest(signed);
+            (
+                Swarm::live(
+                    config.peer_id.as_str(),
+                    swarm,
+                    &name,
+                    store,
+                    config.swarm.clone(),
+                ),
+                None,
+            )
+        } else {
+            let manifest = Arc::new(Manifest::decode_verified(&document, swarm)?);
+            let (path, final_path, scratch) = match output {
+                Output::File(path) => {
+                    let mut part = path.clone().into_os_string();
+                    part.push(".part");
+                    (PathBuf::from(part), Some(path), false)
+                }
+                Output::Scratch => (
+                    std::env::temp_dir().join(format!(
+                        "ppsp-{}-{:016x}.part",
+                        swarm
+                            .chars()
+                            .filter(char::is_ascii_alphanumeric)
+                            .take(16)
+                            .collect::<String>(),
+                        crate::random_u64()
+                    )),
+                    None,
+                    true,
+                ),
+            };
+            let store = ChunkStore::create_leech(&path, Arc::clone(&manifest), scratch)?;
+            (
+                Swarm::vod(
+                    config.peer_id.as_str(),
+                    &manifest,
+                    store,
+                    config.swarm.clone(),
+                ),
+                final_path.map(|f| (path, f)),
+            )
+        };
+        let server =
+            PeerServer::from_listener(listener, Arc::clone(&swarm_state), DEFAULT_MAX_CONNECTIONS)?;
+        for hint in hints {
+            swarm_state.add_peer(hint);
+        }
+        let mut node = Self::assemble(Arc::clone(&swarm_state), server, tracker.clone(), config);
+        node.output = output;
+        let own = [local];
+        let engine = Engine::new(Arc::clone(&swarm_state), client, config.engine.clone(), own);
+        node.engine = Some(tokio::spawn(engine.run(node.stop.subscribe())));
+        if let Some(client) = tracker {
+            let every = config.find_interval;
+            let swarm_state = Arc::clone(&swarm_state);
+            node.background.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match client.find_peers(id.clone()).await {
+                        Ok(peers) => {
+                            for hint in hints_of(&peers) {
+                                swarm_state.add_peer(hint);
+                            }
+                        }
+                        Err(err) => tracing::debug!(%err, "FIND failed"),
+                    }
+                }
+            }));
+        }
+        Ok(node)
+    }
+
+    /// The swarm.
+    pub fn swarm(&self) -> &Arc<Swarm> {
+        &self.swarm
+    }
+
+    /// The address of the peer (and player) endpoint.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The tracker client, when the node uses a tracker.
+    pub fn tracker(&self) -> Option<&TrackerClient> {
+        self.tracker.as_ref()
+    }
+
+    /// Waits until the download is complete and, for [`Output::File`], the file is in
+    /// place. Returns at once for a node that does not download.
+    ///
+    /// # Errors
+    /// What stopped the downloader, or [`Error::Io`] when the file cannot be renamed.
+    pub async fn wait_complete(&mut self) -> Result<(), Error> {
+        if let Some(engine) = self.engine.take() {
+            engine
+                .await
+                .map_err(|e| Error::Swarm(format!("downloader failed: {e}")))??;
+        }
+        if !self.swarm.is_live()
+            && self.swarm.store().is_complete()
+            && let Some((part, path)) = self.output.take()
+        {
+            std::fs::rename(&part, &path).map_err(|e| {
+                Error::io(
+                    format!("renaming {} to {}", part.display(), path.display()),
+                    e,
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Stops downloading, then LEAVEs the swarm and DISCONNECTs from the tracker.
+    ///
+    /// # Errors
+    /// [`Error::Tracker`] when the closing requests fail.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        let _ = self.stop.send(true);
+        if let Some(engine) = self.engine.take() {
+            engine.abort();
+        }
+        for task in self.background.drain(..) {
+            task.abort();
+        }
+        if let Some(session) = self.session.take() {
+            session.shutdown().await?;
+        }
+        Ok(())
+    }
+}
+
+async fn fetch_manifest(
+    client: &PeerClient,
+    tracker: Option<&TrackerClient>,
+    id: &SwarmId,
+    hints: &mut Vec<PeerHint>,
+    config: &NodeConfig,
+    local: SocketAddr,
+) -> Result<Bytes, Error> {
+    let deadline = tokio::time::Instant::now() + config.manifest_timeout;
+    let live = is_live_swarm(id.as_str());
+    loop {
+        // Seeds first: they certainly hold the manifest.
+        hints.sort_by_key(|h| !h.seed);
+        for hint in hints.iter().filter(|h| h.addr != local) {
+            match client.manifest(hint.addr, id.as_str()).await {
+                Ok(bytes) => {
+                    let valid = if live {
+                        SignedLiveManifest::decode_verified(&bytes, id.as_str()).map(|_| ())
+                    } else {
+                        Manifest::decode_verified(&bytes, id.as_str()).map(|_| ())
+                    };
+                    match valid {
+                        Ok(()) => return Ok(bytes),
+                        Err(err) => {
+                            tracing::warn!(peer = %hint.addr, %err, "peer sent a bad manifest")
+                        }
+                    }
+                }
+                Err(err) => tracing::debug!(peer = %hint.addr, %err, "no manifest from peer"),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Swarm(format!(
+                "no peer served a valid manifest for {id} within {:?}",
+                config.manifest_timeout
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(tracker) = tracker {
+            match tracker.find_peers(id.clone()).await {
+                Ok(peers) => {
+                    for hint in hints_of(&peers) {
+                        if !hints.contains(&hint) {
+                            hints.push(hint);
+                        }
+                    }
+                }
+                Err(err) => tracing::debug!(%err, "FIND failed"),
+            }
+        }
+    }
+}
+
+/// The LIVESEED's chunker: cuts the input into chunks and signs each manifest update.
+struct LiveSource {
+    swarm: Arc<Swarm>,
+    signer: LiveSigner,
+    manifest: LiveManifest,
+    window: usize,
+    flush: Duration,
+}
+
+impl LiveSource {
+    async fn run(mut self, mut input: impl AsyncRead + Unpin) -> Result<(), Error> {
+        let size = self.manifest.chunk_size as usize;
+        let mut buf = vec![0u8; size];
+        let mut filled = 0usize;
+        let mut started: Option<tokio::time::Instant> = None;
+        loop {
+            let read = match started {
+                Some(at) => {
+                    match tokio::time::timeout_at(at + self.flush, input.read(&mut buf[filled..]))
+                        .await
+                    {
+                        Ok(read) => read,
+                        Err(_) => {
+                            // The input is slow: publish what there is to keep latency low.
+                            self.publish(Bytes::copy_from_slice(&buf[..filled])).await?;
+                            filled = 0;
+                            started = None;
+                            continue;
+                        }
+                    }
+                }
+                None => input.read(&mut buf[filled..]).await,
+            };
+            let n = read.map_err(|e| Error::io("reading the live input", e))?;
+            if n == 0 {
+                if filled > 0 {
+                    self.publish(Bytes::copy_from_slice(&buf[..filled])).await?;
+                }
+                self.manifest.ended = true;
+                self.manifest.sequence += 1;
+                self.swarm
+                    .store()
+                    .offer_live_manifest(self.signer.sign(&self.manifest)?);
+                tracing::info!(chunks = self.manifest.end(), "live input ended");
+                return Ok(());
+            }
+            filled += n;
+            started.get_or_insert_with(tokio::time::Instant::now);
+            if filled == size {
+                self.publish(Bytes::copy_from_slice(&buf)).await?;
+                filled = 0;
+                started = None;
+            }
+        }
+    }
+
+    async fn publish(&mut self, data: Bytes) -> Result<(), Error> {
+        let index = self.manifest.end();
+        self.manifest.chunks.push(LiveChunk {
+            len: data.len() as u32,
+            hash: crate::manifest::hash_chunk(&data),
+        });
+        if self.manifest.chunks.len() > self.window {
+            let excess = self.manifest.chunks.len() - self.window;
+            self.manifest.chunks.drain(..excess);
+            self.manifest.first += excess as u64;
+        }
+        self.manifest.sequence += 1;
+        let signed = self.signer.sign(&self.manifest)?;
+        let store = self.swarm.store();
+        store.offer_live_manifest(signed);
+        store.put_local(index, data).await?;
+        tracing::debug!(index, "live chunk published");
+        Ok(())
+    }
+}
