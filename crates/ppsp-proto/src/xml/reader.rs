@@ -87,6 +87,11 @@ impl<'i, 'l> Cursor<'i, 'l> {
                 String::from_utf8_lossy(&prefix)
             )));
         }
+        // Only a colon somewhere in the attributes can make one of them prefixed; most
+        // elements have none, and their attributes need not be parsed twice.
+        if !start.attributes_raw().contains(&b':') {
+            return Ok(());
+        }
         for attr in start.attributes() {
             let attr = attr.map_err(malformed)?;
             let key = attr.key;
