@@ -390,3 +390,103 @@ async fn background_session_reports_and_leaves_on_shutdown() {
     assert!(tracker.peer("movie", "session-peer").is_none());
     assert_eq!(tracker.sessions(), 0);
 }
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ppsp-peer-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// SASL PLAIN over https with a certificate the client is told to trust; over cleartext
+/// the same credentials are refused, since the tracker protects passwords.
+#[tokio::test]
+async fn plain_credentials_over_https() {
+    let dir = temp_dir("tls");
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, generated.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, generated.signing_key.serialize_pem()).expect("write key");
+    let accounts_path = dir.join("accounts");
+    let mut accounts = ppsp_server::Accounts::new();
+    accounts
+        .set_password(&PeerId::new("alice").expect("id"), b"correct horse")
+        .expect("hash");
+    accounts.save(&accounts_path).expect("save accounts");
+
+    let mut config = ServerConfig::default();
+    config.server.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    config.server.tls_listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    config.tls.cert = Some(cert_path.clone());
+    config.tls.key = Some(key_path);
+    config.auth.allow_anonymous = false;
+    config.auth.accounts_file = Some(accounts_path);
+    config.auth.loopback_is_secure = false;
+    let listeners = Listeners::bind(&config).await.expect("bind");
+    let http = listeners.http[0].local_addr().expect("address");
+    let https = listeners.https[0].local_addr().expect("address");
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(ppsp_server::serve(config, listeners, async move {
+        let _ = stopped.await;
+    }));
+
+    let make_client = |url: String| {
+        let mut config = ClientConfig::new(
+            PeerId::new("alice").expect("id"),
+            vec![TrackerEndpoint::new(url)],
+        );
+        config.credentials = ppsp_peer::tracker_client::Credentials::Plain {
+            authzid: None,
+            username: "alice".to_owned(),
+            password: "correct horse".to_owned(),
+        };
+        config.tls_roots =
+            ppsp_peer::tracker_client::load_pem_certificates(&cert_path).expect("roots");
+        config.retransmit_backoff = vec![Duration::from_millis(50)];
+        TrackerClient::new(config).expect("client")
+    };
+
+    let secure = make_client(format!("https://localhost:{}/", https.port()));
+    let info = secure.connect().await.expect("PLAIN over TLS");
+    assert!(info.tracker.starts_with("https://"));
+    secure
+        .join_swarm(swarm("secret-movie"), PeerMode::Seed)
+        .await
+        .expect("join over TLS");
+    secure.disconnect().await.expect("disconnect");
+
+    let cleartext = make_client(format!("http://{http}"));
+    let error = cleartext.connect().await.expect_err("PLAIN over cleartext");
+    assert_eq!(
+        error.status(),
+        Some(Status::AuthenticationRequired),
+        "{error}"
+    );
+
+    // A certificate nobody vouched for is refused.
+    let mut untrusting = ClientConfig::new(
+        PeerId::new("alice").expect("id"),
+        vec![TrackerEndpoint::new(format!(
+            "https://localhost:{}/",
+            https.port()
+        ))],
+    );
+    untrusting.retransmit_backoff = Vec::new();
+    let untrusting = TrackerClient::new(untrusting).expect("client");
+    let error = untrusting.connect().await.expect_err("unknown issuer");
+    assert!(
+        matches!(
+            error,
+            ppsp_peer::tracker_client::ClientError::Unreachable { .. }
+        ),
+        "{error}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

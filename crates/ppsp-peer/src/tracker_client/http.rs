@@ -1,5 +1,6 @@
 //! One HTTP POST to a tracker: headers of draft digest §2.2, a bounded body read, and gzip
-//! decoding of answers (§2.3: a tracker may compress even when not asked to).
+//! decoding of answers (§2.3: a tracker may compress even when not asked to). Connections
+//! are kept alive and reused, over TLS for `https` trackers.
 
 use std::io::Read as _;
 use std::time::Duration;
@@ -10,6 +11,9 @@ use hyper::Uri;
 use hyper::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use tokio_rustls::TlsConnector;
+
+use super::connector::Connector;
 use hyper_util::rt::TokioExecutor;
 
 /// What came back from one POST, before PPSP decoding.
@@ -24,14 +28,14 @@ pub(crate) struct HttpAnswer {
 }
 
 /// A keep-alive HTTP/1.1 client for tracker requests.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Transport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     max_body_bytes: usize,
 }
 
 impl Transport {
-    pub(crate) fn new(max_body_bytes: usize) -> Self {
+    pub(crate) fn new(max_body_bytes: usize, tls: TlsConnector) -> Self {
         let mut connector = HttpConnector::new();
         // Requests are small and latency-bound; do not let Nagle hold them back.
         connector.set_nodelay(true);
@@ -39,7 +43,7 @@ impl Transport {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(2)
-            .build(connector);
+            .build(Connector::new(connector, tls));
         Self {
             client,
             max_body_bytes,

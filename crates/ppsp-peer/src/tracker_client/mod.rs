@@ -20,6 +20,7 @@
 //! [`TrackerSession`] runs the periodic part (STAT_REPORT, KEEPALIVE) in the background and
 //! ends the session with LEAVE and DISCONNECT.
 
+mod connector;
 mod http;
 mod session;
 
@@ -40,6 +41,7 @@ use rand::{Rng as _, SeedableRng as _};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+pub use connector::load_pem_certificates;
 pub use session::{PeerStatus, SessionTimers, TrackerSession};
 
 use crate::nat;
@@ -190,7 +192,8 @@ impl Credentials {
 /// One tracker the client may use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrackerEndpoint {
-    /// `http://host:port[/path]`; requests are POSTed to the path, or to `/`.
+    /// `http://host[:port][/path]` or `https://...`; requests are POSTed to the path, or
+    /// to `/`.
     pub url: String,
     /// Priority tier; 1 is tried first (MPD `Tracker@tier`).
     pub tier: u32,
@@ -239,6 +242,9 @@ pub struct ClientConfig {
     pub max_retry_after: Duration,
     /// Limits applied while decoding answers.
     pub limits: Limits,
+    /// Certificates trusted for `https` trackers (see [`load_pem_certificates`]). When
+    /// empty, the system's CA bundle is used if one is found.
+    pub tls_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl ClientConfig {
@@ -259,6 +265,7 @@ impl ClientConfig {
             overload_wait: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(60),
             limits: Limits::default(),
+            tls_roots: Vec::new(),
         }
     }
 }
@@ -288,22 +295,22 @@ fn parse_endpoint(url: &str) -> Result<Endpoint, ClientError> {
     let uri: Uri = url
         .parse()
         .map_err(|error| ClientError::BadUrl(format!("{url:?}: {error}")))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+    let (scheme, default_port) = match uri.scheme_str() {
+        Some("http") => ("http", 80),
+        Some("https") => ("https", 443),
+        _ => {
             return Err(ClientError::BadUrl(format!(
-                "{url:?}: https trackers are not supported by this client yet"
+                "{url:?}: not an http:// or https:// URL"
             )));
         }
-        _ => return Err(ClientError::BadUrl(format!("{url:?}: not an http:// URL"))),
-    }
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| ClientError::BadUrl(format!("{url:?}: no host")))?;
     let host_port = if authority.port().is_some() {
         authority.as_str().to_owned()
     } else {
-        format!("{}:80", authority.host())
+        format!("{}:{default_port}", authority.host())
     };
     // POST to the URL's path, or "/" when it has none (draft digest §2.2).
     let path = match uri.path_and_query() {
@@ -311,7 +318,7 @@ fn parse_endpoint(url: &str) -> Result<Endpoint, ClientError> {
         _ => "/".to_owned(),
     };
     let uri = Uri::builder()
-        .scheme("http")
+        .scheme(scheme)
         .authority(authority.as_str())
         .path_and_query(path)
         .build()
@@ -420,8 +427,8 @@ impl TrackerClient {
     /// Checks the configuration and builds a client. Nothing is sent until the first call.
     ///
     /// # Errors
-    /// [`ClientError::BadUrl`] for a tracker URL that is not `http://host[:port][/path]`,
-    /// [`ClientError::Config`] when no tracker is given.
+    /// [`ClientError::BadUrl`] for a tracker URL that is not `http(s)://host[:port][/path]`,
+    /// [`ClientError::Config`] when no tracker is given or TLS cannot be set up.
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         if config.trackers.is_empty() {
             return Err(ClientError::Config("no tracker configured".to_owned()));
@@ -455,7 +462,10 @@ impl TrackerClient {
                 retransmit_backoff: config.retransmit_backoff,
                 overload_wait: config.overload_wait,
                 max_retry_after: config.max_retry_after,
-                transport: http::Transport::new(config.limits.max_body_bytes),
+                transport: http::Transport::new(
+                    config.limits.max_body_bytes,
+                    connector::tls_connector(&config.tls_roots)?,
+                ),
                 limits: config.limits,
                 state: Mutex::new(state),
                 shared: StdMutex::new(Shared {
@@ -1075,7 +1085,9 @@ mod tests {
         assert_eq!(endpoint.uri.path(), "/ppsp");
         assert_eq!(endpoint.authority, "t.example:80");
         assert!(parse_endpoint("ftp://t.example/").is_err());
-        assert!(parse_endpoint("https://t.example/").is_err());
+        let secure = parse_endpoint("https://t.example/").expect("valid");
+        assert_eq!(secure.authority, "t.example:443");
+        assert_eq!(secure.uri.scheme_str(), Some("https"));
         assert!(parse_endpoint("not a url").is_err());
     }
 
