@@ -1084,3 +1084,46 @@ fn misc_rejections() {
         assert!(check(&e.kind), "{doc}: {:?}", e.kind);
     }
 }
+
+#[test]
+fn attribute_flood_is_refused_quickly() {
+    // Close to 1 MiB of attributes on one unknown element: refused by count, before the
+    // attribute iterator's duplicate check could go quadratic.
+    let mut doc = String::from(
+        "<PPSPTrackerProtocol version='1.0'><Method>KEEPALIVE</Method><PeerID>p</PeerID>\
+         <TransactionID>3</TransactionID><Flood",
+    );
+    let mut i = 0u32;
+    while doc.len() < 1_000_000 {
+        doc.push_str(&format!(" a{i}=''"));
+        i += 1;
+    }
+    doc.push_str("/></PPSPTrackerProtocol>");
+    let started = std::time::Instant::now();
+    let e = xml::decode(doc.as_bytes(), &Limits::default()).expect_err("flood");
+    assert!(
+        matches!(
+            e.kind,
+            DecodeErrorKind::TooMany {
+                what: "attributes on one element",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.transaction_id, Some(txid(3)));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // 64 attributes are still fine.
+    let ok = format!(
+        "<PPSPTrackerProtocol version='1.0'><Method>KEEPALIVE</Method><PeerID>p</PeerID>\
+         <TransactionID>3</TransactionID><Ext {}/></PPSPTrackerProtocol>",
+        (0..64)
+            .map(|i| format!("a{i}='='"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let e = xml::decode(ok.as_bytes(), &Limits::default()).expect_err("65 = signs");
+    assert!(matches!(e.kind, DecodeErrorKind::TooMany { .. }));
+    let ok = ok.replace("='='", "=''");
+    xml::decode(ok.as_bytes(), &Limits::default()).expect("64 attributes");
+}

@@ -19,28 +19,26 @@ const EPILOG: &str = "</PPSPTrackerProtocol>\n";
 /// references so that a receiver's line-end normalisation cannot change the value; tab and
 /// line feed too inside attributes, where a receiver would turn them into spaces.
 fn escape(out: &mut String, value: &str, attribute: bool) {
-    let needs = |c: char| match c {
-        '&' | '<' | '>' | '"' | '\'' | '\r' => true,
-        '\t' | '\n' => attribute,
-        _ => false,
-    };
-    let mut rest = value;
-    while let Some(pos) = rest.find(needs) {
-        out.push_str(&rest[..pos]);
-        let c = rest[pos..].chars().next().unwrap_or(' ');
-        out.push_str(match c {
-            '&' => "&amp;",
-            '<' => "&lt;",
-            '>' => "&gt;",
-            '"' => "&quot;",
-            '\'' => "&apos;",
-            '\r' => "&#13;",
-            '\t' => "&#9;",
-            _ => "&#10;",
-        });
-        rest = &rest[pos + c.len_utf8()..];
+    // Every character that needs a reference is ASCII, so a byte scan finds them and the
+    // positions found are always character boundaries.
+    let mut plain_from = 0;
+    for (pos, byte) in value.bytes().enumerate() {
+        let reference = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&apos;",
+            b'\r' => "&#13;",
+            b'\t' if attribute => "&#9;",
+            b'\n' if attribute => "&#10;",
+            _ => continue,
+        };
+        out.push_str(&value[plain_from..pos]);
+        out.push_str(reference);
+        plain_from = pos + 1;
     }
-    out.push_str(rest);
+    out.push_str(&value[plain_from..]);
 }
 
 /// `<name>escaped text</name>`
@@ -54,15 +52,47 @@ fn element(out: &mut String, name: &str, text: &str) {
     out.push('>');
 }
 
+/// Appends the decimal form of `value` without going through `fmt`.
+fn push_u64(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written, so this never falls back.
+    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or("0"));
+}
+
+fn push_i64(out: &mut String, value: i64) {
+    if value < 0 {
+        out.push('-');
+    }
+    push_u64(out, value.unsigned_abs());
+}
+
 /// `<name>number</name>`
-fn number_element(out: &mut String, name: &str, value: impl std::fmt::Display) {
-    // Writing into a String cannot fail.
-    let _ = write!(out, "<{name}>{value}</{name}>");
+fn number_element(out: &mut String, name: &str, value: u64) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    push_u64(out, value);
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
 }
 
 /// ` name="number"`
-fn number_attribute(out: &mut String, name: &str, value: impl std::fmt::Display) {
-    let _ = write!(out, " {name}=\"{value}\"");
+fn number_attribute(out: &mut String, name: &str, value: u64) {
+    out.push(' ');
+    out.push_str(name);
+    out.push_str("=\"");
+    push_u64(out, value);
+    out.push('"');
 }
 
 fn transaction_id(out: &mut String, id: &TransactionId) {
@@ -92,10 +122,16 @@ fn address_type_str(kind: AddressType) -> &'static str {
 /// `<element ip=".." port=".." [priority=".."] [type=".."]/>`; IPv6 in RFC 5952 form
 /// (std's `Display`).
 fn address(out: &mut String, element: &str, addr: &PeerAddress, with_ice: bool) {
-    let _ = write!(out, "<{element} ip=\"{}\" port=\"{}\"", addr.ip, addr.port);
+    out.push('<');
+    out.push_str(element);
+    out.push_str(" ip=\"");
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{}", addr.ip);
+    out.push('"');
+    number_attribute(out, "port", u64::from(addr.port));
     if with_ice {
         if let Some(priority) = addr.priority {
-            number_attribute(out, "priority", priority);
+            number_attribute(out, "priority", u64::from(priority));
         }
         if let Some(kind) = addr.kind {
             out.push_str(" type=\"");
@@ -164,7 +200,7 @@ fn segment(out: &mut String, seg: &Segment) {
         number_attribute(out, "to", to);
     }
     if let Some(levels) = seg.levels {
-        number_attribute(out, "levels", levels);
+        number_attribute(out, "levels", u64::from(levels));
     }
     if let Some(chunks) = seg.chunks {
         number_attribute(out, "chunks", chunks);
@@ -262,7 +298,9 @@ fn peer_info(out: &mut String, peer: &PeerInfo) {
         element(out, "ConnectionType", kind);
     }
     if let Some(cost) = peer.rank_cost {
-        number_element(out, "EndPointRankCost", cost);
+        out.push_str("<EndPointRankCost>");
+        push_i64(out, cost);
+        out.push_str("</EndPointRankCost>");
     }
     out.push_str("</PeerInfo>");
 }
@@ -321,7 +359,7 @@ pub(crate) fn encode_request(req: &Request) -> String {
             element(&mut out, "PeerMode", peer_mode_str(join.mode));
             hints(&mut out, &join.hints);
             if let Some(n) = join.peer_num {
-                number_element(&mut out, "PeerNum", n);
+                number_element(&mut out, "PeerNum", u64::from(n));
             }
             if let Some(c) = &join.clip {
                 clip(&mut out, c);
@@ -337,7 +375,7 @@ pub(crate) fn encode_request(req: &Request) -> String {
         RequestBody::Find(find) => {
             element(&mut out, "SwarmID", find.swarm_id.as_str());
             if let Some(n) = &find.peer_num {
-                number_element(&mut out, "PeerNum", n.count);
+                number_element(&mut out, "PeerNum", u64::from(n.count));
             }
             hints(&mut out, &find.hints);
             if let Some(c) = &find.clip {

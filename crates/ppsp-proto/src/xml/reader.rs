@@ -14,6 +14,11 @@ use quick_xml::name::{QName, ResolveResult};
 
 use crate::error::{DecodeError, DecodeErrorKind, Limits};
 
+/// Most attributes (more exactly, `=` signs in the attribute text) one element may have.
+/// The protocol's busiest element has seven; the rest is room for namespace declarations
+/// and extensions.
+pub(crate) const MAX_ATTRIBUTES: usize = 64;
+
 /// An element the cursor has just entered.
 pub(crate) struct Open<'i> {
     pub(crate) start: BytesStart<'i>,
@@ -108,12 +113,27 @@ impl<'i, 'l> Cursor<'i, 'l> {
         Ok(())
     }
 
-    /// Enters an element: depth and namespace checks.
+    /// Enters an element: depth, attribute count and namespace checks.
     fn enter(&mut self, start: BytesStart<'i>, empty: bool) -> Result<Open<'i>, DecodeError> {
         let depth = self.depth + 1;
         if depth > self.limits.max_depth {
             return Err(DecodeErrorKind::TooDeep {
                 limit: self.limits.max_depth,
+            }
+            .into());
+        }
+        // Every attribute needs an `=`. Counting them bounds the quadratic duplicate-name
+        // check of the attribute iterator before it ever runs.
+        if start
+            .attributes_raw()
+            .iter()
+            .filter(|&&b| b == b'=')
+            .count()
+            > MAX_ATTRIBUTES
+        {
+            return Err(DecodeErrorKind::TooMany {
+                what: "attributes on one element",
+                limit: MAX_ATTRIBUTES,
             }
             .into());
         }
