@@ -455,3 +455,75 @@ fn accounts_add_then_plain_connect() {
     drop(tracker);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn readiness_lines_for_every_listener_and_stun() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ppsp"))
+        .args([
+            "--quiet",
+            "tracker",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--stun",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn ppsp tracker");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        lines.push(
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("readiness line within 30 s"),
+        );
+    }
+    let http: Vec<SocketAddr> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("listening on http://"))
+        .map(|a| a.parse().expect("address"))
+        .collect();
+    assert_eq!(http.len(), 2, "{lines:?}");
+    assert_ne!(http[0], http[1]);
+    let stun: SocketAddr = lines[2]
+        .strip_prefix("stun on udp://")
+        .unwrap_or_else(|| panic!("no stun line in {lines:?}"))
+        .parse()
+        .expect("address");
+    for addr in &http {
+        assert_eq!(http_get_status(*addr), 200);
+    }
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let transaction = [42u8; 12];
+    socket
+        .send_to(&ppsp_proto::stun::binding_request(transaction), stun)
+        .expect("send");
+    let mut buf = [0u8; 1024];
+    let (len, _) = socket.recv_from(&mut buf).expect("STUN answer");
+    let mapped =
+        ppsp_proto::stun::parse_binding_response(&buf[..len], &transaction).expect("answer");
+    assert_eq!(mapped, socket.local_addr().expect("addr"));
+
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn http_get_status(addr: SocketAddr) -> u16 {
+    http(addr, "GET", "/healthz", "").0
+}
