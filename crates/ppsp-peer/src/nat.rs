@@ -221,12 +221,25 @@ pub async fn stun_mapping(
         .await
         .map_err(|source| ClientError::io(format!("resolving STUN server {host}"), source))?
         .collect();
-    // Use a server address of the local socket's family.
-    let server_address = resolved
+    // Prefer a server address of the local socket's family; failing that, query from a
+    // wildcard socket of the server's family on the same port.
+    let (server_address, local) = match resolved
         .iter()
-        .find(|candidate| candidate.is_ipv4() == local.is_ipv4() || local.ip().is_unspecified())
-        .copied()
-        .ok_or_else(|| ClientError::BadUrl(format!("STUN server {host} has no usable address")))?;
+        .find(|candidate| candidate.is_ipv4() == local.is_ipv4())
+    {
+        Some(server) => (*server, local),
+        None => {
+            let server = *resolved
+                .first()
+                .ok_or_else(|| ClientError::BadUrl(format!("STUN server {host} has no address")))?;
+            let wildcard: IpAddr = if server.is_ipv4() {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            };
+            (server, SocketAddr::new(wildcard, local.port()))
+        }
+    };
     let socket = UdpSocket::bind(local)
         .await
         .map_err(|source| ClientError::io(format!("binding UDP {local}"), source))?;

@@ -725,6 +725,7 @@ async fn session_reports_keeps_alive_and_closes() {
         keepalive_idle: Duration::from_millis(150),
         min_report_gap: Duration::from_millis(250),
         significant_change_chunks: 10,
+        close_timeout: Duration::from_secs(5),
     };
     let session = TrackerSession::spawn(client.clone(), status, timers);
 
@@ -817,4 +818,56 @@ async fn session_reports_keeps_alive_and_closes() {
     );
     assert!(!client.is_connected());
     assert!(client.joined_swarms().is_empty());
+}
+
+#[tokio::test]
+async fn closing_against_a_dead_tracker_is_bounded() {
+    let tracker = FakeTracker::start().await;
+    let client = client_for(&[&tracker]);
+    client
+        .join_swarm(swarm("a"), PeerMode::Leech)
+        .await
+        .expect("join");
+    client
+        .join_swarm(swarm("b"), PeerMode::Leech)
+        .await
+        .expect("join");
+    let (_publish, status) = watch::channel(PeerStatus::default());
+    let session = TrackerSession::spawn(
+        client.clone(),
+        status,
+        SessionTimers {
+            close_timeout: Duration::from_millis(600),
+            ..SessionTimers::default()
+        },
+    );
+    tracker.faults(|f| f.hang = usize::MAX);
+    let started = Instant::now();
+    let error = session.shutdown().await.expect_err("tracker never answers");
+    let took = started.elapsed();
+    assert!(matches!(error, ClientError::Unreachable { .. }), "{error}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+
+    // Connection resets give up faster than the bound: after the first LEAVE fails, the
+    // second LEAVE and the DISCONNECT are skipped.
+    let tracker = FakeTracker::start().await;
+    let client = client_for(&[&tracker]);
+    client
+        .join_swarm(swarm("a"), PeerMode::Leech)
+        .await
+        .expect("join");
+    client
+        .join_swarm(swarm("b"), PeerMode::Leech)
+        .await
+        .expect("join");
+    let (_publish, status) = watch::channel(PeerStatus::default());
+    let session = TrackerSession::spawn(client.clone(), status, SessionTimers::default());
+    tracker.faults(|f| f.reset = usize::MAX);
+    let error = session
+        .shutdown()
+        .await
+        .expect_err("tracker drops everything");
+    assert!(matches!(error, ClientError::Unreachable { .. }), "{error}");
+    let methods = tracker.methods();
+    assert_eq!(&methods[3..], [Method::Leave; 4], "{methods:?}");
 }

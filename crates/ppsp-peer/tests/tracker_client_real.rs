@@ -359,6 +359,7 @@ async fn background_session_reports_and_leaves_on_shutdown() {
             keepalive_idle: Duration::from_millis(200),
             min_report_gap: Duration::from_millis(100),
             significant_change_chunks: 8,
+            close_timeout: Duration::from_secs(5),
         },
     );
     publish

@@ -65,6 +65,9 @@ pub struct SessionTimers {
     /// How many chunks gained or lost since the last report count as a large change that
     /// is reported early (64).
     pub significant_change_chunks: u64,
+    /// Longest time the closing LEAVEs and DISCONNECT may take together (10 s), so that
+    /// stopping a peer whose tracker is gone does not sit through every retransmission.
+    pub close_timeout: Duration,
 }
 
 impl Default for SessionTimers {
@@ -74,6 +77,7 @@ impl Default for SessionTimers {
             keepalive_idle: Duration::from_secs(60),
             min_report_gap: Duration::from_secs(10),
             significant_change_chunks: 64,
+            close_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -220,7 +224,18 @@ async fn run(
             }
         }
     }
-    close(&client).await
+    match tokio::time::timeout(timers.close_timeout, close(&client)).await {
+        Ok(result) => result,
+        Err(_elapsed) => {
+            tracing::warn!(timeout = ?timers.close_timeout, "tracker did not confirm LEAVE and DISCONNECT in time");
+            Err(ClientError::Unreachable {
+                last_failure: format!(
+                    "closing the session took longer than {:?}",
+                    timers.close_timeout
+                ),
+            })
+        }
+    }
 }
 
 /// Builds and sends one STAT_REPORT from `snapshot`, limited to the joined swarms.
@@ -260,13 +275,22 @@ async fn send_report(client: &TrackerClient, snapshot: PeerStatus) -> Result<(),
     client.stat_report(StatReport { stats }).await
 }
 
-/// LEAVE every swarm, then DISCONNECT; every request is attempted, the first error kept.
+/// LEAVE every swarm, then DISCONNECT; the first error is kept. Once the tracker proves
+/// unreachable, the remaining requests are skipped: each would wait just as long in vain,
+/// and the tracker drops the session by itself when it times out.
 async fn close(client: &TrackerClient) -> Result<(), ClientError> {
     let mut first_error = None;
     for swarm in client.joined_swarms() {
-        if let Err(error) = client.leave(&swarm).await {
-            tracing::warn!(%swarm, %error, "LEAVE failed");
-            first_error.get_or_insert(error);
+        match client.leave(&swarm).await {
+            Ok(()) => {}
+            Err(error @ ClientError::Unreachable { .. }) => {
+                tracing::warn!(%swarm, %error, "LEAVE failed; tracker unreachable");
+                return Err(error);
+            }
+            Err(error) => {
+                tracing::warn!(%swarm, %error, "LEAVE failed");
+                first_error.get_or_insert(error);
+            }
         }
     }
     if let Err(error) = client.disconnect().await {
