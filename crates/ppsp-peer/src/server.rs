@@ -228,6 +228,7 @@ async fn serve_chunk(swarm: &Arc<Swarm>, index: u64) -> Response<OutBody> {
                 bad[0] ^= 0xff;
                 data = Bytes::from(bad);
             }
+            swarm.pace_upload(data.len() as u64).await;
             swarm.add_uploaded(data.len() as u64);
             let mut response = Response::new(OutBody::with_permit(data, permit));
             response.headers_mut().insert(

@@ -30,6 +30,8 @@ pub struct PeerHint {
 pub struct SwarmOptions {
     /// Concurrent chunk uploads; further requests are answered 503.
     pub upload_slots: usize,
+    /// Upload bandwidth cap in bytes per second (`None`: no cap).
+    pub upload_rate: Option<u64>,
     /// Test hook: flip a byte in every chunk served, to exercise other peers' verification.
     /// Never set this outside tests.
     pub corrupt_uploads: bool,
@@ -39,6 +41,7 @@ impl Default for SwarmOptions {
     fn default() -> Self {
         Self {
             upload_slots: 8,
+            upload_rate: None,
             corrupt_uploads: false,
         }
     }
@@ -65,6 +68,7 @@ pub struct Swarm {
     hints_tx: mpsc::UnboundedSender<PeerHint>,
     hints_rx: Mutex<Option<mpsc::UnboundedReceiver<PeerHint>>>,
     seen: Mutex<HashSet<SocketAddr>>,
+    next_upload: Mutex<tokio::time::Instant>,
 }
 
 impl Swarm {
@@ -97,6 +101,7 @@ impl Swarm {
             hints_tx,
             hints_rx: Mutex::new(Some(hints_rx)),
             seen: Mutex::new(HashSet::new()),
+            next_upload: Mutex::new(tokio::time::Instant::now()),
         })
     }
 
@@ -194,6 +199,24 @@ impl Swarm {
     /// Chunk bytes received from other peers.
     pub fn downloaded(&self) -> u64 {
         self.downloaded.load(Ordering::Relaxed)
+    }
+
+    /// Waits for this upload's turn under [`SwarmOptions::upload_rate`]: each upload
+    /// reserves the time its bytes take at that rate, after the previous reservation.
+    pub(crate) async fn pace_upload(&self, len: u64) {
+        let Some(rate) = self.options.upload_rate.filter(|r| *r > 0) else {
+            return;
+        };
+        let start = {
+            let mut next = self
+                .next_upload
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let start = (*next).max(tokio::time::Instant::now());
+            *next = start + std::time::Duration::from_secs_f64(len as f64 / rate as f64);
+            start
+        };
+        tokio::time::sleep_until(start).await;
     }
 
     pub(crate) fn add_uploaded(&self, n: u64) {

@@ -26,6 +26,9 @@ pub(crate) struct Common {
     /// Concurrent chunk uploads to other peers; further requests are answered 503.
     #[arg(long, value_name = "N", default_value_t = 8)]
     upload_slots: usize,
+    /// Cap on upload bandwidth to other peers, in KiB/s (default: no cap).
+    #[arg(long, value_name = "KIB_PER_SEC")]
+    upload_rate: Option<u64>,
     /// Seconds between STAT_REPORTs to the tracker.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     report_interval: u64,
@@ -90,6 +93,7 @@ pub(crate) enum PeerCommand {
 fn config_of(common: &Common) -> NodeConfig {
     let mut config = NodeConfig::new(common.tracker.clone());
     config.swarm.upload_slots = common.upload_slots.max(1);
+    config.swarm.upload_rate = common.upload_rate.map(|k| k.saturating_mul(1024));
     config.find_interval = Duration::from_secs(common.find_interval.max(1));
     let interval = Duration::from_secs(common.report_interval.max(1));
     config.session.stat_report_interval = interval;

@@ -1,0 +1,135 @@
+//! End-to-end live streaming: a LIVESEED reading standard input and two viewers.
+
+mod peer_common;
+
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peer_common::{HttpStream, Proc, TempDir, tracker};
+
+/// Each record is 32 bytes: `rec ` + 8 digits + padding + newline.
+const RECORD: usize = 32;
+
+fn record(seq: u64) -> Vec<u8> {
+    let mut line = format!("rec {seq:08} ").into_bytes();
+    line.resize(RECORD - 1, b'.');
+    line.push(b'\n');
+    line
+}
+
+fn parse(record: &[u8]) -> u64 {
+    assert!(
+        record.starts_with(b"rec "),
+        "not a record boundary: {record:?}"
+    );
+    std::str::from_utf8(&record[4..12])
+        .expect("utf-8")
+        .parse()
+        .expect("sequence number")
+}
+
+#[test]
+fn live_chunks_reach_two_viewers_in_order_and_promptly() {
+    let dir = TempDir::new("live");
+    let (_tracker, url) = tracker(&dir);
+    let mut source = Proc::spawn(
+        &dir,
+        "source",
+        &["peer", "live", "--tracker", &url, "--flush-ms", "100"],
+        true,
+    );
+    let swarm = source.wait_line("swarm ", Duration::from_secs(30));
+    assert!(swarm.starts_with("live-"));
+    source.wait_listening();
+
+    // Produce a record every 20 ms, remembering when each was written.
+    let written: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut stdin = source.stdin.take().expect("stdin");
+    let writer_log = Arc::clone(&written);
+    let writer = std::thread::spawn(move || {
+        for seq in 0..1500u64 {
+            if stdin.write_all(&record(seq)).is_err() {
+                return;
+            }
+            writer_log.lock().expect("lock").push(Instant::now());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    while written.lock().expect("lock").len() < 50 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let viewers: Vec<Proc> = (0..2)
+        .map(|i| {
+            Proc::spawn(
+                &dir,
+                &format!("viewer{i}"),
+                &[
+                    "peer",
+                    "play",
+                    &swarm,
+                    "--tracker",
+                    &url,
+                    "--listen",
+                    "127.0.0.1:0",
+                ],
+                false,
+            )
+        })
+        .collect();
+    let readers: Vec<_> = viewers
+        .iter()
+        .map(|viewer| {
+            let addr = viewer.wait_listening();
+            let written = Arc::clone(&written);
+            std::thread::spawn(move || {
+                let produced_at_start = written.lock().expect("lock").len() as u64;
+                let mut stream = HttpStream::open(&addr, "GET", "/", &[]);
+                assert_eq!(stream.status, 200);
+                let mut pending = Vec::new();
+                let mut seen: Vec<u64> = Vec::new();
+                let mut worst = Duration::ZERO;
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while seen.len() < 100 {
+                    assert!(Instant::now() < deadline, "viewer stalled after {seen:?}");
+                    let piece = stream.next_piece();
+                    assert!(!piece.is_empty(), "stream ended early");
+                    let arrived = Instant::now();
+                    pending.extend_from_slice(&piece);
+                    while pending.len() >= RECORD {
+                        let seq = parse(&pending[..RECORD]);
+                        pending.drain(..RECORD);
+                        let produced = written.lock().expect("lock")[seq as usize];
+                        worst = worst.max(arrived.duration_since(produced));
+                        seen.push(seq);
+                    }
+                }
+                (produced_at_start, seen, worst)
+            })
+        })
+        .collect();
+    for reader in readers {
+        let (produced_at_start, seen, worst) = reader.join().expect("viewer thread");
+        for pair in seen.windows(2) {
+            assert_eq!(
+                pair[1],
+                pair[0] + 1,
+                "records out of order or missing: {seen:?}"
+            );
+        }
+        // Near the live edge: not from the start of the stream.
+        assert!(
+            seen[0] + 40 >= produced_at_start,
+            "viewer started at record {} while {produced_at_start} existed",
+            seen[0]
+        );
+        assert!(
+            worst < Duration::from_secs(3),
+            "a record took {worst:?} to arrive"
+        );
+    }
+    drop(viewers);
+    drop(source);
+    let _ = writer.join();
+}
