@@ -1127,3 +1127,15 @@ fn attribute_flood_is_refused_quickly() {
     let ok = ok.replace("='='", "=''");
     xml::decode(ok.as_bytes(), &Limits::default()).expect("64 attributes");
 }
+
+#[test]
+fn empty_auth_token_reads_as_missing() {
+    let doc = b"<PPSPTrackerProtocol version='1.0'><Method>KEEPALIVE</Method><PeerID>p</PeerID>\
+        <AuthToken> </AuthToken><TransactionID>8</TransactionID></PPSPTrackerProtocol>";
+    let req = xml::decode_request(doc, &Limits::default()).expect("decodes");
+    assert_eq!(req.auth_token, None);
+    let twice = b"<PPSPTrackerProtocol version='1.0'><Method>KEEPALIVE</Method><PeerID>p</PeerID>\
+        <AuthToken/><AuthToken>x</AuthToken><TransactionID>8</TransactionID></PPSPTrackerProtocol>";
+    let e = xml::decode_request(twice, &Limits::default()).expect_err("duplicate");
+    assert_eq!(e.kind, DecodeErrorKind::Duplicate("AuthToken"));
+}

@@ -241,6 +241,8 @@ struct Fields {
     status: Option<Status>,
     peer_id: Option<PeerId>,
     auth_token: Option<AuthToken>,
+    /// `AuthToken` was present, possibly empty.
+    auth_token_seen: bool,
     transaction_id: Option<TransactionId>,
     swarm_id: Option<SwarmId>,
     mechanism: Option<String>,
@@ -374,8 +376,16 @@ fn root_child<'i>(
             f.peer_id = Some(PeerId::new(text(cursor, child)?.into_owned())?);
         }
         b"AuthToken" => {
-            once(&f.auth_token, "AuthToken")?;
-            f.auth_token = Some(AuthToken::new(text(cursor, child)?.into_owned())?);
+            if f.auth_token_seen {
+                return Err(duplicate("AuthToken"));
+            }
+            f.auth_token_seen = true;
+            // An empty token is treated like a missing one: an authentication failure for
+            // the tracker to answer (401), not a syntax error (digest §4.2).
+            let value = text(cursor, child)?;
+            if !value.is_empty() {
+                f.auth_token = Some(AuthToken::new(value.into_owned())?);
+            }
         }
         b"TransactionID" => {
             once(&f.transaction_id, "TransactionID")?;

@@ -17,7 +17,7 @@
 //! * Children of the root may come in any order. Unknown elements are skipped (their depth
 //!   still counts). Each known element may appear once ([`DecodeErrorKind::Duplicate`]) and
 //!   the per-method mandatory elements of the digest's §3 tables must be present
-//!   ([`DecodeErrorKind::Missing`]). A missing `AuthToken` is not a syntax error: it decodes
+//!   ([`DecodeErrorKind::Missing`]). A missing or empty `AuthToken` is not a syntax error: it decodes
 //!   as `auth_token: None` and is the tracker's business (401).
 //! * Method, `Response` and `PeerMode` values are case-insensitive. `SUCCESSFUL` reads as
 //!   [`Status::Ok`](crate::Status::Ok), `MESSAGE NOT SUPPORTED` as [`Status::InvalidSyntax`](crate::Status::InvalidSyntax) and `PAYMENT
