@@ -27,6 +27,7 @@
 //! * A peer that declares no address is listed at its observed address and port.
 //! * At most [`MAX_DECLARED_ADDRESSES`] declared addresses are kept per peer.
 
+mod answer;
 mod auth;
 mod error;
 mod select;
@@ -39,8 +40,8 @@ pub use ppsp_proto;
 
 pub use auth::{AuthError, Authenticator, OpenAuthenticator};
 pub use error::TrackerError;
-pub use snapshot::{ClipAvailability, PeerSnapshot, Snapshot, SwarmSnapshot};
 pub use session::MAX_DECLARED_ADDRESSES;
+pub use snapshot::{ClipAvailability, PeerSnapshot, Snapshot, SwarmSnapshot};
 pub use tracker::{SessionState, SweepReport, Tracker};
 
 use std::net::SocketAddr;

@@ -11,10 +11,11 @@ use rand::RngCore;
 use rand::rngs::StdRng;
 
 use ppsp_proto::{
-    AbilityNat, AddressType, AuthToken, NatHints, PeerAddress, PeerMode, Request, Response, SwarmId,
+    AbilityNat, AddressType, AuthToken, NatHints, PeerAddress, PeerId, PeerMode, Request, SwarmId,
 };
 
 use crate::Dialect;
+use crate::answer::Answer;
 
 /// Random bytes in an AuthToken: 192 bits, above the 128 the profile asks for.
 const TOKEN_BYTES: usize = 24;
@@ -42,6 +43,7 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// a swarm lock alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Contact {
+    pub(crate) peer_id: PeerId,
     /// Best first: declared addresses, plus `observed_ip:declared_port` REFLEXIVE entries
     /// when the observed IP is not among the declared ones (first when behind NAT).
     pub(crate) addresses: Vec<PeerAddress>,
@@ -54,6 +56,7 @@ pub(crate) struct Contact {
 impl Contact {
     /// Builds the contact from what the peer declared and what the tracker observed.
     pub(crate) fn build(
+        peer_id: &PeerId,
         declared: &[PeerAddress],
         observed: SocketAddr,
         hints: NatHints,
@@ -102,6 +105,7 @@ impl Contact {
             host.into_iter().chain(reflexive).collect()
         };
         Self {
+            peer_id: peer_id.clone(),
             addresses,
             behind_nat,
             stun,
@@ -128,14 +132,14 @@ pub(crate) struct Joined {
 
 struct ReplayEntry {
     request: Request,
-    response: Response,
+    answer: Arc<Answer>,
     at: Instant,
 }
 
 /// What the retransmission cache says about a request.
 pub(crate) enum Replay {
     /// Same TransactionID, same request: answer with this.
-    Hit(Response),
+    Hit(Arc<Answer>),
     /// Same TransactionID, different request.
     Conflict,
     /// Not seen.
@@ -161,7 +165,9 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        peer_id: &PeerId,
         dialect: Dialect,
         token: Option<AuthToken>,
         generation: u64,
@@ -176,7 +182,13 @@ impl Session {
             .cloned()
             .collect();
         let hints = NatHints::default();
-        let contact = Arc::new(Contact::build(&declared, observed, hints, ability_nat));
+        let contact = Arc::new(Contact::build(
+            peer_id,
+            &declared,
+            observed,
+            hints,
+            ability_nat,
+        ));
         Self {
             dialect,
             token,
@@ -229,7 +241,13 @@ impl Session {
 
     /// Recomputes the contact; returns true when it changed.
     pub(crate) fn rebuild_contact(&mut self) -> bool {
-        let contact = Contact::build(&self.declared, self.observed, self.hints, self.ability_nat);
+        let contact = Contact::build(
+            &self.contact.peer_id,
+            &self.declared,
+            self.observed,
+            self.hints,
+            self.ability_nat,
+        );
         if *self.contact == contact {
             return false;
         }
@@ -246,7 +264,7 @@ impl Session {
             .filter(fresh)
             .find(|e| e.request.transaction_id == request.transaction_id)
         {
-            Some(entry) if entry.request == *request => Replay::Hit(entry.response.clone()),
+            Some(entry) if entry.request == *request => Replay::Hit(Arc::clone(&entry.answer)),
             Some(_) => Replay::Conflict,
             None => Replay::Miss,
         }
@@ -256,7 +274,7 @@ impl Session {
     pub(crate) fn remember(
         &mut self,
         request: &Request,
-        response: &Response,
+        answer: &Arc<Answer>,
         now: Instant,
         capacity: usize,
         ttl: Duration,
@@ -276,7 +294,7 @@ impl Session {
         }
         self.replay.push_back(ReplayEntry {
             request: request.clone(),
-            response: response.clone(),
+            answer: Arc::clone(answer),
             at: now,
         });
     }
@@ -289,6 +307,10 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
+
+    fn pid() -> PeerId {
+        PeerId::new("p").expect("id")
+    }
 
     fn addr(a: u8, port: u16) -> PeerAddress {
         PeerAddress::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, a)), port)
@@ -318,7 +340,13 @@ mod tests {
     #[test]
     fn reflexive_entry_synthesised_when_observed_ip_not_declared() {
         let observed: SocketAddr = "198.51.100.7:40000".parse().expect("addr");
-        let contact = Contact::build(&[addr(1, 7000)], observed, NatHints::default(), None);
+        let contact = Contact::build(
+            &pid(),
+            &[addr(1, 7000)],
+            observed,
+            NatHints::default(),
+            None,
+        );
         assert_eq!(contact.behind_nat, Some(true));
         assert_eq!(contact.addresses.len(), 2);
         assert_eq!(contact.addresses[0].ip, observed.ip());
@@ -328,7 +356,7 @@ mod tests {
         assert!(contact.needs_reachable_peers());
 
         let same: SocketAddr = "10.0.0.1:40000".parse().expect("addr");
-        let direct = Contact::build(&[addr(1, 7000)], same, NatHints::default(), None);
+        let direct = Contact::build(&pid(), &[addr(1, 7000)], same, NatHints::default(), None);
         assert_eq!(direct.addresses, vec![addr(1, 7000)]);
         assert_eq!(direct.behind_nat, Some(false));
     }
@@ -340,7 +368,7 @@ mod tests {
             nat: None,
             stun: Some(true),
         };
-        let contact = Contact::build(&[addr(1, 7000)], observed, hints, None);
+        let contact = Contact::build(&pid(), &[addr(1, 7000)], observed, hints, None);
         assert!(!contact.needs_reachable_peers());
         assert!(!contact.reachable());
     }

@@ -8,7 +8,6 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -17,11 +16,12 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use ppsp_proto::{
-    AbilityNat, AddressType, Connect, Find, Join, Leave, Method, PeerAddress, PeerId, PeerInfo,
-    PeerMode, Request, RequestBody, Response, Stat, StatReport, Status, SwarmActionKind, SwarmId,
+    AbilityNat, AddressType, Connect, Find, Join, Leave, Method, PeerAddress, PeerId, PeerMode,
+    Request, RequestBody, Response, Stat, StatReport, Status, SwarmActionKind, SwarmId,
     SwarmResult, TransactionId,
 };
 
+use crate::answer::{Answer, Candidate};
 use crate::error::TrackerError;
 use crate::select::{ChunkScope, Criteria, select};
 use crate::session::{Joined, Replay, Session, new_token};
@@ -94,40 +94,6 @@ fn ok(transaction_id: &TransactionId) -> Response {
 
 fn failure(error: &TrackerError, transaction_id: &TransactionId) -> Response {
     Response::status(error.status(), Some(transaction_id.clone()))
-}
-
-fn same_family(a: IpAddr, b: IpAddr) -> bool {
-    a.is_ipv4() == b.is_ipv4()
-}
-
-/// A peer list entry. Addresses of the requester's family go first; a JSON entry carries
-/// only the best one.
-fn peer_info(member: &Member, requester_ip: IpAddr, dialect: Dialect) -> PeerInfo {
-    let all = &member.contact.addresses;
-    let addresses = match dialect {
-        Dialect::Json => all
-            .iter()
-            .find(|a| same_family(a.ip, requester_ip))
-            .or_else(|| all.first())
-            .cloned()
-            .into_iter()
-            .collect(),
-        Dialect::Xml => {
-            let mut addresses = all.clone();
-            if addresses.iter().any(|a| !same_family(a.ip, requester_ip)) {
-                addresses.sort_by_key(|a| !same_family(a.ip, requester_ip));
-            }
-            addresses
-        }
-    };
-    PeerInfo {
-        peer_id: member.peer_id.clone(),
-        mode: Some(member.mode),
-        addresses,
-        location: None,
-        connection_type: None,
-        rank_cost: None,
-    }
 }
 
 /// The tracker. `Send + Sync`; every method takes `&self`.
@@ -263,16 +229,17 @@ impl Tracker {
     fn connect_replay(
         &self,
         now: Instant,
-        dialect: Dialect,
+        ctx: &RequestContext,
         request: &Request,
     ) -> Option<Response> {
+        let dialect = ctx.dialect;
         let shard = self.session_shard(&request.peer_id);
         let session = shard.sessions.get(&request.peer_id)?;
         if session.dialect != dialect || !session.alive(now, self.config.session_idle_timeout) {
             return None;
         }
         match session.replay_lookup(request, now, self.config.replay_cache_ttl) {
-            Replay::Hit(response) => Some(response),
+            Replay::Hit(answer) => Some(answer.render(ctx.observed.ip(), dialect)),
             Replay::Conflict => Some(failure(
                 &TrackerError::TransactionIdReused,
                 &request.transaction_id,
@@ -302,7 +269,7 @@ impl Tracker {
         let Some(sasl) = connect.auth.as_ref() else {
             return failure(&TrackerError::InvalidRequest("CONNECT without Auth"), tid);
         };
-        if let Some(replayed) = self.connect_replay(now, Dialect::Xml, request) {
+        if let Some(replayed) = self.connect_replay(now, ctx, request) {
             return replayed;
         }
         // No lock is held here: checking a password hash is deliberately slow.
@@ -330,6 +297,7 @@ impl Tracker {
         }
         let generation = self.generation();
         let mut session = Session::new(
+            &request.peer_id,
             Dialect::Xml,
             Some(token.clone()),
             generation,
@@ -343,7 +311,7 @@ impl Tracker {
         response.reflexive_addresses = self.reflexive(ctx);
         session.remember(
             request,
-            &response,
+            &Arc::new(Answer::from(response.clone())),
             now,
             self.config.replay_cache_len,
             self.config.replay_cache_ttl,
@@ -371,7 +339,7 @@ impl Tracker {
                 tid,
             );
         }
-        if let Some(replayed) = self.connect_replay(now, Dialect::Json, request) {
+        if let Some(replayed) = self.connect_replay(now, ctx, request) {
             return replayed;
         }
         if let Err(error) =
@@ -380,7 +348,19 @@ impl Tracker {
         {
             return failure(&TrackerError::Authentication(error), tid);
         }
+        // Peer lists are rendered after the session lock is released.
+        self.connect_json_locked(now, ctx, request, connect)
+            .render(ctx.observed.ip(), ctx.dialect)
+    }
 
+    fn connect_json_locked(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        request: &Request,
+        connect: &Connect,
+    ) -> Arc<Answer> {
+        let tid = &request.transaction_id;
         let mut guard = self.session_shard(&request.peer_id);
         let shard = &mut *guard;
         let idle = self.config.session_idle_timeout;
@@ -388,7 +368,7 @@ impl Tracker {
             Some(old) if old.alive(now, idle) => {
                 if old.dialect == Dialect::Xml {
                     shard.sessions.insert(request.peer_id.clone(), old);
-                    return failure(&TrackerError::DialectMismatch, tid);
+                    return refused(&TrackerError::DialectMismatch, tid);
                 }
                 Some(old)
             }
@@ -426,9 +406,10 @@ impl Tracker {
                     .iter()
                     .any(|a| a.action == SwarmActionKind::Leave)
                 {
-                    return failure(&TrackerError::NoValidSwarmAction, tid);
+                    return refused(&TrackerError::NoValidSwarmAction, tid);
                 }
                 Session::new(
+                    &request.peer_id,
                     Dialect::Json,
                     None,
                     self.generation(),
@@ -440,28 +421,29 @@ impl Tracker {
             }
         };
 
-        let results = self.apply_swarm_actions(now, ctx, request, connect, &mut session);
+        let (results, lists) = self.apply_swarm_actions(now, request, connect, &mut session);
         let any_valid = results.iter().any(|r| r.ok);
         if !any_valid {
             // Rule A / C: nothing changed; a registered peer stays registered.
             if registered {
                 shard.sessions.insert(request.peer_id.clone(), session);
             }
-            return failure(&TrackerError::NoValidSwarmAction, tid);
+            return refused(&TrackerError::NoValidSwarmAction, tid);
         }
         let mut response = ok(tid);
         response.swarm_results = results;
         if !matches!(ability_nat, Some(AbilityNat::Stun | AbilityNat::Turn)) {
             response.reflexive_addresses = self.reflexive(ctx);
         }
+        let answer = Arc::new(Answer { response, lists });
         if session.swarms.is_empty() {
             // Leaving the last swarm ends the registration (RFC 7846 Table 6).
-            return response;
+            return answer;
         }
         session.last_activity = now;
         session.remember(
             request,
-            &response,
+            &answer,
             now,
             self.config.replay_cache_len,
             self.config.replay_cache_ttl,
@@ -474,7 +456,7 @@ impl Tracker {
             )));
         }
         shard.sessions.insert(request.peer_id.clone(), session);
-        response
+        answer
     }
 
     /// Applies the swarm actions of a JSON CONNECT: LEAVEs first (so a channel switch works
@@ -482,11 +464,10 @@ impl Tracker {
     fn apply_swarm_actions(
         &self,
         now: Instant,
-        ctx: &RequestContext,
         request: &Request,
         connect: &Connect,
         session: &mut Session,
-    ) -> Vec<SwarmResult> {
+    ) -> (Vec<SwarmResult>, Vec<Vec<Candidate>>) {
         let peer_id = &request.peer_id;
         let mut results: Vec<SwarmResult> = connect
             .swarm_actions
@@ -497,6 +478,7 @@ impl Tracker {
                 peers: Vec::new(),
             })
             .collect();
+        let mut lists: Vec<Vec<Candidate>> = vec![Vec::new(); results.len()];
         for (action, result) in connect.swarm_actions.iter().zip(results.iter_mut()) {
             if action.action != SwarmActionKind::Leave || !session.is_member(&action.swarm_id) {
                 continue;
@@ -505,7 +487,12 @@ impl Tracker {
             result.ok = true;
         }
         let peer_num = connect.peer_num.as_ref();
-        for (action, result) in connect.swarm_actions.iter().zip(results.iter_mut()) {
+        for ((action, result), list) in connect
+            .swarm_actions
+            .iter()
+            .zip(results.iter_mut())
+            .zip(lists.iter_mut())
+        {
             if action.action != SwarmActionKind::Join
                 || session.is_member(&action.swarm_id)
                 || session.swarms.len() >= self.config.max_swarms_per_peer
@@ -525,9 +512,8 @@ impl Tracker {
                 Some(AbilityNat::Stun | AbilityNat::NoNat) => false,
                 None => session.contact.needs_reachable_peers(),
             };
-            result.peers = self.join_swarm(
+            *list = self.join_swarm(
                 now,
-                ctx,
                 peer_id,
                 session,
                 &action.swarm_id,
@@ -539,7 +525,7 @@ impl Tracker {
             );
             result.ok = true;
         }
-        results
+        (results, lists)
     }
 
     /// Inserts or updates a membership and returns up to `wanted` candidates.
@@ -547,7 +533,6 @@ impl Tracker {
     fn join_swarm(
         &self,
         now: Instant,
-        ctx: &RequestContext,
         peer_id: &PeerId,
         session: &mut Session,
         swarm_id: &SwarmId,
@@ -556,7 +541,7 @@ impl Tracker {
         start: Option<ppsp_proto::Clip>,
         wanted: usize,
         prefer_reachable: bool,
-    ) -> Vec<PeerInfo> {
+    ) -> Vec<Candidate> {
         let generation = self.generation();
         let prefer = start.as_ref().and_then(ChunkScope::from_start);
         let mut guard = self.swarm_shard(swarm_id);
@@ -592,11 +577,7 @@ impl Tracker {
             scope: None,
             prefer: prefer.as_ref(),
         };
-        let peers = select(swarm, &mut shard.rng, &criteria)
-            .into_iter()
-            .filter_map(|i| swarm.members.get(i))
-            .map(|m| peer_info(m, ctx.observed.ip(), ctx.dialect))
-            .collect();
+        let peers = candidates(swarm, select(swarm, &mut shard.rng, &criteria));
         drop(guard);
         match session.swarms.iter_mut().find(|j| &j.swarm_id == swarm_id) {
             Some(joined) => joined.mode = mode,
@@ -656,6 +637,17 @@ impl Tracker {
     /// Every method but CONNECT: authenticate by token (XML) or registration (JSON), check
     /// the retransmission cache, run the method, remember the answer.
     fn in_session(&self, now: Instant, ctx: &RequestContext, request: &Request) -> Response {
+        // Peer lists are rendered after the locks are released.
+        self.in_session_locked(now, ctx, request)
+            .render(ctx.observed.ip(), ctx.dialect)
+    }
+
+    fn in_session_locked(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        request: &Request,
+    ) -> Arc<Answer> {
         let tid = &request.transaction_id;
         if ctx.dialect == Dialect::Json
             && !matches!(
@@ -663,7 +655,7 @@ impl Tracker {
                 RequestBody::Find(_) | RequestBody::StatReport(_)
             )
         {
-            return failure(
+            return refused(
                 &TrackerError::InvalidRequest("method not part of RFC 7846"),
                 tid,
             );
@@ -680,22 +672,22 @@ impl Tracker {
                 Dialect::Xml => TrackerError::BadToken,
                 Dialect::Json => TrackerError::NotRegistered,
             };
-            return failure(&error, tid);
+            return refused(&error, tid);
         };
         match ctx.dialect {
             // A JSON registration has no token, so an XML request for it cannot present a
             // valid one: 401, the peer re-CONNECTs and learns of the conflict then.
             Dialect::Xml if !session.token_matches(request.auth_token.as_ref()) => {
-                return failure(&TrackerError::BadToken, tid);
+                return refused(&TrackerError::BadToken, tid);
             }
             Dialect::Json if session.dialect != Dialect::Json => {
-                return failure(&TrackerError::DialectMismatch, tid);
+                return refused(&TrackerError::DialectMismatch, tid);
             }
             _ => {}
         }
         match session.replay_lookup(request, now, self.config.replay_cache_ttl) {
-            Replay::Hit(response) => return response,
-            Replay::Conflict => return failure(&TrackerError::TransactionIdReused, tid),
+            Replay::Hit(answer) => return answer,
+            Replay::Conflict => return refused(&TrackerError::TransactionIdReused, tid),
             Replay::Miss => {}
         }
         let peer_id = &request.peer_id;
@@ -704,41 +696,41 @@ impl Tracker {
                 if let Some(old) = shard.sessions.remove(peer_id) {
                     self.remove_memberships(peer_id, &old);
                 }
-                return ok(tid);
+                return Arc::new(ok(tid).into());
             }
-            RequestBody::Join(join) => self.join(now, ctx, peer_id, session, join, tid),
-            RequestBody::Leave(leave) => self.leave(peer_id, session, leave, tid),
+            RequestBody::Join(join) => self.join(now, peer_id, session, join, tid),
+            RequestBody::Leave(leave) => self.leave(peer_id, session, leave, tid).map(Into::into),
             RequestBody::Find(find) => self.find(ctx, peer_id, session, find, tid),
             RequestBody::StatReport(report) => {
-                Ok(self.stat_report(ctx, peer_id, session, report, tid))
+                Ok(self.stat_report(ctx, peer_id, session, report, tid).into())
             }
-            RequestBody::KeepAlive => Ok(ok(tid)),
+            RequestBody::KeepAlive => Ok(ok(tid).into()),
             RequestBody::Connect(_) => Err(TrackerError::InvalidRequest("CONNECT misrouted")),
         };
-        let response = result.unwrap_or_else(|error| failure(&error, tid));
-        if response.status == Status::Ok {
+        let answer: Answer = result.unwrap_or_else(|error| failure(&error, tid).into());
+        if answer.response.status == Status::Ok {
             // Only valid requests keep a session alive.
             session.last_activity = now;
         }
+        let answer = Arc::new(answer);
         session.remember(
             request,
-            &response,
+            &answer,
             now,
             self.config.replay_cache_len,
             self.config.replay_cache_ttl,
         );
-        response
+        answer
     }
 
     fn join(
         &self,
         now: Instant,
-        ctx: &RequestContext,
         peer_id: &PeerId,
         session: &mut Session,
         join: &Join,
         tid: &TransactionId,
-    ) -> Result<Response, TrackerError> {
+    ) -> Result<Answer, TrackerError> {
         if !session.is_member(&join.swarm_id)
             && session.swarms.len() >= self.config.max_swarms_per_peer
         {
@@ -759,7 +751,6 @@ impl Tracker {
         let prefer_reachable = session.contact.needs_reachable_peers();
         let peers = self.join_swarm(
             now,
-            ctx,
             peer_id,
             session,
             &join.swarm_id,
@@ -769,13 +760,7 @@ impl Tracker {
             wanted,
             prefer_reachable,
         );
-        let mut response = ok(tid);
-        response.swarm_results.push(SwarmResult {
-            swarm_id: join.swarm_id.clone(),
-            ok: true,
-            peers,
-        });
-        Ok(response)
+        Ok(single_list(tid, &join.swarm_id, peers))
     }
 
     fn leave(
@@ -808,7 +793,7 @@ impl Tracker {
         session: &mut Session,
         find: &Find,
         tid: &TransactionId,
-    ) -> Result<Response, TrackerError> {
+    ) -> Result<Answer, TrackerError> {
         let json = ctx.dialect == Dialect::Json;
         if session.merge_hints(find.hints) {
             self.refresh_contact(peer_id, session);
@@ -850,18 +835,7 @@ impl Tracker {
         if scope.is_some() && wanted > 0 && chosen.is_empty() {
             return Err(TrackerError::NoChunkHolder);
         }
-        let peers = chosen
-            .into_iter()
-            .filter_map(|i| swarm.members.get(i))
-            .map(|m| peer_info(m, ctx.observed.ip(), ctx.dialect))
-            .collect();
-        let mut response = ok(tid);
-        response.swarm_results.push(SwarmResult {
-            swarm_id: find.swarm_id.clone(),
-            ok: true,
-            peers,
-        });
-        Ok(response)
+        Ok(single_list(tid, &find.swarm_id, candidates(swarm, chosen)))
     }
 
     fn stat_report(
@@ -1066,6 +1040,37 @@ impl Tracker {
             SessionState::Joined
         })
     }
+}
+
+/// The chosen members as candidates: reference counts only, no copies.
+fn candidates(swarm: &Swarm, chosen: Vec<usize>) -> Vec<Candidate> {
+    chosen
+        .into_iter()
+        .filter_map(|i| swarm.members.get(i))
+        .map(|m| Candidate {
+            mode: m.mode,
+            contact: Arc::clone(&m.contact),
+        })
+        .collect()
+}
+
+/// A 200 answer carrying one swarm and its peer list (JOIN, FIND).
+fn single_list(tid: &TransactionId, swarm_id: &SwarmId, peers: Vec<Candidate>) -> Answer {
+    let mut response = ok(tid);
+    response.swarm_results.push(SwarmResult {
+        swarm_id: swarm_id.clone(),
+        ok: true,
+        peers: Vec::new(),
+    });
+    Answer {
+        response,
+        lists: vec![peers],
+    }
+}
+
+/// A refusal, as an answer.
+fn refused(error: &TrackerError, transaction_id: &TransactionId) -> Arc<Answer> {
+    Arc::new(failure(error, transaction_id).into())
 }
 
 fn swarm_snapshot(swarm_id: &SwarmId, swarm: &Swarm) -> SwarmSnapshot {
