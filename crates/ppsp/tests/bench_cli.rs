@@ -1,0 +1,201 @@
+//! `ppsp bench` against a real `ppsp tracker` on loopback: both protocols, a time-bounded and
+//! a count-bounded run, and a clear failure when no tracker answers.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const PPSP: &str = env!("CARGO_BIN_EXE_ppsp");
+
+/// A tracker child process, killed (by its own PID) when dropped.
+struct Tracker {
+    child: Child,
+    url: String,
+}
+
+impl Tracker {
+    fn start() -> Self {
+        let mut child = Command::new(PPSP)
+            .args(["--quiet", "tracker", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ppsp tracker");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (lines, ready) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let url = loop {
+            match ready.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("listening on ") {
+                        break url.trim().to_owned();
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!("tracker printed no readiness line: {e}");
+                }
+            }
+        };
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        Self { child, url }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(PPSP)
+        .arg("--quiet")
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("run ppsp bench")
+}
+
+/// The numbers of the summary line `requests N  errors N  elapsed S s  throughput R req/s`.
+fn summary(stdout: &str) -> (u64, u64, f64) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("requests "))
+        .unwrap_or_else(|| panic!("no summary line in:\n{stdout}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let number = |name: &str| {
+        let at = words
+            .iter()
+            .position(|w| *w == name)
+            .unwrap_or_else(|| panic!("no {name} in {line}"));
+        words[at + 1].to_owned()
+    };
+    (
+        number("requests").parse().expect("requests"),
+        number("errors").parse().expect("errors"),
+        number("throughput").parse().expect("throughput"),
+    )
+}
+
+/// The request and error counts of one method's row.
+fn row(stdout: &str, method: &str) -> (u64, u64) {
+    let line = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(method))
+        .unwrap_or_else(|| panic!("no row for {method} in:\n{stdout}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    (
+        words[1].parse().expect("requests"),
+        words[2].parse().expect("errors"),
+    )
+}
+
+#[test]
+fn xml_run_against_a_live_tracker_has_no_errors() {
+    let tracker = Tracker::start();
+    let output = bench(&[
+        "--tracker",
+        &tracker.url,
+        "--peers",
+        "20",
+        "--swarms",
+        "4",
+        "--connections",
+        "8",
+        "--duration",
+        "2",
+        "--chunk-map-bits",
+        "512",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (requests, errors, throughput) = summary(&stdout);
+    assert_eq!(errors, 0, "{stdout}");
+    assert!(requests > 20 * 4, "{stdout}");
+    assert!(throughput > 0.0, "{stdout}");
+    // Every peer went through the whole life cycle exactly once.
+    for method in ["CONNECT", "JOIN", "LEAVE", "DISCONNECT"] {
+        assert_eq!(row(&stdout, method), (20, 0), "{method}\n{stdout}");
+    }
+    for method in ["FIND", "STAT_REPORT", "KEEPALIVE"] {
+        let (count, errors) = row(&stdout, method);
+        assert!(count > 0 && errors == 0, "{method}\n{stdout}");
+    }
+}
+
+#[test]
+fn json_run_with_a_request_budget() {
+    let tracker = Tracker::start();
+    let output = bench(&[
+        "--tracker",
+        &tracker.url,
+        "--json",
+        "--peers",
+        "10",
+        "--swarms",
+        "3",
+        "--connections",
+        "4",
+        "--requests",
+        "300",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (requests, errors, throughput) = summary(&stdout);
+    assert_eq!(errors, 0, "{stdout}");
+    // 300 loop requests plus one joining and one leaving CONNECT per peer.
+    assert_eq!(requests, 300 + 2 * 10, "{stdout}");
+    assert!(throughput > 0.0);
+    assert_eq!(row(&stdout, "CONNECT(JOIN)"), (10, 0), "{stdout}");
+    assert_eq!(row(&stdout, "CONNECT(LEAVE)"), (10, 0), "{stdout}");
+    let loop_requests: u64 = ["FIND", "STAT_REPORT", "STAT_REPORT(keep-alive)"]
+        .iter()
+        .map(|m| row(&stdout, m).0)
+        .sum();
+    assert_eq!(loop_requests, 300, "{stdout}");
+}
+
+#[test]
+fn no_tracker_is_an_error() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let output = bench(&[
+        "--tracker",
+        &url,
+        "--peers",
+        "2",
+        "--duration",
+        "0.5",
+        "--timeout",
+        "1",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no request reached the tracker"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("transport error"), "{stderr}");
+}
