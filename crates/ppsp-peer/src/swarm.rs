@@ -202,21 +202,23 @@ impl Swarm {
     }
 
     /// Waits for this upload's turn under [`SwarmOptions::upload_rate`]: each upload
-    /// reserves the time its bytes take at that rate, after the previous reservation.
+    /// reserves the time its bytes take at that rate, after the previous reservation, and
+    /// returns when that time is over.
     pub(crate) async fn pace_upload(&self, len: u64) {
         let Some(rate) = self.options.upload_rate.filter(|r| *r > 0) else {
             return;
         };
-        let start = {
+        let end = {
             let mut next = self
                 .next_upload
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let start = (*next).max(tokio::time::Instant::now());
             *next = start + std::time::Duration::from_secs_f64(len as f64 / rate as f64);
-            start
+            *next
         };
-        tokio::time::sleep_until(start).await;
+        // The upload slot stays taken for the time the bytes take at the capped rate.
+        tokio::time::sleep_until(end).await;
     }
 
     pub(crate) fn add_uploaded(&self, n: u64) {
