@@ -182,8 +182,7 @@ mod tests {
         AccountsAuthenticator::from_config(&AuthSection {
             allow_anonymous,
             accounts_file: Some(path),
-            allow_plain_over_cleartext: false,
-            loopback_is_secure: true,
+            ..AuthSection::default()
         })
         .expect("loads")
     }

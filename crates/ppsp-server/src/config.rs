@@ -144,6 +144,12 @@ pub struct AuthSection {
     pub allow_plain_over_cleartext: bool,
     /// Count a cleartext listener bound to a loopback address as a secure channel.
     pub loopback_is_secure: bool,
+    /// Failed CONNECT authentications allowed per source network (IPv4 address or IPv6
+    /// /64) and per PeerID within `failed_connect_window_secs`; further CONNECTs from them
+    /// are answered 503 with Retry-After until the window ends. 0 turns this off.
+    pub max_failed_connects: u32,
+    /// Length of the failed-CONNECT counting window, in seconds.
+    pub failed_connect_window_secs: u64,
 }
 
 impl Default for AuthSection {
@@ -153,6 +159,8 @@ impl Default for AuthSection {
             accounts_file: None,
             allow_plain_over_cleartext: false,
             loopback_is_secure: true,
+            max_failed_connects: 10,
+            failed_connect_window_secs: 60,
         }
     }
 }
@@ -401,6 +409,16 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "Count cleartext listeners on loopback addresses as secure channels for PLAIN.",
     ),
     doc(
+        "auth",
+        "max_failed_connects",
+        "Failed CONNECTs allowed per source network (IPv4 address, IPv6 /64) and per PeerID per window; then 503 until the window ends (0: off).",
+    ),
+    doc(
+        "auth",
+        "failed_connect_window_secs",
+        "Length of the failed-CONNECT window, in seconds.",
+    ),
+    doc(
         "limits",
         "max_body_bytes",
         "Largest request body in bytes as sent (413 above it).",
@@ -519,6 +537,9 @@ impl ServerConfig {
         }
         if self.server.connect_concurrency == 0 {
             return fail("server.connect_concurrency must be at least 1");
+        }
+        if self.auth.failed_connect_window_secs == 0 {
+            return fail("auth.failed_connect_window_secs must be at least 1");
         }
         if self.server.sweep_interval_ms == 0 {
             return fail("server.sweep_interval_ms must be at least 1");

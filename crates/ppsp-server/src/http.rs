@@ -270,6 +270,20 @@ async fn connect(
     request: ppsp_proto::Request,
 ) -> Result<ppsp_proto::Response, RequestError> {
     let dialect = context.dialect;
+    let source = context.observed.ip();
+    if state
+        .failed_connects
+        .blocked(source, request.peer_id.as_str(), Instant::now())
+    {
+        tracing::warn!(
+            "CONNECT for {} from {source} refused: too many failed attempts",
+            request.peer_id
+        );
+        return Err(RequestError::Overloaded {
+            dialect,
+            transaction_id: request.transaction_id,
+        });
+    }
     let slot = tokio::time::timeout(
         state.connect_queue_timeout,
         Arc::clone(&state.connect_slots).acquire_owned(),
@@ -287,18 +301,25 @@ async fn connect(
     };
     let tracker = Arc::clone(&state.tracker);
     let transaction_id = request.transaction_id.clone();
+    let peer_id = request.peer_id.clone();
     let task = tokio::task::spawn_blocking(move || {
         let response = tracker.handle(Instant::now(), &context, &request);
         drop(slot);
         response
     });
-    task.await.map_err(|err| {
+    let response = task.await.map_err(|err| {
         tracing::error!("CONNECT task failed: {err}");
         RequestError::Internal {
             dialect,
             transaction_id,
         }
-    })
+    })?;
+    if response.status == Status::AuthenticationRequired {
+        state
+            .failed_connects
+            .record_failure(source, peer_id.as_str(), Instant::now());
+    }
+    Ok(response)
 }
 
 async fn read_body(

@@ -22,6 +22,7 @@ mod auth;
 pub mod config;
 mod error;
 mod http;
+mod limiter;
 mod pages;
 mod server;
 mod state;

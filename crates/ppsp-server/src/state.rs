@@ -9,6 +9,7 @@ use ppsp_tracker_core::Tracker;
 use tokio::sync::Semaphore;
 
 use crate::config::{IpNet, JsonErrorHttpStatus, ServerConfig};
+use crate::limiter::FailureLimiter;
 
 /// Everything a request handler needs, shared behind an `Arc`.
 pub(crate) struct AppState {
@@ -23,6 +24,7 @@ pub(crate) struct AppState {
     pub(crate) connect_slots: Arc<Semaphore>,
     pub(crate) connect_queue_timeout: Duration,
     pub(crate) metrics: ServerMetrics,
+    pub(crate) failed_connects: FailureLimiter,
 }
 
 impl AppState {
@@ -39,6 +41,10 @@ impl AppState {
             connect_slots: Arc::new(Semaphore::new(config.server.connect_concurrency)),
             connect_queue_timeout: Duration::from_millis(config.server.connect_queue_timeout_ms),
             metrics: ServerMetrics::default(),
+            failed_connects: FailureLimiter::new(
+                config.auth.max_failed_connects,
+                Duration::from_secs(config.auth.failed_connect_window_secs),
+            ),
         }
     }
 }

@@ -806,3 +806,28 @@ async fn chunked_bodies_and_keep_alive() {
     assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200 OK"));
     server.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn repeated_failed_connects_are_held_off() {
+    let dir = temp_dir("guessing");
+    let mut config = closed_config(accounts_file(&dir));
+    config.auth.max_failed_connects = 2;
+    config.server.retry_after_secs = 9;
+    let server = TestServer::start(config).await;
+    let addr = server.http;
+    for txid in 1..=2 {
+        let answer = post_xml(addr, connect_plain("alice", "guess", txid)).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password is not checked until the window ends.
+    let answer = post_xml(addr, connect_plain("alice", "correct horse", 3)).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.header("retry-after"), Some("9"));
+    let refused = answer.xml();
+    assert_eq!(refused.status, Status::TemporarilyOverloaded);
+    assert_eq!(refused.transaction_id, Some(TransactionId::numeric(3)));
+    // Other requests from the same source are unaffected.
+    assert_eq!(get(addr, "/healthz").await.status, StatusCode::OK);
+    server.stop().await.expect("clean stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
