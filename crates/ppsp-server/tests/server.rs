@@ -831,3 +831,55 @@ async fn repeated_failed_connects_are_held_off() {
     server.stop().await.expect("clean stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn shutdown_drains_requests_in_flight() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start(ServerConfig::default()).await;
+    let addr = server.http;
+    // An idle keep-alive connection, which shutdown simply closes.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // A request whose body is only half sent when shutdown begins.
+    let body = connect_anonymous("draining", 61, 7000);
+    let (first, second) = body.split_at(body.len() / 2);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(first.as_bytes()).await.expect("write");
+    // Make sure the server is reading this request before shutdown starts.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // New connections are no longer accepted.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    stream.write_all(second.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("answered and closed in time")
+    .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("<TransactionID>61</TransactionID>"));
+
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        idle.read_to_end(&mut rest),
+    )
+    .await
+    .expect("idle connection closed");
+    assert!(closed.is_ok_and(|n| n == 0) || rest.is_empty());
+    tokio::time::timeout(std::time::Duration::from_secs(15), stopping)
+        .await
+        .expect("server returns")
+        .expect("task")
+        .expect("clean stop");
+}
