@@ -232,15 +232,27 @@ impl Tracker {
         ctx: &RequestContext,
         request: &Request,
     ) -> Option<Response> {
-        let dialect = ctx.dialect;
         let shard = self.session_shard(&request.peer_id);
+        self.cached_connect(&shard, now, ctx, request)
+            .map(|answer| answer.render(ctx.observed.ip(), ctx.dialect))
+    }
+
+    /// The cached answer to a retransmitted CONNECT (or a refusal for a reused
+    /// TransactionID), from the live session of the same dialect.
+    fn cached_connect(
+        &self,
+        shard: &SessionShard,
+        now: Instant,
+        ctx: &RequestContext,
+        request: &Request,
+    ) -> Option<Arc<Answer>> {
         let session = shard.sessions.get(&request.peer_id)?;
-        if session.dialect != dialect || !session.alive(now, self.config.session_idle_timeout) {
+        if session.dialect != ctx.dialect || !session.alive(now, self.config.session_idle_timeout) {
             return None;
         }
         match session.replay_lookup(request, now, self.config.replay_cache_ttl) {
-            Replay::Hit(answer) => Some(answer.render(ctx.observed.ip(), dialect)),
-            Replay::Conflict => Some(failure(
+            Replay::Hit(answer) => Some(answer),
+            Replay::Conflict => Some(refused(
                 &TrackerError::TransactionIdReused,
                 &request.transaction_id,
             )),
@@ -282,6 +294,11 @@ impl Tracker {
 
         let mut guard = self.session_shard(&request.peer_id);
         let shard = &mut *guard;
+        // A retransmission may have overtaken its original during authentication.
+        if let Some(answer) = self.cached_connect(shard, now, ctx, request) {
+            drop(guard);
+            return answer.render(ctx.observed.ip(), ctx.dialect);
+        }
         if let Some(old) = shard.sessions.get(&request.peer_id)
             && old.dialect == Dialect::Json
             && old.alive(now, self.config.session_idle_timeout)
@@ -363,6 +380,10 @@ impl Tracker {
         let tid = &request.transaction_id;
         let mut guard = self.session_shard(&request.peer_id);
         let shard = &mut *guard;
+        // A retransmission may have overtaken its original during authentication.
+        if let Some(answer) = self.cached_connect(shard, now, ctx, request) {
+            return answer;
+        }
         let idle = self.config.session_idle_timeout;
         let existing = match shard.sessions.remove(&request.peer_id) {
             Some(old) if old.alive(now, idle) => {
@@ -1148,4 +1169,31 @@ fn union_count(first: u64, last: u64, maps: &[&ppsp_proto::ChunkMap]) -> u64 {
         or_bits(&mut bytes, map.first() - first, map);
     }
     bytes.iter().map(|b| u64::from(b.count_ones())).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracker_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Tracker>();
+    }
+
+    #[test]
+    fn shard_count_is_a_power_of_two() {
+        for (asked, got) in [(0, 1), (1, 1), (3, 4), (16, 16), (17, 32)] {
+            let tracker = Tracker::with_seed(
+                Config {
+                    shards: asked,
+                    ..Config::default()
+                },
+                Arc::new(crate::OpenAuthenticator),
+                1,
+            );
+            assert_eq!(tracker.session_shards.len(), got);
+            assert_eq!(tracker.swarm_shards.len(), got);
+        }
+    }
 }
