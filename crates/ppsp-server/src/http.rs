@@ -163,6 +163,9 @@ pub(crate) async fn handle(
     request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<ResponseBody>, Infallible> {
     let gzip_ok = accepts_gzip(request.headers());
+    let started = Instant::now();
+    let logged = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (request.method().clone(), request.uri().path().to_owned()));
     let reply = match route(&state, &conn, request).await {
         Ok(reply) => reply,
         Err(error) => {
@@ -173,7 +176,16 @@ pub(crate) async fn handle(
             error.into_reply()
         }
     };
-    Ok(render(&state, reply, gzip_ok))
+    let response = render(&state, reply, gzip_ok);
+    if let Some((method, path)) = logged {
+        tracing::debug!(
+            "{} {method} {path} -> {} in {:?}",
+            conn.peer,
+            response.status().as_u16(),
+            started.elapsed()
+        );
+    }
+    Ok(response)
 }
 
 /// Paths served to GET and HEAD.
@@ -242,7 +254,16 @@ async fn ppsp_request(
     request: hyper::Request<Incoming>,
 ) -> Result<Reply, RequestError> {
     let dialect = dialect_for(request.headers())?;
-    let observed = observed_address(conn.peer, request.headers(), &state.trusted_proxies);
+    let (observed, forwarded) =
+        observed_address(conn.peer, request.headers(), &state.trusted_proxies);
+    // Behind a trusted proxy the channel that matters is the client's to the proxy, which
+    // the proxy reports in X-Forwarded-Proto; the proxy's own (often loopback) connection
+    // says nothing about it.
+    let secure_channel = if forwarded {
+        forwarded_over_https(request.headers())
+    } else {
+        conn.secure
+    };
     let body = read_body(state, request).await?;
     let decoded = match dialect {
         Dialect::Xml => ppsp_proto::xml::decode_request(&body, &state.limits),
@@ -252,7 +273,7 @@ async fn ppsp_request(
     let context = RequestContext {
         observed,
         dialect,
-        secure_channel: conn.secure,
+        secure_channel,
     };
     let response = if matches!(decoded.body, RequestBody::Connect(_)) {
         connect(state, context, decoded).await?
@@ -381,18 +402,38 @@ fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, RequestError> {
     Ok(Bytes::from(out))
 }
 
+/// True when the nearest proxy says the client reached it over HTTPS.
+fn forwarded_over_https(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("x-forwarded-proto")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
 /// The client address: the socket peer, or the X-Forwarded-For client when the socket peer
 /// is a trusted proxy. The header is read right to left and trusted proxies are skipped; the
-/// first untrusted hop is the client. Entries without a port get port 0.
+/// first untrusted hop is the client. Entries without a port get port 0. The flag is true
+/// when the address came from the header.
 pub(crate) fn observed_address(
     peer: SocketAddr,
     headers: &HeaderMap,
     trusted: &[IpNet],
-) -> SocketAddr {
+) -> (SocketAddr, bool) {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if trusted.is_empty() || !is_trusted(peer.ip()) {
-        return peer;
+    if trusted.is_empty() || !is_trusted(peer.ip()) || !headers.contains_key("x-forwarded-for") {
+        return (peer, false);
     }
+    (forwarded_client(peer, headers, &is_trusted), true)
+}
+
+fn forwarded_client(
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    is_trusted: &dyn Fn(IpAddr) -> bool,
+) -> SocketAddr {
     let mut hops: Vec<&str> = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
         let Ok(text) = value.to_str() else {
@@ -603,24 +644,40 @@ mod tests {
         let xff = headers(&[("x-forwarded-for", "203.0.113.5, 10.0.0.7")]);
         assert_eq!(
             observed_address(proxy, &xff, &trusted),
-            "203.0.113.5:0".parse::<SocketAddr>().expect("addr")
+            ("203.0.113.5:0".parse::<SocketAddr>().expect("addr"), true)
         );
-        assert_eq!(observed_address(stranger, &xff, &trusted), stranger);
-        assert_eq!(observed_address(proxy, &xff, &[]), proxy);
+        assert_eq!(
+            observed_address(stranger, &xff, &trusted),
+            (stranger, false)
+        );
+        assert_eq!(observed_address(proxy, &xff, &[]), (proxy, false));
+        assert_eq!(
+            observed_address(proxy, &HeaderMap::new(), &trusted),
+            (proxy, false)
+        );
         let with_port = headers(&[("x-forwarded-for", "[2001:db8::5]:7000")]);
         assert_eq!(
-            observed_address(proxy, &with_port, &trusted),
+            observed_address(proxy, &with_port, &trusted).0,
             "[2001:db8::5]:7000".parse::<SocketAddr>().expect("addr")
         );
         let garbage = headers(&[("x-forwarded-for", "nonsense")]);
-        assert_eq!(observed_address(proxy, &garbage, &trusted), proxy);
+        assert_eq!(observed_address(proxy, &garbage, &trusted).0, proxy);
         let spoof = headers(&[
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-for", "203.0.113.5"),
         ]);
         assert_eq!(
-            observed_address(proxy, &spoof, &trusted),
+            observed_address(proxy, &spoof, &trusted).0,
             "203.0.113.5:0".parse::<SocketAddr>().expect("addr")
         );
+        assert!(forwarded_over_https(&headers(&[(
+            "x-forwarded-proto",
+            "https"
+        )])));
+        assert!(!forwarded_over_https(&headers(&[(
+            "x-forwarded-proto",
+            "http"
+        )])));
+        assert!(!forwarded_over_https(&HeaderMap::new()));
     }
 }

@@ -883,3 +883,39 @@ async fn shutdown_drains_requests_in_flight() {
         .expect("task")
         .expect("clean stop");
 }
+
+#[tokio::test]
+async fn behind_a_proxy_plain_needs_the_client_side_to_be_https() {
+    let dir = temp_dir("proxy-plain");
+    let mut config = closed_config(accounts_file(&dir));
+    config.server.trusted_proxies = vec!["127.0.0.1".to_owned()];
+    let server = TestServer::start(config).await;
+    let via_proxy = |proto: Option<&'static str>, txid: u64| {
+        let addr = server.http;
+        async move {
+            let mut headers = vec![
+                ("content-type", "application/xml"),
+                ("x-forwarded-for", "198.51.100.4"),
+            ];
+            if let Some(proto) = proto {
+                headers.push(("x-forwarded-proto", proto));
+            }
+            send(
+                addr,
+                "POST",
+                "/",
+                &headers,
+                connect_plain("alice", "correct horse", txid),
+            )
+            .await
+            .status
+        }
+    };
+    // The proxy reached the client over cleartext (or does not say): PLAIN is refused even
+    // though the proxy's own connection is on loopback.
+    assert_eq!(via_proxy(None, 1).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(via_proxy(Some("http"), 2).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(via_proxy(Some("https"), 3).await, StatusCode::OK);
+    server.stop().await.expect("clean stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
