@@ -33,6 +33,9 @@ use crate::tracker_client::{
     ClientConfig, PeerStatus, SessionTimers, TrackerClient, TrackerEndpoint, TrackerSession,
 };
 
+/// The clip name under which chunk maps and start points are reported to the tracker.
+pub const CLIP_NAME: &str = "content";
+
 /// Settings of a [`Node`].
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -197,7 +200,7 @@ fn status_of(swarm: &Swarm) -> PeerStatus {
         vec![ChunkMapReport {
             swarm_id: id.clone(),
             clips: vec![Clip {
-                name: "content".to_owned(),
+                name: CLIP_NAME.to_owned(),
                 kind: None,
                 chunk_segment_index: None,
                 segments: Some(ChunkSegments {
@@ -392,18 +395,30 @@ impl Node {
         let (swarm_state, output) = if live {
             let signed = SignedLiveManifest::decode_verified(&document, swarm)?;
             let name = signed.manifest().name.clone();
+            // Start just behind the live edge, and tell the tracker so (JOIN with a start
+            // chunk) so that it lists peers holding chunks from there on.
+            let start = signed
+                .manifest()
+                .end()
+                .saturating_sub(config.engine.live_start_behind)
+                .max(signed.manifest().first);
             let store = ChunkStore::live();
             store.offer_live_manifest(signed);
-            (
-                Swarm::live(
-                    config.peer_id.as_str(),
-                    swarm,
-                    &name,
-                    store,
-                    config.swarm.clone(),
-                ),
-                None,
-            )
+            if let Some(client) = &tracker {
+                match client.join(live_join(&id, start)).await {
+                    Ok(peers) => hints.extend(hints_of(&peers)),
+                    Err(err) => tracing::warn!(%err, "JOIN with a start chunk failed"),
+                }
+            }
+            let state = Swarm::live(
+                config.peer_id.as_str(),
+                swarm,
+                &name,
+                store,
+                config.swarm.clone(),
+            );
+            state.set_position(start);
+            (state, None)
         } else {
             let manifest = Arc::new(Manifest::decode_verified(&document, swarm)?);
             let (path, final_path, scratch) = match output {
@@ -523,6 +538,26 @@ impl Node {
             session.shutdown().await?;
         }
         Ok(())
+    }
+}
+
+/// A LEECH JOIN of a live swarm starting at chunk `start`.
+fn live_join(id: &SwarmId, start: u64) -> ppsp_proto::Join {
+    ppsp_proto::Join {
+        swarm_id: id.clone(),
+        mode: PeerMode::Leech,
+        hints: ppsp_proto::NatHints::default(),
+        peer_num: None,
+        clip: Some(Clip {
+            name: CLIP_NAME.to_owned(),
+            kind: None,
+            chunk_segment_index: None,
+            segments: Some(ChunkSegments {
+                media: MediaType::Video,
+                segments: vec![Segment::range(start, None)],
+            }),
+        }),
+        expire_time: 0,
     }
 }
 

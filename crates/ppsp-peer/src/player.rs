@@ -212,13 +212,19 @@ async fn feed_vod(swarm: Arc<Swarm>, start: u64, end: u64, tx: mpsc::Sender<Byte
     }
 }
 
+/// The live stream of `swarm` from near the edge, chunk by chunk in order; the channel
+/// closes when the stream has ended (or the swarm's store is gone).
+pub fn live_stream(swarm: &Arc<Swarm>) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(PIPE_DEPTH);
+    tokio::spawn(feed_live(Arc::clone(swarm), tx));
+    rx
+}
+
 fn respond_live(swarm: &Arc<Swarm>, head: bool) -> Response<OutBody> {
     let body = if head {
         OutBody::empty()
     } else {
-        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
-        tokio::spawn(feed_live(Arc::clone(swarm), tx));
-        OutBody::streaming(rx)
+        OutBody::streaming(live_stream(swarm))
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();

@@ -136,14 +136,16 @@ fn json(value: &impl serde::Serialize) -> Response<OutBody> {
 }
 
 /// Learns the requester's own endpoint from [`LISTEN_HEADER`]: a port (on the address the
-/// request came from) or a full socket address.
+/// request came from) or a full socket address on that same host.
 fn announced_endpoint(req: &Request<Incoming>, remote: SocketAddr) -> Option<SocketAddr> {
     let value = req.headers().get(LISTEN_HEADER)?.to_str().ok()?.trim();
     if let Ok(port) = value.parse::<u16>() {
         return (port != 0).then(|| SocketAddr::new(remote.ip(), port));
     }
+    // A full address is believed only for the host the request came from, so that no one
+    // can make this peer contact third parties.
     let addr: SocketAddr = value.parse().ok()?;
-    (addr.port() != 0 && !addr.ip().is_unspecified()).then_some(addr)
+    (addr.port() != 0 && addr.ip().to_canonical() == remote.ip().to_canonical()).then_some(addr)
 }
 
 async fn handle(

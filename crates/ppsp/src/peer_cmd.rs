@@ -67,7 +67,8 @@ pub(crate) enum PeerCommand {
         #[arg(long, value_name = "MS", default_value_t = 250)]
         flush_ms: u64,
     },
-    /// Join a swarm as LEECH, fetch and verify every chunk, write FILE, exit.
+    /// Join a swarm as LEECH, fetch and verify every chunk, write FILE, exit. For a live
+    /// swarm, records the stream from near the live edge until the source ends it.
     Get {
         /// The swarm ID printed by the publishing peer.
         swarm: String,
@@ -207,7 +208,12 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             let mut node =
                 Node::leech(&config, listener, &swarm, Output::File(output.clone())).await?;
             if node.swarm().is_live() {
-                return Err("get needs a video-on-demand swarm; use play for live swarms".into());
+                let result = tokio::select! {
+                    result = record_live(node.swarm(), &output) => result,
+                    () = stopped() => Err("interrupted".into()),
+                };
+                close(node).await;
+                return result;
             }
             let progress = tokio::spawn(report_progress(Arc::clone(node.swarm())));
             let result = tokio::select! {
@@ -247,6 +253,24 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Writes a live stream to `path` from near the live edge until the source ends it.
+async fn record_live(swarm: &Arc<Swarm>, path: &std::path::Path) -> Result<(), CliError> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+    let mut stream = ppsp_peer::player::live_stream(swarm);
+    let mut written = 0u64;
+    tracing::info!(path = %path.display(), "recording the live stream until it ends");
+    while let Some(piece) = stream.recv().await {
+        file.write_all(&piece).await?;
+        written += piece.len() as u64;
+    }
+    file.flush().await?;
+    tracing::info!(bytes = written, "live stream ended");
+    Ok(())
 }
 
 /// Keeps serving while other peers still fetch from this one: returns once nothing was

@@ -10,6 +10,8 @@ use peer_common::{HttpStream, Proc, TempDir, tracker};
 
 /// Each record is 32 bytes: `rec ` + 8 digits + padding + newline.
 const RECORD: usize = 32;
+/// Records the source produces before its input ends.
+const TOTAL: u64 = 300;
 
 fn record(seq: u64) -> Vec<u8> {
     let mut line = format!("rec {seq:08} ").into_bytes();
@@ -43,12 +45,13 @@ fn live_chunks_reach_two_viewers_in_order_and_promptly() {
     assert!(swarm.starts_with("live-"));
     source.wait_listening();
 
-    // Produce a record every 20 ms, remembering when each was written.
+    // Produce a record every 20 ms for six seconds, remembering when each was written, then
+    // end the input.
     let written: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
     let mut stdin = source.stdin.take().expect("stdin");
     let writer_log = Arc::clone(&written);
     let writer = std::thread::spawn(move || {
-        for seq in 0..1500u64 {
+        for seq in 0..TOTAL {
             if stdin.write_all(&record(seq)).is_err() {
                 return;
             }
@@ -78,6 +81,22 @@ fn live_chunks_reach_two_viewers_in_order_and_promptly() {
             )
         })
         .collect();
+    // A recorder: `get` on a live swarm writes the stream until the source ends it.
+    let recording = dir.join("recording.ts");
+    let mut recorder = Proc::spawn(
+        &dir,
+        "recorder",
+        &[
+            "peer",
+            "get",
+            &swarm,
+            "--tracker",
+            &url,
+            "--output",
+            recording.to_str().expect("utf-8"),
+        ],
+        false,
+    );
     let readers: Vec<_> = viewers
         .iter()
         .map(|viewer| {
@@ -129,7 +148,32 @@ fn live_chunks_reach_two_viewers_in_order_and_promptly() {
             "a record took {worst:?} to arrive"
         );
     }
+    let _ = writer.join();
+    let status = recorder.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "recorder failed:\n{}",
+        recorder.log_text()
+    );
+    let recorded = std::fs::read(&recording).expect("recording");
+    assert!(recorded.len() % RECORD == 0 && !recorded.is_empty());
+    let seqs: Vec<u64> = recorded.chunks(RECORD).map(parse).collect();
+    for pair in seqs.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "recording out of order or missing records"
+        );
+    }
+    assert_eq!(
+        seqs.last(),
+        Some(&(TOTAL - 1)),
+        "recording stops at the end of the input"
+    );
+    assert!(
+        seqs[0] > 0,
+        "recording starts near the live edge, not at the beginning"
+    );
     drop(viewers);
     drop(source);
-    let _ = writer.join();
 }
