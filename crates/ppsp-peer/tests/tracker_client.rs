@@ -460,7 +460,8 @@ async fn unanswered_requests_are_retransmitted_with_the_same_transaction_id() {
     assert!(gaps[0] >= Duration::from_millis(340), "{gaps:?}");
     assert!(gaps[1] >= Duration::from_millis(390), "{gaps:?}");
     assert!(gaps[2] >= Duration::from_millis(190), "{gaps:?}");
-    assert!(gaps[2] < Duration::from_millis(300), "{gaps:?}");
+    // Well under the 300 ms timeout + 200 ms: the reset was noticed at once.
+    assert!(gaps[2] < Duration::from_millis(480), "{gaps:?}");
     // No re-CONNECT was needed.
     assert_eq!(
         tracker
@@ -721,7 +722,7 @@ async fn session_reports_keeps_alive_and_closes() {
         .expect("join");
     let (publish, status) = watch::channel(PeerStatus::default());
     let timers = SessionTimers {
-        stat_report_interval: Duration::from_millis(400),
+        stat_report_interval: Duration::from_millis(1500),
         keepalive_idle: Duration::from_millis(150),
         min_report_gap: Duration::from_millis(250),
         significant_change_chunks: 10,
@@ -768,7 +769,7 @@ async fn session_reports_keeps_alive_and_closes() {
         .find(|s| s.request.body.method() == Method::StatReport)
         .expect("a report");
     assert!(
-        report.at - changed_at < Duration::from_millis(390),
+        report.at - changed_at < Duration::from_millis(1200),
         "reported {:?} after the change, sooner than the period",
         report.at - changed_at
     );
