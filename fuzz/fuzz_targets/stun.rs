@@ -14,7 +14,10 @@ use ppsp_proto::stun::{StunError, answer, parse_binding_response};
 fuzz_target!(|data: &[u8]| {
     let observed = [
         SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)), 40000),
-        SocketAddr::new(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9)), 1),
+        SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9)),
+            1,
+        ),
     ];
     let mut transaction_id = [0u8; 12];
     if let Some(id) = data.get(8..20) {
