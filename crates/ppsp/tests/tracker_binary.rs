@@ -527,3 +527,54 @@ fn readiness_lines_for_every_listener_and_stun() {
 fn http_get_status(addr: SocketAddr) -> u16 {
     http(addr, "GET", "/healthz", "").0
 }
+
+#[test]
+fn config_file_settings_apply_and_bad_files_are_refused() {
+    let dir = std::env::temp_dir().join(format!("ppsp-tracker-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("tracker.toml");
+    // The file's listener is replaced by --listen; its tracker setting stays.
+    std::fs::write(
+        &file,
+        "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[tracker]\npeer_num_max = 1\n",
+    )
+    .expect("write config");
+    let file_arg = file.to_string_lossy().into_owned();
+    let tracker = spawn_tracker(&["--config", &file_arg]);
+    let addr = tracker.addr;
+    assert_ne!(addr.port(), 1);
+    let mut tokens = Vec::new();
+    for (i, peer) in ["s-1", "s-2", "l-1"].iter().enumerate() {
+        let response = call(addr, &connect_body(peer, i as u64 + 1, 7000), 200);
+        tokens.push(response.auth_token.expect("token").as_str().to_owned());
+    }
+    call(
+        addr,
+        &with_token("JOIN", "s-1", &tokens[0], 10, &join_inner("cfg", "SEED")),
+        200,
+    );
+    call(
+        addr,
+        &with_token("JOIN", "s-2", &tokens[1], 11, &join_inner("cfg", "SEED")),
+        200,
+    );
+    let response = call(
+        addr,
+        &with_token("JOIN", "l-1", &tokens[2], 12, &join_inner("cfg", "LEECH")),
+        200,
+    );
+    assert_eq!(listed(&response).len(), 1, "peer_num_max = 1 caps the list");
+    drop(tracker);
+
+    std::fs::write(&file, "[server]\nlisten_on = [\"127.0.0.1:0\"]\n").expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_ppsp"))
+        .args(["tracker", "--config", &file_arg])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("listen_on"), "{stderr}");
+    assert!(output.stdout.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
