@@ -155,6 +155,8 @@ pub(crate) struct Session {
     /// apart from the current ones.
     pub(crate) generation: u64,
     pub(crate) last_activity: Instant,
+    /// The deadline under which the session sits in its shard's idle queue.
+    pub(crate) queued_deadline: Instant,
     pub(crate) observed: SocketAddr,
     pub(crate) declared: Vec<PeerAddress>,
     pub(crate) hints: NatHints,
@@ -194,6 +196,7 @@ impl Session {
             token,
             generation,
             last_activity: now,
+            queued_deadline: now,
             observed,
             declared,
             hints,

@@ -5,8 +5,7 @@
 //! and no path holds two locks of the same kind, so the order session → swarm rules out
 //! deadlocks. The authenticator runs with no lock held.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -53,17 +52,37 @@ const MAX_AVAILABILITY_SPAN_BITS: u64 = 1 << 24;
 
 struct SessionShard {
     sessions: HashMap<PeerId, Session>,
-    /// (deadline, session generation, peer). One entry per session; when it comes due and
-    /// the session was active since, it is pushed again with the new deadline.
-    idle_queue: BinaryHeap<Reverse<(Instant, u64, PeerId)>>,
+    /// Exactly one entry per session, keyed by (queued deadline, session generation).
+    /// Requests only move `last_activity`; when the entry comes due and the session was
+    /// active since, it is queued again at its real deadline. Deleting a session deletes
+    /// its entry, so the queue never holds more than the sessions.
+    idle_queue: BTreeMap<(Instant, u64), PeerId>,
     rng: StdRng,
+}
+
+impl SessionShard {
+    /// Stores a new session and queues its inactivity deadline.
+    fn insert(&mut self, peer_id: &PeerId, mut session: Session, deadline: Instant) {
+        session.queued_deadline = deadline;
+        self.idle_queue
+            .insert((deadline, session.generation), peer_id.clone());
+        self.sessions.insert(peer_id.clone(), session);
+    }
+
+    /// Deletes a session and its queue entry.
+    fn remove(&mut self, peer_id: &PeerId) -> Option<Session> {
+        let session = self.sessions.remove(peer_id)?;
+        self.idle_queue
+            .remove(&(session.queued_deadline, session.generation));
+        Some(session)
+    }
 }
 
 struct SwarmShard {
     swarms: HashMap<SwarmId, Swarm>,
-    /// (deadline, membership generation, swarm, peer). Entries for left or re-joined
-    /// memberships are recognised by their generation and dropped when they come due.
-    expiry_queue: BinaryHeap<Reverse<(Instant, u64, SwarmId, PeerId)>>,
+    /// One entry per membership with an ExpireTime, keyed by (deadline, membership
+    /// generation); re-JOIN and removal delete the old entry.
+    expiry_queue: BTreeMap<(Instant, u64), (SwarmId, PeerId)>,
     rng: StdRng,
 }
 
@@ -141,7 +160,7 @@ impl Tracker {
             .map(|i| {
                 Mutex::new(SessionShard {
                     sessions: HashMap::new(),
-                    idle_queue: BinaryHeap::new(),
+                    idle_queue: BTreeMap::new(),
                     rng: rng(2 * i as u64 + 1),
                 })
             })
@@ -150,7 +169,7 @@ impl Tracker {
             .map(|i| {
                 Mutex::new(SwarmShard {
                     swarms: HashMap::new(),
-                    expiry_queue: BinaryHeap::new(),
+                    expiry_queue: BTreeMap::new(),
                     rng: rng(2 * i as u64 + 2),
                 })
             })
@@ -308,7 +327,7 @@ impl Tracker {
         let Some(token) = new_token(&mut shard.rng) else {
             return Response::status(Status::InternalError, Some(tid.clone()));
         };
-        if let Some(old) = shard.sessions.remove(&request.peer_id) {
+        if let Some(old) = shard.remove(&request.peer_id) {
             // A new CONNECT replaces the session as if the old one had sent DISCONNECT.
             self.remove_memberships(&request.peer_id, &old);
         }
@@ -333,12 +352,7 @@ impl Tracker {
             self.config.replay_cache_len,
             self.config.replay_cache_ttl,
         );
-        shard.idle_queue.push(Reverse((
-            self.idle_deadline(now),
-            generation,
-            request.peer_id.clone(),
-        )));
-        shard.sessions.insert(request.peer_id.clone(), session);
+        shard.insert(&request.peer_id, session, self.idle_deadline(now));
         response
     }
 
@@ -385,16 +399,19 @@ impl Tracker {
             return answer;
         }
         let idle = self.config.session_idle_timeout;
-        let existing = match shard.sessions.remove(&request.peer_id) {
-            Some(old) if old.alive(now, idle) => {
-                if old.dialect == Dialect::Xml {
-                    shard.sessions.insert(request.peer_id.clone(), old);
-                    return refused(&TrackerError::DialectMismatch, tid);
+        let live = shard
+            .sessions
+            .get(&request.peer_id)
+            .map(|s| (s.alive(now, idle), s.dialect));
+        let existing = match live {
+            Some((true, Dialect::Xml)) => return refused(&TrackerError::DialectMismatch, tid),
+            // Taken out of the map while its queue entry stays: it is put back below unless
+            // the request ends the registration.
+            Some((true, Dialect::Json)) => shard.sessions.remove(&request.peer_id),
+            Some((false, _)) => {
+                if let Some(dead) = shard.remove(&request.peer_id) {
+                    self.remove_memberships(&request.peer_id, &dead);
                 }
-                Some(old)
-            }
-            Some(dead) => {
-                self.remove_memberships(&request.peer_id, &dead);
                 None
             }
             None => None,
@@ -459,6 +476,9 @@ impl Tracker {
         let answer = Arc::new(Answer { response, lists });
         if session.swarms.is_empty() {
             // Leaving the last swarm ends the registration (RFC 7846 Table 6).
+            shard
+                .idle_queue
+                .remove(&(session.queued_deadline, session.generation));
             return answer;
         }
         session.last_activity = now;
@@ -469,14 +489,11 @@ impl Tracker {
             self.config.replay_cache_len,
             self.config.replay_cache_ttl,
         );
-        if !registered {
-            shard.idle_queue.push(Reverse((
-                self.idle_deadline(now),
-                session.generation,
-                request.peer_id.clone(),
-            )));
+        if registered {
+            shard.sessions.insert(request.peer_id.clone(), session);
+        } else {
+            shard.insert(&request.peer_id, session, self.idle_deadline(now));
         }
-        shard.sessions.insert(request.peer_id.clone(), session);
         answer
     }
 
@@ -571,6 +588,11 @@ impl Tracker {
             .swarms
             .entry(swarm_id.clone())
             .or_insert_with(|| Swarm::new(self.live_swarms.contains(swarm_id)));
+        if let Some(old) = swarm.get(peer_id)
+            && let Some(old_deadline) = old.deadline
+        {
+            shard.expiry_queue.remove(&(old_deadline, old.generation));
+        }
         swarm.upsert(Member {
             peer_id: peer_id.clone(),
             mode,
@@ -584,12 +606,9 @@ impl Tracker {
             stats: None,
         });
         if let Some(deadline) = deadline {
-            shard.expiry_queue.push(Reverse((
-                deadline,
-                generation,
-                swarm_id.clone(),
-                peer_id.clone(),
-            )));
+            shard
+                .expiry_queue
+                .insert((deadline, generation), (swarm_id.clone(), peer_id.clone()));
         }
         let criteria = Criteria {
             requester: peer_id,
@@ -618,15 +637,18 @@ impl Tracker {
     }
 
     fn remove_member(&self, peer_id: &PeerId, session_generation: u64, swarm_id: &SwarmId) {
-        let mut shard = self.swarm_shard(swarm_id);
+        let mut guard = self.swarm_shard(swarm_id);
+        let shard = &mut *guard;
         let Some(swarm) = shard.swarms.get_mut(swarm_id) else {
             return;
         };
         if swarm
             .get(peer_id)
             .is_some_and(|m| m.session_generation == session_generation)
+            && let Some(member) = swarm.remove(peer_id)
+            && let Some(deadline) = member.deadline
         {
-            swarm.remove(peer_id);
+            shard.expiry_queue.remove(&(deadline, member.generation));
         }
         if swarm.is_empty() {
             shard.swarms.remove(swarm_id);
@@ -714,7 +736,7 @@ impl Tracker {
         let peer_id = &request.peer_id;
         let result = match &request.body {
             RequestBody::Disconnect => {
-                if let Some(old) = shard.sessions.remove(peer_id) {
+                if let Some(old) = shard.remove(peer_id) {
                     self.remove_memberships(peer_id, &old);
                 }
                 return Arc::new(ok(tid).into());
@@ -932,23 +954,20 @@ impl Tracker {
 
     /// Removes idle sessions and memberships whose ExpireTime passed. The cost is
     /// proportional to what is due, not to the number of sessions: both timers sit in
-    /// deadline queues, and an entry that comes due for a session that was active since is
-    /// pushed back with its real deadline.
+    /// ordered deadline queues, and an entry that comes due for a session that was active
+    /// since is queued again at its real deadline.
     pub fn sweep(&self, now: Instant) -> SweepReport {
         let mut report = SweepReport::default();
         let idle = self.config.session_idle_timeout;
         for shard in &*self.session_shards {
             let mut guard = lock(shard);
             let shard = &mut *guard;
-            while let Some(Reverse((deadline, generation, _))) = shard.idle_queue.peek() {
-                if *deadline > now {
+            while let Some(entry) = shard.idle_queue.first_entry() {
+                if entry.key().0 > now {
                     break;
                 }
-                let generation = *generation;
-                let Some(Reverse((_, _, peer_id))) = shard.idle_queue.pop() else {
-                    break;
-                };
-                let Some(session) = shard.sessions.get(&peer_id) else {
+                let ((_, generation), peer_id) = entry.remove_entry();
+                let Some(session) = shard.sessions.get_mut(&peer_id) else {
                     continue;
                 };
                 if session.generation != generation {
@@ -956,7 +975,8 @@ impl Tracker {
                 }
                 if session.alive(now, idle) {
                     let next = self.idle_deadline(session.last_activity);
-                    shard.idle_queue.push(Reverse((next, generation, peer_id)));
+                    session.queued_deadline = next;
+                    shard.idle_queue.insert((next, generation), peer_id);
                     continue;
                 }
                 if let Some(session) = shard.sessions.remove(&peer_id) {
@@ -974,15 +994,12 @@ impl Tracker {
         let mut due: Vec<(u64, SwarmId, PeerId)> = Vec::new();
         for shard in &*self.swarm_shards {
             let mut shard = lock(shard);
-            while shard
-                .expiry_queue
-                .peek()
-                .is_some_and(|Reverse((deadline, ..))| *deadline <= now)
-            {
-                if let Some(Reverse((_, generation, swarm_id, peer_id))) = shard.expiry_queue.pop()
-                {
-                    due.push((generation, swarm_id, peer_id));
+            while let Some(entry) = shard.expiry_queue.first_entry() {
+                if entry.key().0 > now {
+                    break;
                 }
+                let ((_, generation), (swarm_id, peer_id)) = entry.remove_entry();
+                due.push((generation, swarm_id, peer_id));
             }
         }
         for (generation, swarm_id, peer_id) in due {
@@ -1179,6 +1196,113 @@ mod tests {
     fn tracker_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Tracker>();
+    }
+
+    fn queued(tracker: &Tracker) -> (usize, usize) {
+        let idle = tracker
+            .session_shards
+            .iter()
+            .map(|s| lock(s).idle_queue.len())
+            .sum();
+        let expiry = tracker
+            .swarm_shards
+            .iter()
+            .map(|s| lock(s).expiry_queue.len())
+            .sum();
+        (idle, expiry)
+    }
+
+    #[test]
+    fn timer_queues_hold_one_entry_per_live_timer() {
+        use ppsp_proto::{Connect, Join, Leave, NatHints, SaslAuth};
+
+        let tracker = Tracker::with_seed(Config::default(), Arc::new(crate::OpenAuthenticator), 5);
+        let ctx = RequestContext {
+            observed: "127.0.0.1:9".parse().expect("addr"),
+            dialect: Dialect::Xml,
+            secure_channel: true,
+        };
+        let now = Instant::now();
+        let peer = PeerId::new("churner").expect("id");
+        let mut tid = 0u64;
+        let mut send = |token: Option<ppsp_proto::AuthToken>, body: RequestBody| {
+            tid += 1;
+            let request = Request {
+                peer_id: peer.clone(),
+                auth_token: token,
+                transaction_id: TransactionId::numeric(tid),
+                body,
+            };
+            tracker.handle(now, &ctx, &request)
+        };
+        let connect = || {
+            RequestBody::Connect(Connect {
+                auth: Some(SaslAuth {
+                    mechanism: "ANONYMOUS".into(),
+                    credentials: None,
+                }),
+                addresses: Vec::new(),
+                peer_num: None,
+                swarm_actions: Vec::new(),
+            })
+        };
+        let join = |expire_time| {
+            RequestBody::Join(Join {
+                swarm_id: SwarmId::new("s").expect("id"),
+                mode: PeerMode::Leech,
+                hints: NatHints::default(),
+                peer_num: None,
+                clip: None,
+                expire_time,
+            })
+        };
+        let mut token = None;
+        for round in 0..50u64 {
+            // Replacing CONNECTs, re-JOINs with new ExpireTimes, LEAVE and JOIN again.
+            token = send(None, connect()).auth_token;
+            send(token.clone(), join(100 + round));
+            send(token.clone(), join(200 + round));
+            send(
+                token.clone(),
+                RequestBody::Leave(Leave {
+                    swarm_id: SwarmId::new("s").expect("id"),
+                }),
+            );
+            send(token.clone(), join(300 + round));
+        }
+        assert_eq!(queued(&tracker), (1, 1));
+        send(token, RequestBody::Disconnect);
+        assert_eq!(queued(&tracker), (0, 0));
+
+        // RFC 7846: joining and leaving everything, repeatedly.
+        let json = RequestContext {
+            dialect: Dialect::Json,
+            ..ctx.clone()
+        };
+        for round in 0..20u64 {
+            for action in [SwarmActionKind::Join, SwarmActionKind::Leave] {
+                let request = Request {
+                    peer_id: PeerId::new("json-peer").expect("id"),
+                    auth_token: None,
+                    transaction_id: TransactionId::numeric(
+                        1000 + round * 2 + u64::from(action == SwarmActionKind::Leave),
+                    ),
+                    body: RequestBody::Connect(Connect {
+                        auth: None,
+                        addresses: Vec::new(),
+                        peer_num: None,
+                        swarm_actions: vec![ppsp_proto::SwarmAction {
+                            swarm_id: SwarmId::new("j").expect("id"),
+                            action,
+                            mode: PeerMode::Seed,
+                        }],
+                    }),
+                };
+                assert_eq!(tracker.handle(now, &json, &request).status, Status::Ok);
+            }
+        }
+        assert_eq!(queued(&tracker), (0, 0));
+        assert_eq!(tracker.snapshot().sessions, 0);
     }
 
     #[test]
