@@ -283,8 +283,21 @@ async fn ppsp_request(
     Ok(Reply::Ppsp { dialect, response })
 }
 
-/// CONNECT may check a password hash, which is slow on purpose: it runs on the blocking
-/// pool, a bounded number at a time, and waits at most `connect_queue_timeout` for a slot.
+/// True for a CONNECT whose authentication may check a password hash: any SASL mechanism
+/// but ANONYMOUS. JSON CONNECTs and ANONYMOUS cost nothing to authenticate.
+fn needs_password_check(request: &ppsp_proto::Request) -> bool {
+    match &request.body {
+        RequestBody::Connect(connect) => connect
+            .auth
+            .as_ref()
+            .is_some_and(|sasl| !sasl.mechanism.eq_ignore_ascii_case("ANONYMOUS")),
+        _ => false,
+    }
+}
+
+/// CONNECT, with repeated authentication failures held off. A CONNECT that may check a
+/// password hash (slow on purpose) runs on the blocking pool, a bounded number at a time,
+/// and waits at most `connect_queue_timeout` for a slot; the others are handled inline.
 async fn connect(
     state: &AppState,
     context: RequestContext,
@@ -304,6 +317,15 @@ async fn connect(
             dialect,
             transaction_id: request.transaction_id,
         });
+    }
+    if !needs_password_check(&request) {
+        let response = state.tracker.handle(Instant::now(), &context, &request);
+        if response.status == Status::AuthenticationRequired {
+            state
+                .failed_connects
+                .record_failure(source, request.peer_id.as_str(), Instant::now());
+        }
+        return Ok(response);
     }
     let slot = tokio::time::timeout(
         state.connect_queue_timeout,
