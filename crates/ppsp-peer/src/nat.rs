@@ -122,13 +122,16 @@ pub async fn host_candidates(listen: SocketAddr, targets: &[SocketAddr]) -> Vec<
         .collect()
 }
 
-/// True when `observed` (the tracker's ReflexiveAddress, or a STUN mapping) is not one of the
-/// declared addresses: something between the peer and the tracker rewrote its source IP.
+/// True when `observed` (the tracker's ReflexiveAddress, or a STUN mapping) is not the IP of
+/// one of the peer's own interfaces: something between the peer and the tracker rewrote its
+/// source address. Only HOST candidates (or untyped ones) count as the peer's own; a
+/// declared REFLEXIVE address matches the observed one precisely because of the NAT.
 pub fn behind_nat(observed: IpAddr, declared: &[PeerAddress]) -> bool {
     let observed = observed.to_canonical();
-    !declared
-        .iter()
-        .any(|address| address.ip.to_canonical() == observed)
+    !declared.iter().any(|address| {
+        matches!(address.kind, None | Some(AddressType::Host))
+            && address.ip.to_canonical() == observed
+    })
 }
 
 /// Retransmission schedule of a STUN Binding transaction over UDP (RFC 8489 §6.2.1).
@@ -366,6 +369,23 @@ mod tests {
         assert!(!behind_nat(
             "::ffff:192.168.1.5".parse().expect("ip"),
             &declared
+        ));
+        // A REFLEXIVE candidate learned by STUN does not make the peer directly reachable.
+        let with_reflexive = [
+            candidate(
+                "192.168.1.5:7000".parse().expect("a"),
+                AddressType::Host,
+                65535,
+            ),
+            candidate(
+                "203.0.113.9:7000".parse().expect("a"),
+                AddressType::Reflexive,
+                65535,
+            ),
+        ];
+        assert!(behind_nat(
+            "203.0.113.9".parse().expect("ip"),
+            &with_reflexive
         ));
     }
 

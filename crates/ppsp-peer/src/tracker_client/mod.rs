@@ -920,10 +920,12 @@ impl TrackerClient {
         };
         state.token = Some(token);
         let reflexive = answer.response.reflexive_addresses;
+        let declares_host = state
+            .addresses
+            .iter()
+            .any(|address| matches!(address.kind, None | Some(ppsp_proto::AddressType::Host)));
         let behind_nat = match reflexive.first() {
-            Some(observed) if !state.addresses.is_empty() => {
-                Some(nat::behind_nat(observed.ip, &state.addresses))
-            }
+            Some(observed) if declares_host => Some(nat::behind_nat(observed.ip, &state.addresses)),
             _ => None,
         };
         if behind_nat.is_some() {
