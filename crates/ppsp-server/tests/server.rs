@@ -853,9 +853,12 @@ async fn shutdown_drains_requests_in_flight() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     let stopping = tokio::spawn(server.stop());
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    // New connections are no longer accepted.
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    // New connections are soon no longer accepted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "listener still open");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     stream.write_all(second.as_bytes()).await.expect("write");
     let mut answer = Vec::new();
     tokio::time::timeout(
