@@ -522,10 +522,23 @@ async fn no_tracker_at_all_is_unreachable() {
     let started = Instant::now();
     let error = client.connect().await.expect_err("nobody listens");
     assert!(matches!(error, ClientError::Unreachable { .. }), "{error}");
-    // Backoff 50 + 100 + 200 ms, without a second round on the only tracker.
+    // Backoff 50 + 100 + 200 ms.
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(350), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_silent_single_tracker_gets_one_round_per_call() {
+    let tracker = FakeTracker::start().await;
+    tracker.faults(|f| f.reset = usize::MAX);
+    let client = client_for(&[&tracker]);
+    let error = client.connect().await.expect_err("every request dropped");
+    assert!(matches!(error, ClientError::Unreachable { .. }), "{error}");
+    // The first send and three retransmissions, all the same transaction; no second round.
+    let seen = tracker.seen();
+    assert_eq!(seen.len(), 4);
+    assert!(seen.iter().all(|s| s.raw == seen[0].raw));
 }
 
 #[tokio::test]

@@ -796,6 +796,10 @@ impl TrackerClient {
     ) -> Result<Option<Response>, ClientError> {
         let method = body.as_ref().map_or(Method::Connect, RequestBody::method);
         let tracker_count = self.inner.endpoints.len();
+        // A tracker that stays silent through every retransmission is not tried again in
+        // the same call; one that says it is overloaded gets one more chance after its
+        // Retry-After, so even a single tracker is asked twice.
+        let silent_budget = tracker_count.saturating_sub(1);
         let mut moves = 0usize;
         let mut reauthenticated = false;
         let outcome = loop {
@@ -808,7 +812,11 @@ impl TrackerClient {
                     Ok(()) => {}
                     Err(Setback::Fail(error)) => break Err(error),
                     Err(Setback::MoveOn(error)) => {
-                        if !self.move_on(state, &mut moves, tracker_count) {
+                        let budget = match error {
+                            ClientError::Unreachable { .. } => silent_budget,
+                            _ => tracker_count,
+                        };
+                        if !self.move_on(state, &mut moves, budget) {
                             break Err(error);
                         }
                         continue;
@@ -844,7 +852,7 @@ impl TrackerClient {
                     status => break Err(ClientError::Status { method, status }),
                 },
                 Err(reason) => {
-                    if !policy.establish || !self.move_on(state, &mut moves, tracker_count) {
+                    if !policy.establish || !self.move_on(state, &mut moves, silent_budget) {
                         break Err(ClientError::Unreachable {
                             last_failure: reason,
                         });
@@ -856,10 +864,11 @@ impl TrackerClient {
         outcome
     }
 
-    /// Switches to the next tracker (wrapping around) if the round budget allows: every
-    /// tracker gets at most one more chance per call, so a single tracker is retried once.
-    fn move_on(&self, state: &mut State, moves: &mut usize, tracker_count: usize) -> bool {
-        if *moves >= tracker_count {
+    /// Switches to the next tracker (wrapping around) unless this call already moved
+    /// `budget` times.
+    fn move_on(&self, state: &mut State, moves: &mut usize, budget: usize) -> bool {
+        let tracker_count = self.inner.endpoints.len();
+        if *moves >= budget || tracker_count == 0 {
             return false;
         }
         *moves += 1;
