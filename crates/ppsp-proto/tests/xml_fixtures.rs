@@ -1139,3 +1139,31 @@ fn empty_auth_token_reads_as_missing() {
     let e = xml::decode_request(twice, &Limits::default()).expect_err("duplicate");
     assert_eq!(e.kind, DecodeErrorKind::Duplicate("AuthToken"));
 }
+
+#[test]
+fn characters_outside_xml_are_refused() {
+    let with = |value: &str| {
+        format!(
+            "<PPSPTrackerProtocol version='1.0'><Method>KEEPALIVE</Method>\
+             <PeerID>{value}</PeerID><TransactionID>4</TransactionID></PPSPTrackerProtocol>"
+        )
+    };
+    for bad in [
+        "a\u{1}b",
+        "a\u{0}",
+        "a\u{fffe}",
+        "a\u{ffff}",
+        "a&#1;",
+        "a&#xFFFE;",
+        "a&#0;",
+    ] {
+        let e = xml::decode(with(bad).as_bytes(), &Limits::default()).expect_err(bad);
+        assert!(
+            matches!(e.kind, DecodeErrorKind::Malformed(_)),
+            "{bad}: {e:?}"
+        );
+    }
+    for good in ["a&#x10FFFF;", "a&#xE000;", "caf\u{e9}"] {
+        xml::decode(with(good).as_bytes(), &Limits::default()).expect(good);
+    }
+}

@@ -268,6 +268,7 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeErr
     }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).map_err(|_| malformed("body is not UTF-8"))?;
+    check_xml_chars(text)?;
     let mut fields = Fields::default();
     match parse(text, limits, &mut fields) {
         Ok(()) => {
@@ -284,6 +285,19 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeErr
             Err(e.with_transaction_id(id))
         }
     }
+}
+
+/// XML 1.0 allows no C0 control character other than tab, line feed and carriage return,
+/// and neither U+FFFE nor U+FFFF, anywhere in a document. quick-xml does not check this;
+/// a value carrying one would break every strict parser it was relayed to.
+fn check_xml_chars(text: &str) -> Result<(), DecodeError> {
+    let control = text
+        .bytes()
+        .any(|b| b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r');
+    if control || text.contains('\u{FFFE}') || text.contains('\u{FFFF}') {
+        return Err(malformed("character not allowed in XML"));
+    }
+    Ok(())
 }
 
 /// After an error that stopped the parse before `TransactionID` was read, looks for it

@@ -11,6 +11,8 @@
 //! * Elements are matched by local name; any *declared* namespace is accepted, while an
 //!   undeclared prefix (such as the draft's own `report:`) makes the document
 //!   namespace-ill-formed and is refused.
+//! * Characters XML 1.0 does not allow (C0 controls other than tab, CR and LF; U+FFFE and
+//!   U+FFFF) are refused, whether raw or as character references.
 //! * A DOCTYPE is refused outright ([`DecodeErrorKind::DoctypeForbidden`]), so no entity is
 //!   ever declared or expanded; only the five predefined entities and character references
 //!   are resolved.
@@ -50,8 +52,9 @@
 //! * `PeerInfoList` when a swarm result has no peers (the schema needs at least one).
 //!
 //! A JOIN always carries `ExpireTime` (0 for none). Values the model allows but the protocol
-//! does not (a zero-length chunk map, a STAT_REPORT stream report without `SwarmID`, an
-//! unregistered mechanism name) are written as they are and are refused by a receiver.
+//! does not (a zero-length chunk map, a STAT_REPORT stream report without `SwarmID`, a
+//! mechanism name that does not have the RFC 4422 shape, text with control characters) are
+//! written as they are and are refused by a receiver.
 
 mod decode;
 mod encode;

@@ -283,7 +283,7 @@ fn append<'i>(acc: &mut Option<Cow<'i, str>>, piece: Cow<'i, str>) {
 fn resolve_reference(reference: &quick_xml::events::BytesRef<'_>) -> Result<char, DecodeError> {
     if reference.is_char_ref() {
         return match reference.resolve_char_ref() {
-            Ok(Some(c)) => Ok(c),
+            Ok(Some(c)) if is_xml_char(c) => Ok(c),
             _ => Err(malformed("invalid character reference")),
         };
     }
@@ -295,6 +295,11 @@ fn resolve_reference(reference: &quick_xml::events::BytesRef<'_>) -> Result<char
         b"quot" => Ok('"'),
         _ => Err(malformed("reference to an undefined entity")),
     }
+}
+
+/// The XML 1.0 `Char` production (surrogates cannot occur in a `char`).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 fn is_xml_space(bytes: &[u8]) -> bool {
