@@ -285,7 +285,12 @@ pub async fn stun_mapping_on(
     let transaction_id: [u8; 12] = rand::rngs::StdRng::from_os_rng().random();
     let request = ppsp_proto::stun::binding_request(transaction_id);
     let started = Instant::now();
-    let hard_deadline = started + timing.overall_limit;
+    // Settings come from users; saturate instead of overflowing on absurd values.
+    let far = started + Duration::from_secs(86_400);
+    let hard_deadline = started
+        .checked_add(timing.overall_limit)
+        .unwrap_or(far)
+        .min(far);
     let mut rto = timing.initial_rto;
     let mut buffer = [0u8; 1024];
     let transmissions = timing.max_transmissions.max(1);
@@ -294,11 +299,13 @@ pub async fn stun_mapping_on(
             ClientError::io(format!("sending to STUN server {server}"), source)
         })?;
         let wait = if sent == transmissions {
-            timing.initial_rto * timing.final_wait_factor
+            timing.initial_rto.saturating_mul(timing.final_wait_factor)
         } else {
             rto
         };
-        let deadline = (Instant::now() + wait).min(hard_deadline);
+        let deadline = Instant::now()
+            .checked_add(wait)
+            .map_or(hard_deadline, |at| at.min(hard_deadline));
         loop {
             let received = tokio::time::timeout_at(deadline, socket.recv_from(&mut buffer)).await;
             let (length, from) = match received {

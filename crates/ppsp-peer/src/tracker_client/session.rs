@@ -137,6 +137,12 @@ fn far_future(now: Instant) -> Instant {
     now + Duration::from_secs(86_400 * 365)
 }
 
+/// `at + delay`, saturating at [`far_future`] so that absurd settings cannot overflow.
+fn later(at: Instant, delay: Duration) -> Instant {
+    let limit = far_future(at);
+    at.checked_add(delay).map_or(limit, |when| when.min(limit))
+}
+
 async fn run(
     client: TrackerClient,
     mut status: watch::Receiver<PeerStatus>,
@@ -163,14 +169,14 @@ async fn run(
     loop {
         let now = Instant::now();
         let joined = !client.joined_swarms().is_empty();
-        let keepalive_at = client.last_request() + timers.keepalive_idle;
+        let keepalive_at = later(client.last_request(), timers.keepalive_idle);
         let periodic_at = if joined {
-            last_report.unwrap_or(started) + timers.stat_report_interval
+            later(last_report.unwrap_or(started), timers.stat_report_interval)
         } else {
             far_future(now)
         };
         let change_at = if joined && change_pending {
-            last_report.map_or(now, |at| at + timers.min_report_gap)
+            last_report.map_or(now, |at| later(at, timers.min_report_gap))
         } else {
             far_future(now)
         };
@@ -205,7 +211,7 @@ async fn run(
                     if let Err(error) = send_report(&client, snapshot).await {
                         tracing::warn!(%error, "STAT_REPORT failed");
                     }
-                } else if now >= client.last_request() + timers.keepalive_idle {
+                } else if now >= later(client.last_request(), timers.keepalive_idle) {
                     // Another request may have gone out while sleeping; only an idle
                     // session needs a KEEPALIVE.
                     if client.is_connected() {
