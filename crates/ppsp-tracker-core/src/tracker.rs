@@ -1305,6 +1305,203 @@ mod tests {
         assert_eq!(tracker.snapshot().sessions, 0);
     }
 
+    /// Cross-checks sessions, swarms and both timer queues.
+    fn check_invariants(tracker: &Tracker) {
+        let sessions: Vec<_> = tracker.session_shards.iter().map(|s| lock(s)).collect();
+        let swarms: Vec<_> = tracker.swarm_shards.iter().map(|s| lock(s)).collect();
+        let session_of = |peer: &PeerId| sessions.iter().find_map(|shard| shard.sessions.get(peer));
+        let member_of = |swarm_id: &SwarmId, peer: &PeerId| {
+            swarms
+                .iter()
+                .find_map(|shard| shard.swarms.get(swarm_id))
+                .and_then(|swarm| swarm.get(peer))
+        };
+        for shard in &sessions {
+            assert_eq!(shard.idle_queue.len(), shard.sessions.len());
+            for (peer, session) in &shard.sessions {
+                assert_eq!(
+                    shard
+                        .idle_queue
+                        .get(&(session.queued_deadline, session.generation)),
+                    Some(peer)
+                );
+                for joined in &session.swarms {
+                    let member = member_of(&joined.swarm_id, peer).expect("member exists");
+                    assert_eq!(member.session_generation, session.generation);
+                    assert_eq!(member.mode, joined.mode);
+                }
+            }
+        }
+        for shard in &swarms {
+            let mut with_deadline = 0;
+            for (swarm_id, swarm) in &shard.swarms {
+                assert!(!swarm.is_empty(), "empty swarms are removed");
+                let (mut seeds, mut leeches, mut live) = (0, 0, 0);
+                for (position, member) in swarm.members.iter().enumerate() {
+                    assert_eq!(swarm.position(&member.peer_id), Some(position));
+                    let session = session_of(&member.peer_id).expect("session exists");
+                    assert_eq!(session.generation, member.session_generation);
+                    assert!(session.is_member(swarm_id));
+                    match member.mode {
+                        PeerMode::Seed => seeds += 1,
+                        PeerMode::Leech => leeches += 1,
+                        PeerMode::LiveSeed => live += 1,
+                    }
+                    if let Some(deadline) = member.deadline {
+                        with_deadline += 1;
+                        assert_eq!(
+                            shard.expiry_queue.get(&(deadline, member.generation)),
+                            Some(&(swarm_id.clone(), member.peer_id.clone()))
+                        );
+                    }
+                }
+                assert_eq!(
+                    (swarm.seeds, swarm.leeches, swarm.live_seeds.len()),
+                    (seeds, leeches, live)
+                );
+            }
+            assert_eq!(shard.expiry_queue.len(), with_deadline);
+        }
+    }
+
+    /// Random operations from a few peers of both dialects, with time moving and sweeps
+    /// in between; the state must stay consistent after every step.
+    #[test]
+    fn random_operations_keep_state_consistent() {
+        for seed in 0..4 {
+            random_walk(seed);
+        }
+    }
+
+    fn random_walk(seed: u64) {
+        use ppsp_proto::{Connect, Find, Join, Leave, NatHints, PeerNum, SaslAuth, SwarmAction};
+        use rand::Rng;
+
+        let config = Config {
+            session_idle_timeout: Duration::from_secs(40),
+            max_swarms_per_peer: 3,
+            shards: 4,
+            ..Config::default()
+        };
+        let tracker = Tracker::with_seed(config, Arc::new(crate::OpenAuthenticator), seed);
+        let mut rng = StdRng::seed_from_u64(seed + 1000);
+        let start = Instant::now();
+        let mut now = start;
+        let swarm_ids: Vec<SwarmId> = (0..4)
+            .map(|i| SwarmId::new(format!("s{i}")).expect("id"))
+            .collect();
+        let mut tokens: HashMap<usize, Option<ppsp_proto::AuthToken>> = HashMap::new();
+        let modes = [PeerMode::Seed, PeerMode::LiveSeed, PeerMode::Leech];
+        let mut statuses: HashMap<u16, u32> = HashMap::new();
+        let mut most_swarms = 0;
+        for step in 0..3000u64 {
+            let peer = rng.random_range(0..8usize);
+            let json = peer >= 5;
+            let ctx = RequestContext {
+                observed: format!("127.0.0.{}:9", peer + 1).parse().expect("addr"),
+                dialect: if json { Dialect::Json } else { Dialect::Xml },
+                secure_channel: true,
+            };
+            let swarm_id = swarm_ids[rng.random_range(0..swarm_ids.len())].clone();
+            let body = if json {
+                match rng.random_range(0..4) {
+                    0 | 1 => RequestBody::Connect(Connect {
+                        auth: None,
+                        addresses: Vec::new(),
+                        peer_num: Some(PeerNum::count(3)),
+                        swarm_actions: (0..rng.random_range(1..3))
+                            .map(|_| SwarmAction {
+                                swarm_id: swarm_ids[rng.random_range(0..swarm_ids.len())].clone(),
+                                action: if rng.random_bool(0.5) {
+                                    SwarmActionKind::Join
+                                } else {
+                                    SwarmActionKind::Leave
+                                },
+                                mode: if rng.random_bool(0.5) {
+                                    PeerMode::Seed
+                                } else {
+                                    PeerMode::Leech
+                                },
+                            })
+                            .collect(),
+                    }),
+                    2 => RequestBody::Find(Find {
+                        swarm_id,
+                        peer_num: None,
+                        hints: NatHints::default(),
+                        clip: None,
+                    }),
+                    _ => RequestBody::StatReport(StatReport::default()),
+                }
+            } else {
+                match rng.random_range(0..9) {
+                    0 => RequestBody::Connect(Connect {
+                        auth: Some(SaslAuth {
+                            mechanism: "ANONYMOUS".into(),
+                            credentials: None,
+                        }),
+                        addresses: Vec::new(),
+                        peer_num: None,
+                        swarm_actions: Vec::new(),
+                    }),
+                    1 => RequestBody::Disconnect,
+                    2..=4 => RequestBody::Join(Join {
+                        swarm_id,
+                        mode: modes[rng.random_range(0..modes.len())],
+                        hints: NatHints::default(),
+                        peer_num: Some(4),
+                        clip: None,
+                        expire_time: rng.random_range(0..30),
+                    }),
+                    5 => RequestBody::Leave(Leave { swarm_id }),
+                    6 => RequestBody::Find(Find {
+                        swarm_id,
+                        peer_num: None,
+                        hints: NatHints::default(),
+                        clip: None,
+                    }),
+                    7 => RequestBody::StatReport(StatReport {
+                        stats: vec![Stat::Nat(rng.random_bool(0.5))],
+                    }),
+                    _ => RequestBody::KeepAlive,
+                }
+            };
+            let request = Request {
+                peer_id: PeerId::new(format!("p{peer}")).expect("id"),
+                auth_token: tokens.get(&peer).cloned().flatten(),
+                // Sometimes reuse an old ID, to exercise the retransmission cache.
+                transaction_id: TransactionId::numeric(if rng.random_bool(0.05) {
+                    step.saturating_sub(3)
+                } else {
+                    step
+                }),
+                body,
+            };
+            let response = tracker.handle(now, &ctx, &request);
+            *statuses.entry(response.status.http_code()).or_insert(0u32) += 1;
+            most_swarms = most_swarms.max(tracker.snapshot().swarms.len());
+            if let Some(token) = response.auth_token {
+                tokens.insert(peer, Some(token));
+            }
+            for result in &response.swarm_results {
+                assert!(result.peers.iter().all(|p| p.peer_id != request.peer_id));
+            }
+            if rng.random_bool(0.2) {
+                now += Duration::from_secs(rng.random_range(0..10));
+                tracker.sweep(now);
+            }
+            check_invariants(&tracker);
+        }
+        // The walk reached the interesting states, not only refusals.
+        for code in [200, 400, 401, 403, 404] {
+            assert!(statuses.contains_key(&code), "{statuses:?}");
+        }
+        assert_eq!(most_swarms, swarm_ids.len());
+        tracker.sweep(now + Duration::from_secs(3600));
+        check_invariants(&tracker);
+        assert_eq!(tracker.snapshot().sessions, 0);
+    }
+
     #[test]
     fn shard_count_is_a_power_of_two() {
         for (asked, got) in [(0, 1), (1, 1), (3, 4), (16, 16), (17, 32)] {
