@@ -11,7 +11,7 @@ use peer_common::{HttpStream, Proc, TempDir, tracker};
 /// Each record is 32 bytes: `rec ` + 8 digits + padding + newline.
 const RECORD: usize = 32;
 /// Records the source produces before its input ends.
-const TOTAL: u64 = 300;
+const TOTAL: u64 = 220;
 
 fn record(seq: u64) -> Vec<u8> {
     let mut line = format!("rec {seq:08} ").into_bytes();
@@ -45,7 +45,7 @@ fn live_chunks_reach_two_viewers_in_order_and_promptly() {
     assert!(swarm.starts_with("live-"));
     source.wait_listening();
 
-    // Produce a record every 20 ms for six seconds, remembering when each was written, then
+    // Produce a record every 20 ms for about four seconds, remembering when each was written, then
     // end the input.
     let written: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
     let mut stdin = source.stdin.take().expect("stdin");

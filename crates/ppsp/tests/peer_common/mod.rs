@@ -10,8 +10,6 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rand::{RngCore as _, SeedableRng as _};
-
 /// A scratch directory removed when dropped.
 pub(crate) struct TempDir(pub(crate) PathBuf);
 
@@ -39,10 +37,19 @@ impl Drop for TempDir {
     }
 }
 
-/// Writes `len` pseudo-random bytes to `path` and returns them.
+/// Writes `len` pseudo-random bytes to `path` and returns them. splitmix64 rather than a
+/// cryptographic generator: tests run unoptimised, and 32 MiB must take well under a second.
 pub(crate) fn random_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
+    let mut data = vec![0u8; len.div_ceil(8) * 8];
+    let mut state = seed;
+    for word in data.chunks_exact_mut(8) {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        word.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    data.truncate(len);
     std::fs::write(path, &data).expect("write input");
     data
 }
