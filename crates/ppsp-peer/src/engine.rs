@@ -413,14 +413,19 @@ impl Engine {
         self.requests.entry(index).or_default().push((addr, handle));
     }
 
+    /// Forgets a finished request. A request cancelled in the meantime (its answer raced
+    /// with the cancellation) was already accounted for, so the peer's count is left alone.
     fn finish_request(&mut self, index: u64, addr: SocketAddr) {
+        let mut registered = false;
         if let Some(list) = self.requests.get_mut(&index) {
+            let before = list.len();
             list.retain(|(a, _)| *a != addr);
+            registered = list.len() != before;
             if list.is_empty() {
                 self.requests.remove(&index);
             }
         }
-        if let Some(peer) = self.peers.get_mut(&addr) {
+        if registered && let Some(peer) = self.peers.get_mut(&addr) {
             peer.in_flight = peer.in_flight.saturating_sub(1);
         }
     }
