@@ -610,3 +610,96 @@ fn tie(addr: SocketAddr, index: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^ (x >> 31)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+    use crate::store::ChunkStore;
+    use crate::swarm::SwarmOptions;
+
+    fn engine() -> (Engine, std::path::PathBuf) {
+        let data = vec![1u8; 8 * 1024];
+        let manifest =
+            Arc::new(Manifest::from_reader("e", 1024, &mut data.as_slice()).expect("manifest"));
+        let path = std::env::temp_dir().join(format!("ppsp-engine-{:016x}", crate::random_u64()));
+        let store = ChunkStore::create_leech(&path, Arc::clone(&manifest), true).expect("store");
+        let swarm = Swarm::vod("me", &manifest, store, SwarmOptions::default());
+        let client = PeerClient::new(None, None, Duration::from_secs(1));
+        (
+            Engine::new(swarm, client, EngineConfig::default(), []),
+            path,
+        )
+    }
+
+    fn peer(seed: bool, chunks: &[u64], in_flight: u32) -> Remote {
+        let mut remote = Remote::new(seed, Instant::now());
+        let mut map = ChunkMap::new(0, 8);
+        for c in chunks {
+            map.insert(*c);
+        }
+        remote.complete = map.is_full();
+        remote.map = Some(map);
+        remote.in_flight = in_flight;
+        remote
+    }
+
+    #[tokio::test]
+    async fn leeches_are_preferred_over_the_seed() {
+        let (mut engine, _path) = engine();
+        let seed: SocketAddr = "127.0.0.1:1000".parse().expect("addr");
+        let leech: SocketAddr = "127.0.0.1:2000".parse().expect("addr");
+        engine
+            .peers
+            .insert(seed, peer(true, &[0, 1, 2, 3, 4, 5, 6, 7], 0));
+        engine.peers.insert(leech, peer(false, &[3], 0));
+        let now = Instant::now();
+        // Only the seed has chunk 0: ask the seed.
+        assert_eq!(engine.choose_peer(0, now, false), Some(seed));
+        // The leech has chunk 3: ask the leech.
+        assert_eq!(engine.choose_peer(3, now, false), Some(leech));
+        // Even when the leech is busy the chunk waits for it ...
+        engine.peers.get_mut(&leech).expect("leech").in_flight = 4;
+        assert_eq!(engine.choose_peer(3, now, false), None);
+        // ... unless it is needed for playback or in the endgame.
+        assert_eq!(engine.choose_peer(3, now, true), Some(seed));
+        // A peer backing off is not asked.
+        engine.peers.get_mut(&seed).expect("seed").backoff_until = now + Duration::from_secs(5);
+        assert_eq!(engine.choose_peer(0, now, true), None);
+    }
+
+    #[tokio::test]
+    async fn banned_peers_are_not_added_again() {
+        let (mut engine, _path) = engine();
+        let bad: SocketAddr = "127.0.0.1:3000".parse().expect("addr");
+        let now = Instant::now();
+        engine.add_hint(
+            PeerHint {
+                addr: bad,
+                seed: true,
+            },
+            now,
+        );
+        assert!(engine.peers.contains_key(&bad));
+        engine.ban(bad);
+        assert!(!engine.peers.contains_key(&bad));
+        engine.add_hint(
+            PeerHint {
+                addr: bad,
+                seed: true,
+            },
+            now,
+        );
+        assert!(!engine.peers.contains_key(&bad));
+        assert_eq!(engine.swarm.peers_banned(), 1);
+        // Unusable addresses are ignored too.
+        engine.add_hint(
+            PeerHint {
+                addr: "0.0.0.0:5".parse().expect("addr"),
+                seed: false,
+            },
+            now,
+        );
+        assert!(engine.peers.is_empty());
+    }
+}
