@@ -61,7 +61,9 @@ impl PeerClient {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout.min(Duration::from_secs(5))));
         let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below the servers' 30 s header timeout, so pooled connections are dropped here
+            // before a server closes them under a new request.
+            .pool_idle_timeout(Duration::from_secs(20))
             .pool_max_idle_per_host(16)
             .build(connector);
         Self {

@@ -10,7 +10,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -20,6 +20,9 @@ use crate::error::Error;
 use crate::player;
 use crate::protocol::{self, ChunkMapWire, LISTEN_HEADER, PeerRequest};
 use crate::swarm::Swarm;
+
+/// Longest time a request head may take to arrive.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Default bound on simultaneous connections to one peer.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
@@ -102,7 +105,11 @@ async fn accept_loop(listener: TcpListener, swarm: Arc<Swarm>, max_connections: 
                 let swarm = Arc::clone(&swarm);
                 async move { Ok::<_, Infallible>(handle(&swarm, remote, &req).await) }
             });
+            // Idle keep-alive connections are fine (peers reuse them), but a request head
+            // must arrive promptly, so slow clients cannot pin connection slots.
             if let Err(err) = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
