@@ -135,15 +135,16 @@ fn swarm_id(text: &str) -> Result<SwarmId, Error> {
     SwarmId::new(text).map_err(|e| Error::InvalidArgument(format!("swarm ID {text:?}: {e}")))
 }
 
-/// Peer endpoints listed in a tracker answer.
+/// Peer endpoints listed in a tracker answer: the first (best) address of each peer, so
+/// that one peer is not counted as several.
 fn hints_of(peers: &[PeerInfo]) -> Vec<PeerHint> {
     peers
         .iter()
-        .flat_map(|p| {
-            let seed = p.mode.is_some_and(PeerMode::is_seed);
-            p.addresses.iter().map(move |a| PeerHint {
+        .filter_map(|p| {
+            let a = p.addresses.first()?;
+            Some(PeerHint {
                 addr: SocketAddr::new(a.ip, a.port),
-                seed,
+                seed: p.mode.is_some_and(PeerMode::is_seed),
             })
         })
         .collect()
