@@ -320,8 +320,7 @@ fn salvage_transaction_id(text: &str, limits: &Limits) -> Option<TransactionId> 
     }
 }
 
-fn check_version(version: Option<Cow<'_, str>>) -> Result<(), DecodeError> {
-    let version = version.ok_or_else(|| DecodeError::new(DecodeErrorKind::BadVersion))?;
+fn check_version(version: &str) -> Result<(), DecodeError> {
     let version = version.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
     let (major, minor) = version.split_once('.').unwrap_or((version, "0"));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -344,14 +343,17 @@ fn parse(text: &str, limits: &Limits, fields: &mut Fields) -> Result<(), DecodeE
             DecodeErrorKind::WrongRoot(quote(&String::from_utf8_lossy(root.local()))).into(),
         );
     }
-    let mut version = None;
+    let mut version_seen = false;
     cursor.attributes(&root, |name, value| {
         if name == b"version" {
-            version = Some(value.into_owned());
+            version_seen = true;
+            check_version(&value)?;
         }
         Ok(())
     })?;
-    check_version(version.map(Cow::Owned))?;
+    if !version_seen {
+        return Err(DecodeErrorKind::BadVersion.into());
+    }
     if !root.empty {
         while let Next::Child(child) = cursor.next()? {
             root_child(&mut cursor, &child, fields)?;
@@ -542,34 +544,63 @@ fn stats<'i>(cursor: &mut Cursor<'i, '_>, open: &Open<'i>) -> Result<Vec<Stat>, 
         // Unknown properties count too: they cost parsing time all the same.
         room(seen, "Stat", limits)?;
         seen += 1;
-        let mut property: Option<Cow<'_, str>> = None;
+        let mut property = None;
         cursor.attributes(&child, |name, value| {
             if name == b"property" {
-                property = Some(Cow::Owned(trim(value).into_owned()));
+                property = Some(StatProperty::classify(&trim(value)));
             }
             Ok(())
         })?;
-        let property = property.ok_or_else(|| missing("Stat@property"))?;
-        if property.eq_ignore_ascii_case("NAT") {
-            out.push(Stat::Nat(parse_bool("Stat NAT", &text(cursor, &child)?)?));
-        } else if property.eq_ignore_ascii_case("STUN") {
-            out.push(Stat::Stun(parse_bool("Stat STUN", &text(cursor, &child)?)?));
-        } else if property.eq_ignore_ascii_case("ChunkMap") {
-            let report = single_report(cursor, &child, b"ChunkMapReport", chunk_map_report)?;
-            out.push(Stat::ChunkMap(
-                report.ok_or_else(|| missing("ChunkMapReport"))?,
-            ));
-        } else if property.eq_ignore_ascii_case("StreamStats") {
-            let report = single_report(cursor, &child, b"StreamStatsReport", stream_stats_report)?;
-            out.push(Stat::StreamStats(
-                report.ok_or_else(|| missing("StreamStatsReport"))?,
-            ));
-        } else {
+        match property.ok_or_else(|| missing("Stat@property"))? {
+            StatProperty::Nat => {
+                out.push(Stat::Nat(parse_bool("Stat NAT", &text(cursor, &child)?)?));
+            }
+            StatProperty::Stun => {
+                out.push(Stat::Stun(parse_bool("Stat STUN", &text(cursor, &child)?)?));
+            }
+            StatProperty::ChunkMap => {
+                let report = single_report(cursor, &child, b"ChunkMapReport", chunk_map_report)?;
+                out.push(Stat::ChunkMap(
+                    report.ok_or_else(|| missing("ChunkMapReport"))?,
+                ));
+            }
+            StatProperty::StreamStats => {
+                let report =
+                    single_report(cursor, &child, b"StreamStatsReport", stream_stats_report)?;
+                out.push(Stat::StreamStats(
+                    report.ok_or_else(|| missing("StreamStatsReport"))?,
+                ));
+            }
             // Unknown properties are ignored (digest §3.6).
-            cursor.skip(&child)?;
+            StatProperty::Unknown => cursor.skip(&child)?,
         }
     }
     Ok(out)
+}
+
+/// The `Stat@property` values this codec understands (matched case-insensitively).
+enum StatProperty {
+    Nat,
+    Stun,
+    ChunkMap,
+    StreamStats,
+    Unknown,
+}
+
+impl StatProperty {
+    fn classify(value: &str) -> Self {
+        if value.eq_ignore_ascii_case("NAT") {
+            Self::Nat
+        } else if value.eq_ignore_ascii_case("STUN") {
+            Self::Stun
+        } else if value.eq_ignore_ascii_case("ChunkMap") {
+            Self::ChunkMap
+        } else if value.eq_ignore_ascii_case("StreamStats") {
+            Self::StreamStats
+        } else {
+            Self::Unknown
+        }
+    }
 }
 
 /// Reads the one report element named `name` inside a `Stat`; other children are ignored.
