@@ -141,6 +141,8 @@ pub struct Engine {
     tasks: JoinSet<Event>,
     hints: Option<mpsc::UnboundedReceiver<PeerHint>>,
     max_chunk: usize,
+    /// VoD: how many known peers hold each chunk; `None` after any chunk map changed.
+    availability: Option<Vec<u32>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -183,6 +185,7 @@ impl Engine {
             tasks: JoinSet::new(),
             hints,
             max_chunk,
+            availability: None,
         }
     }
 
@@ -283,11 +286,45 @@ impl Engine {
     }
 
     /// The chunks still wanted, with how many usable peers hold each.
-    fn missing(&self, now: Instant) -> (Vec<Candidate>, Option<u64>) {
+    /// VoD availability per chunk, recomputed only after a chunk map changed: the cost is
+    /// one pass over the set bits of every map, not a lookup per chunk and peer per round.
+    fn compute_availability(&self, chunks: u64) -> Vec<u32> {
+        let mut counts = vec![0u32; usize::try_from(chunks).unwrap_or(0)];
+        for map in self.peers.values().filter_map(|p| p.map.as_ref()) {
+            for index in map.iter() {
+                if let Some(count) = usize::try_from(index).ok().and_then(|i| counts.get_mut(i)) {
+                    *count += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    fn missing(&mut self, now: Instant) -> (Vec<Candidate>, Option<u64>) {
         let store = self.swarm.store();
-        let (range, position) = if let Some(manifest) = store.vod_manifest() {
-            ((0, manifest.chunk_count()), self.swarm.position())
-        } else {
+        if let Some(manifest) = store.vod_manifest() {
+            let have = store.chunk_map();
+            let position = self.swarm.position();
+            let chunks = manifest.chunk_count();
+            let mut out = Vec::new();
+            let availability = match self.availability.take() {
+                Some(cached) => cached,
+                None => self.compute_availability(chunks),
+            };
+            for (index, count) in (0..chunks).zip(availability.iter().copied()) {
+                if have.contains(index) {
+                    continue;
+                }
+                out.push(Candidate {
+                    index,
+                    availability: count,
+                    in_flight: self.requests.get(&index).map_or(0, |r| r.len() as u32),
+                });
+            }
+            self.availability = Some(availability);
+            return (out, position);
+        }
+        let (range, position) = {
             let Some((edge, _)) = store.live_edge() else {
                 return (Vec::new(), None);
             };
@@ -457,6 +494,7 @@ impl Engine {
 
     fn forget(&mut self, addr: SocketAddr) {
         self.peers.remove(&addr);
+        self.availability = None;
         let mut emptied = Vec::new();
         for (index, list) in &mut self.requests {
             list.retain(|(a, handle)| {
@@ -496,6 +534,7 @@ impl Engine {
                                 p.manifest_due = now;
                             }
                             p.map = Some(remote.map);
+                            self.availability = None;
                             p.complete = remote.complete;
                             p.failures = 0;
                         }
@@ -551,6 +590,7 @@ impl Engine {
                         if let Some(p) = self.peers.get_mut(&peer) {
                             if let Some(map) = p.map.as_mut() {
                                 map.remove(index);
+                                self.availability = None;
                             }
                             p.complete = false;
                             p.map_due = Instant::now();
