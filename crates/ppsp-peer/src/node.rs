@@ -317,6 +317,13 @@ impl Node {
         listener: TcpListener,
         input: impl AsyncRead + Send + Unpin + 'static,
     ) -> Result<Self, Error> {
+        let limits = crate::manifest::MIN_CHUNK_SIZE..=crate::manifest::MAX_CHUNK_SIZE;
+        if !limits.contains(&config.chunk_size) {
+            return Err(Error::InvalidArgument(format!(
+                "chunk size {} is outside {limits:?}",
+                config.chunk_size
+            )));
+        }
         let signer = LiveSigner::generate()?;
         let name = config.name.clone().unwrap_or_else(|| "live.ts".to_owned());
         let template = LiveManifest {
