@@ -272,8 +272,14 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeErr
     let mut fields = Fields::default();
     match parse(text, limits, &mut fields) {
         Ok(()) => {
-            let id = fields.transaction_id.clone();
-            fields.into_message().map_err(|e| e.with_transaction_id(id))
+            // Kept as a number so the success path does not copy the ID.
+            let id = fields
+                .transaction_id
+                .as_ref()
+                .and_then(TransactionId::as_u64);
+            fields
+                .into_message()
+                .map_err(|e| e.with_transaction_id(id.map(TransactionId::numeric)))
         }
         Err(e) => {
             let id = match (&fields.transaction_id, &e.kind) {

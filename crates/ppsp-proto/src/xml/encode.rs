@@ -397,7 +397,8 @@ pub(crate) fn encode_request(req: &Request) -> String {
 
 pub(crate) fn encode_response(resp: &Response) -> String {
     let peers = resp.swarm_results.first().map_or(0, |r| r.peers.len());
-    let mut out = String::with_capacity(capacity_hint(peers * 200));
+    // About 300 bytes per listed peer with two addresses.
+    let mut out = String::with_capacity(capacity_hint(peers * 320));
     out.push_str(PROLOG);
     element(&mut out, "Response", resp.status.ppsp_str());
     if let Some(token) = &resp.auth_token {
