@@ -174,7 +174,7 @@ fn leech_completes_after_the_seed_left() {
     let (_tracker, url) = tracker(&dir);
     let input = dir.join("input.bin");
     let data = random_file(&input, 4 * MIB, 3);
-    let (mut seed_proc, swarm, _) = seed(
+    let (mut seed_proc, swarm, seed_addr) = seed(
         &dir,
         "seed",
         &url,
@@ -211,6 +211,15 @@ fn leech_completes_after_the_seed_left() {
     );
 
     // The seed stops (LEAVE + DISCONNECT) ...
+    let seed_id = peer_stats(&seed_addr, &swarm)["peer_id"]
+        .as_str()
+        .expect("peer_id")
+        .to_owned();
+    assert!(
+        tracker_uploads(&url, &swarm)
+            .iter()
+            .any(|(id, _)| *id == seed_id)
+    );
     let status = seed_proc.terminate(Duration::from_secs(20));
     assert!(
         status.success(),
@@ -221,6 +230,12 @@ fn leech_completes_after_the_seed_left() {
         seed_proc
             .log_text()
             .contains("left the swarm and disconnected")
+    );
+    assert!(
+        !tracker_uploads(&url, &swarm)
+            .iter()
+            .any(|(id, _)| *id == seed_id),
+        "the tracker still lists the seed after its LEAVE"
     );
 
     // ... and a new leech still gets everything, from the viewer.
