@@ -4,10 +4,11 @@
 //! * [`manifest`]: what a swarm carries (VoD manifests, signed live manifests), swarm IDs.
 //! * [`store`]: verified chunk storage.
 //! * [`protocol`], [`server`], [`client`]: the HTTP peer protocol.
-//! * [`picker`]: which chunk to ask for next.
+//! * [`picker`]: which chunk to ask for next; [`engine`]: the downloader that asks.
 //! * [`player`]: the local endpoint for a media player.
 //! * [`swarm`]: state shared by the pieces above.
 //! * [`tracker_client`], [`nat`]: the tracker side.
+//! * [`node`]: a whole peer (seed, live source or leech) built from all of the above.
 
 mod body;
 pub mod client;
