@@ -235,10 +235,13 @@ fn dialect_for(headers: &HeaderMap) -> Result<Dialect, RequestError> {
     }
     let is_xml = media.eq_ignore_ascii_case("application/xml")
         || media.eq_ignore_ascii_case("text/xml")
-        || (media.len() > 4
-            && media.is_char_boundary(media.len() - 4)
-            && media[media.len() - 4..].eq_ignore_ascii_case("+xml")
-            && media.contains('/'));
+        || (media.contains('/')
+            && media
+                .len()
+                .checked_sub(4)
+                .and_then(|start| media.get(start..))
+                .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+xml"))
+            && !media.ends_with("/+xml"));
     if is_xml {
         Ok(Dialect::Xml)
     } else {
@@ -370,14 +373,6 @@ async fn read_body(
     request: hyper::Request<Incoming>,
 ) -> Result<Bytes, RequestError> {
     let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > state.limits.max_body_bytes as u64) {
-        return Err(RequestError::PayloadTooLarge);
-    }
     let gzipped = match parts.headers.get(header::CONTENT_ENCODING) {
         None => false,
         Some(value) => match value.to_str().map(str::trim) {
@@ -390,6 +385,14 @@ async fn read_body(
             }
         },
     };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > state.limits.max_body_bytes as u64) {
+        return Err(RequestError::PayloadTooLarge);
+    }
     let limited = Limited::new(body, state.limits.max_body_bytes);
     let collected = tokio::time::timeout(state.body_read_timeout, limited.collect())
         .await
