@@ -273,3 +273,58 @@ async fn chunk_map_long_poll_reports_new_chunks() {
     assert_eq!(answer.map.iter().collect::<Vec<_>>(), vec![2]);
     assert_ne!(answer.version, first.version);
 }
+
+/// Fetches 512 KiB from a fast and a very slow seed; returns whether the download
+/// completed within `limit`, and the slow seed's upload count.
+async fn race_slow_peer(endgame_requests: u32, limit: Duration) -> (bool, u64) {
+    let data = content(512 * 1024, 14);
+    let input = temp_path("ein");
+    let out = temp_path("eout");
+    let _cleanup = Cleanup(vec![input.clone(), out.clone()]);
+    std::fs::write(&input, &data).expect("write");
+
+    let fast = Node::seed_file(&config(8 * 1024), listener().await, &input)
+        .await
+        .expect("fast seed");
+    // 1 KiB/s: every 8 KiB chunk it is asked for takes eight seconds.
+    let mut slow_config = config(8 * 1024);
+    slow_config.swarm.upload_rate = Some(1024);
+    let slow = Node::seed_file(&slow_config, listener().await, &input)
+        .await
+        .expect("slow seed");
+    let swarm = fast.swarm().id().to_owned();
+
+    let mut leech_config = config(8 * 1024);
+    leech_config.bootstrap = vec![slow.local_addr(), fast.local_addr()];
+    leech_config.engine.endgame_requests = endgame_requests;
+    let mut leech = Node::leech(
+        &leech_config,
+        listener().await,
+        &swarm,
+        Output::File(out.clone()),
+    )
+    .await
+    .expect("leech");
+    let done = tokio::time::timeout(limit, leech.wait_complete()).await;
+    if let Ok(result) = done {
+        result.expect("complete");
+        assert_eq!(std::fs::read(&out).expect("output"), data);
+        (true, slow.swarm().uploaded())
+    } else {
+        (false, slow.swarm().uploaded())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endgame_does_not_wait_for_a_slow_peer() {
+    // Without duplicate requests the last chunks wait for the slow peer ...
+    let (completed, _) = race_slow_peer(1, Duration::from_secs(2)).await;
+    assert!(
+        !completed,
+        "the slow peer was never asked: the test proves nothing"
+    );
+    // ... with them, the fast peer overtakes it.
+    let (completed, slow_uploaded) = race_slow_peer(2, Duration::from_secs(5)).await;
+    assert!(completed, "the download waited for the slow peer");
+    assert_eq!(slow_uploaded, 0, "every slow upload was overtaken");
+}
