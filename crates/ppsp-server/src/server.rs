@@ -107,6 +107,26 @@ impl Server {
     pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
         config.validate()?;
         let authenticator = Arc::new(AccountsAuthenticator::from_config(&config.auth)?);
+        tracing::info!(
+            "authentication: ANONYMOUS {}, PLAIN {}",
+            if config.auth.allow_anonymous {
+                "accepted (open tracker)"
+            } else {
+                "refused"
+            },
+            match &config.auth.accounts_file {
+                Some(path) => format!(
+                    "checked against {}{}",
+                    path.display(),
+                    if config.auth.allow_plain_over_cleartext {
+                        ", cleartext allowed"
+                    } else {
+                        ""
+                    }
+                ),
+                None => "refused (no accounts file)".to_owned(),
+            }
+        );
         let tracker = Arc::new(Tracker::new(config.core_config(), authenticator));
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => Some(TlsAcceptor::from(crate::tls::load_server_config(
