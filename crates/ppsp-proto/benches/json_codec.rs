@@ -62,6 +62,12 @@ fn decoding(c: &mut Criterion) {
             b.iter(|| decode_request(black_box(body), &limits))
         });
     }
+    // Baseline: parsing the CONNECT body into serde_json's own value type, without any
+    // protocol checks, to show what the codec adds on top of JSON parsing.
+    group.throughput(Throughput::Bytes(CONNECT.len() as u64));
+    group.bench_function("connect_serde_json_value_only", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(CONNECT)).is_ok())
+    });
     let answer = encode_response(&find_answer(20));
     group.throughput(Throughput::Bytes(answer.len() as u64));
     group.bench_function("find_answer_20_peers", |b| {
