@@ -285,7 +285,6 @@ impl Engine {
         }
     }
 
-    /// The chunks still wanted, with how many usable peers hold each.
     /// VoD availability per chunk, recomputed only after a chunk map changed: the cost is
     /// one pass over the set bits of every map, not a lookup per chunk and peer per round.
     fn compute_availability(&self, chunks: u64) -> Vec<u32> {
@@ -300,6 +299,7 @@ impl Engine {
         counts
     }
 
+    /// The chunks still wanted, with how many peers hold each, and the playback position.
     fn missing(&mut self, now: Instant) -> (Vec<Candidate>, Option<u64>) {
         let store = self.swarm.store();
         if let Some(manifest) = store.vod_manifest() {

@@ -693,7 +693,8 @@ impl LiveSource {
         let signed = self.signer.sign(&self.manifest)?;
         let store = self.swarm.store();
         store.offer_live_manifest(signed);
-        store.put_local(index, data).await?;
+        // Verified like any other chunk: the hash was just put in the manifest.
+        store.put(index, data).await?;
         tracing::debug!(index, "live chunk published");
         Ok(())
     }

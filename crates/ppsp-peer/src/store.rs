@@ -429,15 +429,6 @@ impl ChunkStore {
         Ok(Some(Bytes::from(data)))
     }
 
-    /// Adds a chunk produced locally by a live source (its hash is already in the manifest
-    /// offered just before).
-    ///
-    /// # Errors
-    /// As [`ChunkStore::put`].
-    pub async fn put_local(&self, index: u64, data: Bytes) -> Result<PutOutcome, Error> {
-        self.put(index, data).await
-    }
-
     /// Waits until chunk `index` is held or `deadline` passes; true when held.
     pub async fn wait_for(&self, index: u64, deadline: tokio::time::Instant) -> bool {
         let mut rx = self.subscribe();
