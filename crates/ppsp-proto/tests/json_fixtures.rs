@@ -615,3 +615,26 @@ fn huge_array_fails_the_schema_too() {
     assert!(verdicts["huge.json"].is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ipv6_is_read_in_any_form_and_written_in_rfc_5952_form() {
+    let cases = [
+        ("2001:DB8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),
+        ("2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8::1"),
+        ("2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"),
+        ("0:0:0:0:0:0:0:1", "::1"),
+        ("::ffff:192.0.2.1", "::ffff:192.0.2.1"),
+    ];
+    for (input, canonical) in cases {
+        let body = format!(
+            r#"{{"PPSPTrackerProtocol":{{"version":1,"response_type":0,"error_code":0,"transaction_id":"x",
+               "peer_addr":{{"ip_address":{{"address_type":"ipv6","address":"{input}"}},"port":1,"priority":0,"type":"REFLEXIVE"}}}}}}"#
+        );
+        let response = decode_response(body.as_bytes(), &limits()).expect(input);
+        let encoded = encode_response(&response);
+        assert!(
+            encoded.contains(&format!(r#""address":"{canonical}""#)),
+            "{input}: {encoded}"
+        );
+    }
+}
