@@ -141,6 +141,17 @@ async fn stopped() {
     }
 }
 
+/// Joins a swarm unless Ctrl-C or SIGTERM comes first (finding a manifest may take a while
+/// when no peer serves it yet).
+async fn until_stopped(
+    joining: impl Future<Output = Result<Node, ppsp_peer::Error>>,
+) -> Result<Node, CliError> {
+    tokio::select! {
+        node = joining => Ok(node?),
+        () = stopped() => Err("interrupted while joining the swarm".into()),
+    }
+}
+
 /// LEAVE and DISCONNECT, bounded in time so a vanished tracker cannot hold up the exit.
 async fn close(node: Node) {
     match tokio::time::timeout(Duration::from_secs(10), node.shutdown()).await {
@@ -205,8 +216,13 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             let (listener, local) = bind(common.listen).await?;
             ready(&format!("swarm {swarm}"))?;
             ready(&format!("listening on http://{local}"))?;
-            let mut node =
-                Node::leech(&config, listener, &swarm, Output::File(output.clone())).await?;
+            let mut node = until_stopped(Node::leech(
+                &config,
+                listener,
+                &swarm,
+                Output::File(output.clone()),
+            ))
+            .await?;
             if node.swarm().is_live() {
                 let result = tokio::select! {
                     result = record_live(node.swarm(), &output) => result,
@@ -237,7 +253,8 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             let (listener, local) = bind(common.listen).await?;
             ready(&format!("swarm {swarm}"))?;
             ready(&format!("listening on http://{local}"))?;
-            let mut node = Node::leech(&config, listener, &swarm, Output::Scratch).await?;
+            let mut node =
+                until_stopped(Node::leech(&config, listener, &swarm, Output::Scratch)).await?;
             tracing::info!("point a media player at http://{local}/");
             tokio::select! {
                 result = node.wait_complete() => {
