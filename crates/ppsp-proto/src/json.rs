@@ -978,8 +978,23 @@ fn push_optional_uint(out: &mut String, key: &str, value: Option<u64>) {
     }
 }
 
-fn push_uint(out: &mut String, value: u64) {
-    let _ = write!(out, "{value}");
+/// Decimal digits of `value`, without going through `fmt` (this runs several times per
+/// address on the tracker's hot path).
+fn push_uint(out: &mut String, mut value: u64) {
+    // u64::MAX has 20 digits.
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        start -= 1;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    if let Some(Ok(text)) = digits.get(start..).map(std::str::from_utf8) {
+        out.push_str(text);
+    }
 }
 
 /// Writes `text` as a JSON string literal: quotes, backslashes and control characters are
@@ -1014,6 +1029,15 @@ fn push_string(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_are_written_in_decimal() {
+        for value in [0, 7, 10, 65_535, 4_294_967_295, u64::MAX] {
+            let mut out = String::new();
+            push_uint(&mut out, value);
+            assert_eq!(out, value.to_string());
+        }
+    }
 
     #[test]
     fn strings_are_escaped() {
