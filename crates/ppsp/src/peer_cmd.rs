@@ -67,8 +67,10 @@ pub(crate) enum PeerCommand {
         #[arg(long, value_name = "MS", default_value_t = 250)]
         flush_ms: u64,
     },
-    /// Join a swarm as LEECH, fetch and verify every chunk, write FILE, exit. For a live
-    /// swarm, records the stream from near the live edge until the source ends it.
+    /// Join a swarm as LEECH, fetch and verify every chunk, write FILE, exit.
+    ///
+    /// For a live swarm, records the stream from near the live edge until the source ends
+    /// it.
     Get {
         /// The swarm ID printed by the publishing peer.
         swarm: String,
