@@ -152,6 +152,11 @@ fn corrupt_peer_is_dropped_and_download_completes() {
     );
 
     let log = leech.log_text();
+    // Not a terminal: plain progress lines on standard error.
+    assert!(
+        log.contains("progress: 100.0% 4.0/4.0 MiB"),
+        "no progress lines:\n{log}"
+    );
     assert!(
         log.contains("dropping a peer that sent a corrupt chunk"),
         "the corrupt peer was not detected:\n{log}"
