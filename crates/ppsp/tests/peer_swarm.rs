@@ -73,6 +73,17 @@ fn tracker_uploads(tracker_url: &str, swarm: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The tracker's `/api/stats` entry for one peer of `swarm`.
+fn tracker_peer(tracker_url: &str, swarm: &str, peer_id: &str) -> Option<serde_json::Value> {
+    let stats = http_json(authority(tracker_url), "/api/stats");
+    stats["swarms"]
+        .as_array()?
+        .iter()
+        .filter(|s| s["swarm_id"] == swarm)
+        .flat_map(|s| s["peers"].as_array().cloned().unwrap_or_default())
+        .find(|p| p["peer_id"] == peer_id)
+}
+
 #[test]
 fn five_peers_share_32_mib_and_the_seed_uploads_less_than_half() {
     let dir = TempDir::new("five");
@@ -199,6 +210,8 @@ fn leech_completes_after_the_seed_left() {
             &url,
             "--listen",
             "127.0.0.1:0",
+            "--report-interval",
+            "1",
         ],
         false,
     );
@@ -214,6 +227,23 @@ fn leech_completes_after_the_seed_left() {
                     .is_ok_and(|s| s["chunks_held"] == s["chunks_total"] && s["chunks_total"] == 64)
         },
     );
+
+    // The viewer's STAT_REPORTs carry its counters and chunk map to the tracker.
+    let viewer_stats = peer_stats(&viewer_addr, &swarm);
+    let viewer_id = viewer_stats["peer_id"]
+        .as_str()
+        .expect("peer_id")
+        .to_owned();
+    let viewer_downloaded = viewer_stats["downloaded_bytes"]
+        .as_u64()
+        .expect("downloaded");
+    assert!(viewer_downloaded >= data.len() as u64);
+    wait_until(Duration::from_secs(15), "the viewer's STAT_REPORT", || {
+        tracker_peer(&url, &swarm, &viewer_id).is_some_and(|p| {
+            p["downloaded_bytes"].as_u64() == Some(viewer_downloaded)
+                && p["chunks_held"].as_u64() == Some(64)
+        })
+    });
 
     // The seed stops (LEAVE + DISCONNECT) ...
     let seed_id = peer_stats(&seed_addr, &swarm)["peer_id"]
