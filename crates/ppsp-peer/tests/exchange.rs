@@ -328,3 +328,85 @@ async fn endgame_does_not_wait_for_a_slow_peer() {
     assert!(completed, "the download waited for the slow peer");
     assert_eq!(slow_uploaded, 0, "every slow upload was overtaken");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_viewer_follows_the_source_and_drops_a_forger() {
+    use ppsp_peer::manifest::{LiveChunk, LiveManifest, LiveSigner, hash_chunk};
+    use tokio::io::AsyncWriteExt as _;
+
+    let (mut feed, input) = tokio::io::duplex(64 * 1024);
+    let mut source_config = config(4 * 1024);
+    source_config.live_flush = Duration::from_millis(50);
+    let source = Node::live_source(&source_config, listener().await, input)
+        .await
+        .expect("live source");
+    let swarm = source.swarm().id().to_owned();
+
+    // A peer that claims the swarm but serves a manifest extended without the source's key.
+    let forger_key = LiveSigner::generate().expect("key");
+    let evil = b"not from the source";
+    let forged = LiveManifest {
+        public_key: forger_key.public_key(),
+        name: "live.ts".into(),
+        chunk_size: 4096,
+        sequence: 1_000_000,
+        first: 0,
+        chunks: vec![LiveChunk {
+            len: evil.len() as u32,
+            hash: hash_chunk(evil),
+        }],
+        ended: false,
+    };
+    let forger_store = ChunkStore::live();
+    assert!(forger_store.offer_live_manifest(forger_key.sign(&forged).expect("sign")));
+    let forger = Swarm::live(
+        "forger",
+        &swarm,
+        "live.ts",
+        forger_store,
+        SwarmOptions::default(),
+    );
+    let forger_server = PeerServer::start("127.0.0.1:0".parse().expect("addr"), forger, 16)
+        .await
+        .expect("forger server");
+
+    // Some input first, so that the stream has an edge to start from.
+    feed.write_all(&[1u8; 10_000]).await.expect("feed");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut viewer_config = config(4 * 1024);
+    viewer_config.bootstrap = vec![forger_server.local_addr(), source.local_addr()];
+    let viewer = Node::leech(&viewer_config, listener().await, &swarm, Output::Scratch)
+        .await
+        .expect("viewer");
+    let mut stream = ppsp_peer::player::live_stream(viewer.swarm());
+    let writer = tokio::spawn(async move {
+        for round in 0..40u8 {
+            if feed.write_all(&[round; 1000]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while received.len() < 20_000 {
+            let piece = stream.recv().await.expect("stream continues");
+            received.extend_from_slice(&piece);
+        }
+    })
+    .await
+    .expect("live data arrives");
+    assert!(
+        !received.windows(evil.len()).any(|w| w == evil),
+        "forged data reached the player"
+    );
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while viewer.swarm().peers_banned() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the forger is dropped");
+    let _ = writer.await;
+}
