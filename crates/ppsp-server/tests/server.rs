@@ -286,6 +286,29 @@ async fn sasl_plain_against_the_accounts_file() {
     let answer = post_xml(addr, connect_plain("mallory", "correct horse", 3)).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 
+    // A closed tracker has nothing to check JSON CONNECTs against (RFC 7846 carries no
+    // SASL data), so they are refused as well.
+    let answer = post_json(
+        addr,
+        json_request(
+            "json-peer",
+            "j-9",
+            RequestBody::Connect(Connect {
+                auth: None,
+                addresses: Vec::new(),
+                peer_num: None,
+                swarm_actions: vec![SwarmAction {
+                    swarm_id: SwarmId::new("s").expect("id"),
+                    action: SwarmActionKind::Join,
+                    mode: PeerMode::Leech,
+                }],
+            }),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.json().status, Status::AuthenticationRequired);
+
     // The tracker is closed: ANONYMOUS is refused.
     let answer = post_xml(addr, connect_anonymous("bob", 4, 7000)).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
@@ -921,4 +944,43 @@ async fn behind_a_proxy_plain_needs_the_client_side_to_be_https() {
     assert_eq!(via_proxy(Some("https"), 3).await, StatusCode::OK);
     server.stop().await.expect("clean stop");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_sweep_task_expires_memberships_and_idle_sessions() {
+    let mut config = ServerConfig::default();
+    config.server.sweep_interval_ms = 50;
+    config.tracker.session_idle_timeout_secs = 2;
+    let server = TestServer::start(config).await;
+    let addr = server.http;
+    let token = connect(addr, "short-lived", 1).await;
+    let join_with_expiry = join("short-lived", &token, "brief", "SEED", 2)
+        .replace("<ExpireTime>0</ExpireTime>", "<ExpireTime>1</ExpireTime>");
+    let answer = post_xml(addr, join_with_expiry).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut seen_membership_expiry = false;
+    loop {
+        let metrics = get(addr, "/metrics").await.text();
+        let has = |line: &str| metrics.lines().any(|l| l == line);
+        if has("ppsp_memberships_expired_total 1") {
+            seen_membership_expiry = true;
+            // The swarm went with its last member.
+            assert!(has("ppsp_swarms 0"), "{metrics}");
+        }
+        if seen_membership_expiry && has("ppsp_sessions_expired_total 1") {
+            assert!(has("ppsp_sessions 0"), "{metrics}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no expiry seen:\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The expired session's token is dead.
+    let answer = post_xml(addr, bare("KEEPALIVE", "short-lived", &token, 3)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    server.stop().await.expect("clean stop");
 }
