@@ -457,6 +457,9 @@ impl Tracker {
 
 // --- simulated peers ----------------------------------------------------------------------------
 
+/// Failed CONNECT (and JOIN) attempts in a row after which a simulated peer stops.
+const MAX_SETUP_ATTEMPTS: u32 = 20;
+
 struct SimPeer {
     peer_id: PeerId,
     swarm_id: SwarmId,
@@ -627,8 +630,10 @@ impl SimPeer {
     }
 
     /// CONNECT and JOIN (one CONNECT in JSON), retried until they work or the run ends.
+    /// Gives up after [`MAX_SETUP_ATTEMPTS`] failures in a row, so that a run bounded by
+    /// a request count still ends when the tracker refuses every session.
     async fn enter(&mut self, tracker: &Tracker, plan: &Plan, clock: &Clock) -> bool {
-        loop {
+        for _ in 0..MAX_SETUP_ATTEMPTS {
             if clock.finished(plan) {
                 return false;
             }
@@ -646,6 +651,7 @@ impl SimPeer {
             // Do not spin against a tracker that refuses everything.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        false
     }
 
     async fn live(mut self, tracker: Arc<Tracker>, plan: Arc<Plan>, clock: Arc<Clock>) {

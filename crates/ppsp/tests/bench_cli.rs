@@ -198,4 +198,19 @@ fn no_tracker_is_an_error() {
         "{stderr}"
     );
     assert!(stderr.contains("transport error"), "{stderr}");
+
+    // A run bounded by a request count ends too: the peers give up on setting up.
+    let started = std::time::Instant::now();
+    let output = bench(&[
+        "--tracker",
+        &url,
+        "--peers",
+        "2",
+        "--requests",
+        "100",
+        "--timeout",
+        "1",
+    ]);
+    assert!(!output.status.success());
+    assert!(started.elapsed() < Duration::from_secs(60));
 }
