@@ -52,10 +52,12 @@ fn live_chunks_reach_two_viewers_in_order_and_promptly() {
     let writer_log = Arc::clone(&written);
     let writer = std::thread::spawn(move || {
         for seq in 0..TOTAL {
+            // Noted before the write: the record may reach a viewer before this thread
+            // runs again.
+            writer_log.lock().expect("lock").push(Instant::now());
             if stdin.write_all(&record(seq)).is_err() {
                 return;
             }
-            writer_log.lock().expect("lock").push(Instant::now());
             std::thread::sleep(Duration::from_millis(20));
         }
     });
