@@ -13,6 +13,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ppsp_tracker_core::Tracker;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, watch};
@@ -49,10 +50,7 @@ impl Listeners {
             listeners.https.push(bind_tcp(*addr).await?);
         }
         if let Some(addr) = config.stun.listen {
-            let socket = UdpSocket::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind { addr, source })?;
-            listeners.stun = Some(socket);
+            listeners.stun = Some(bind_udp(addr)?);
         }
         Ok(listeners)
     }
@@ -77,10 +75,39 @@ impl Listeners {
     }
 }
 
+/// Connections the kernel queues for a listener while every connection slot is taken.
+const ACCEPT_BACKLOG: i32 = 1024;
+
+/// Binds a TCP listener. IPv6 listeners are IPv6 only, so `0.0.0.0:P` and `[::]:P` can be
+/// listed together for a dual-stack tracker.
 async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })
+    let bind = || -> io::Result<TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        // A restarted tracker can bind again while old connections sit in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(ACCEPT_BACKLOG)?;
+        socket.set_nonblocking(true)?;
+        TcpListener::from_std(socket.into())
+    };
+    bind().map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Binds a UDP socket, IPv6 only for IPv6 addresses (as for TCP).
+fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
+    let bind = || -> io::Result<UdpSocket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.set_nonblocking(true)?;
+        UdpSocket::from_std(socket.into())
+    };
+    bind().map_err(|source| ServerError::Bind { addr, source })
 }
 
 /// A configured tracker server, ready to serve on bound [`Listeners`].
@@ -267,6 +294,8 @@ async fn accept_loop(
             _ = stopped(&mut stop) => return,
         };
         let _ = stream.set_nodelay(true);
+        // Report IPv4 clients as IPv4 even if they arrive through a mapped address.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let local = stream.local_addr().ok();
         let secure = tls.is_some()
             || (settings.loopback_is_secure && local.is_some_and(|a| a.ip().is_loopback()));
