@@ -196,6 +196,8 @@ struct SwarmJson<'a> {
     swarm_id: &'a str,
     live: bool,
     peers_by_mode: PeersByMode,
+    /// True when `peers` lists only the first [`MAX_LISTED_PEERS`] members.
+    peers_truncated: bool,
     peers: Vec<PeerJson<'a>>,
     chunk_availability: Vec<ClipJson<'a>>,
 }
@@ -214,6 +216,8 @@ struct PeersByMode {
 struct PeerJson<'a> {
     peer_id: &'a str,
     mode: &'static str,
+    /// Seconds since the peer joined the swarm.
+    joined_seconds_ago: u64,
     uploaded_bytes: u64,
     downloaded_bytes: u64,
     available_bandwidth: u64,
@@ -231,9 +235,14 @@ struct ClipJson<'a> {
     chunks_available: u64,
 }
 
+/// Peers listed per swarm in `/api/stats`; the counts by mode always cover every member.
+/// Keeps the document (fetched every few seconds by the dashboard) small for huge swarms.
+const MAX_LISTED_PEERS: usize = 1000;
+
 /// The `/api/stats` document.
 pub(crate) fn stats_json(state: &AppState, snapshot: &Snapshot) -> String {
     let (seeds, live_seeds, leeches) = peer_totals(snapshot);
+    let now = std::time::Instant::now();
     let doc = StatsJson {
         totals: Totals {
             sessions: snapshot.sessions,
@@ -269,12 +278,15 @@ pub(crate) fn stats_json(state: &AppState, snapshot: &Snapshot) -> String {
                     live_seed: swarm.live_seeds,
                     leech: swarm.leeches,
                 },
+                peers_truncated: swarm.peers.len() > MAX_LISTED_PEERS,
                 peers: swarm
                     .peers
                     .iter()
+                    .take(MAX_LISTED_PEERS)
                     .map(|peer| PeerJson {
                         peer_id: peer.peer_id.as_str(),
                         mode: mode_name(peer.mode),
+                        joined_seconds_ago: now.saturating_duration_since(peer.joined_at).as_secs(),
                         uploaded_bytes: peer.uploaded_bytes,
                         downloaded_bytes: peer.downloaded_bytes,
                         available_bandwidth: peer.available_bandwidth,
@@ -298,4 +310,76 @@ pub(crate) fn stats_json(state: &AppState, snapshot: &Snapshot) -> String {
             .collect(),
     };
     serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ppsp_proto::{PeerId, SwarmId};
+    use ppsp_tracker_core::{OpenAuthenticator, PeerSnapshot, SwarmSnapshot, Tracker};
+
+    use super::*;
+    use crate::config::ServerConfig;
+
+    fn state() -> AppState {
+        let config = ServerConfig::default();
+        let tracker = Tracker::new(config.core_config(), Arc::new(OpenAuthenticator));
+        AppState::new(&config, Arc::new(tracker))
+    }
+
+    #[test]
+    fn huge_swarms_are_listed_in_part() {
+        let peers: Vec<PeerSnapshot> = (0..MAX_LISTED_PEERS + 5)
+            .map(|i| PeerSnapshot {
+                peer_id: PeerId::new(format!("p{i}")).expect("id"),
+                mode: PeerMode::Leech,
+                joined_at: std::time::Instant::now(),
+                uploaded_bytes: 0,
+                downloaded_bytes: 0,
+                available_bandwidth: 0,
+                chunks_held: 0,
+                behind_nat: None,
+                stun: None,
+            })
+            .collect();
+        let snapshot = Snapshot {
+            sessions: peers.len(),
+            swarms: vec![SwarmSnapshot {
+                swarm_id: SwarmId::new("big").expect("id"),
+                live: false,
+                seeds: 0,
+                live_seeds: 0,
+                leeches: peers.len(),
+                peers,
+                chunk_availability: Vec::new(),
+            }],
+            ..Snapshot::default()
+        };
+        let doc: serde_json::Value =
+            serde_json::from_str(&stats_json(&state(), &snapshot)).expect("json");
+        let swarm = &doc["swarms"][0];
+        assert_eq!(swarm["peers_truncated"], true);
+        assert_eq!(
+            swarm["peers"].as_array().map(Vec::len),
+            Some(MAX_LISTED_PEERS)
+        );
+        assert_eq!(swarm["peers_by_mode"]["LEECH"], MAX_LISTED_PEERS + 5);
+        assert_eq!(doc["totals"]["leeches"], MAX_LISTED_PEERS + 5);
+    }
+
+    #[test]
+    fn metrics_text_is_well_formed() {
+        let state = state();
+        let text = metrics_text(&state, &Snapshot::default());
+        for line in text.lines() {
+            if line.starts_with('#') {
+                assert!(line.starts_with("# HELP ppsp_") || line.starts_with("# TYPE ppsp_"));
+            } else {
+                let (name, value) = line.rsplit_once(' ').expect("sample");
+                assert!(name.starts_with("ppsp_"), "{line}");
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+            }
+        }
+    }
 }
