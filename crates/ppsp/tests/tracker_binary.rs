@@ -377,20 +377,29 @@ fn wait_for_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
     }
 }
 
-#[test]
-fn sigterm_exits_cleanly() {
+fn signal_exits_cleanly(signal: &str) {
     let mut tracker = spawn_tracker(&[]);
     // One request first, so the shutdown has a connection history to drain.
     let (status, _, _) = http(tracker.addr, "GET", "/healthz", "");
     assert_eq!(status, 200);
     let pid = tracker.child.id().to_string();
     let killed = Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([signal, &pid])
         .status()
         .expect("run kill");
     assert!(killed.success());
     let status = wait_for_exit(&mut tracker.child, Duration::from_secs(15));
-    assert!(status.success(), "exit status {status:?}");
+    assert!(status.success(), "exit status {status:?} after {signal}");
+}
+
+#[test]
+fn sigterm_exits_cleanly() {
+    signal_exits_cleanly("-TERM");
+}
+
+#[test]
+fn sigint_exits_cleanly() {
+    signal_exits_cleanly("-INT");
 }
 
 #[test]
