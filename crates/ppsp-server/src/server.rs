@@ -192,6 +192,8 @@ impl Server {
         let config = &self.config.server;
         let state = Arc::new(AppState::new(&self.config, Arc::clone(&self.tracker)));
         let (stop_tx, stop_rx) = watch::channel(false);
+        // Set when the grace period is over: connections still open are dropped.
+        let (abort_tx, abort_rx) = watch::channel(false);
         let max_connections = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
         let connection_slots = Arc::new(Semaphore::new(max_connections as usize));
         let settings = Arc::new(ConnSettings {
@@ -210,7 +212,10 @@ impl Server {
                 Arc::clone(&state),
                 Arc::clone(&settings),
                 Arc::clone(&connection_slots),
-                stop_rx.clone(),
+                Signals {
+                    stop: stop_rx.clone(),
+                    abort: abort_rx.clone(),
+                },
             ));
         }
         if let Some(socket) = listeners.stun {
@@ -230,11 +235,20 @@ impl Server {
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         match tokio::time::timeout(grace, connection_slots.acquire_many(max_connections)).await {
             Ok(_) => tracing::info!("all connections closed"),
-            Err(_) => tracing::warn!(
-                "{} connections still open after {} s, closing them",
-                state.metrics.connections_open.load(Ordering::Relaxed),
-                grace.as_secs()
-            ),
+            Err(_) => {
+                tracing::warn!(
+                    "{} connections still open after {} s, closing them",
+                    state.metrics.connections_open.load(Ordering::Relaxed),
+                    grace.as_secs()
+                );
+                let _ = abort_tx.send(true);
+                // Dropping a connection is immediate; TLS handshakes end by their timeout.
+                let _ = tokio::time::timeout(
+                    settings.header_read_timeout,
+                    connection_slots.acquire_many(max_connections),
+                )
+                .await;
+            }
         }
         Ok(())
     }
@@ -257,6 +271,14 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
+/// Shutdown signals for connections: `stop` asks them to finish the request in flight and
+/// close; `abort` (after the grace period) drops them.
+#[derive(Clone)]
+struct Signals {
+    stop: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
+}
+
 struct ConnSettings {
     header_read_timeout: Duration,
     idle_timeout: Duration,
@@ -269,8 +291,9 @@ async fn accept_loop(
     state: Arc<AppState>,
     settings: Arc<ConnSettings>,
     slots: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
+    signals: Signals,
 ) {
+    let mut stop = signals.stop.clone();
     loop {
         // A slot is taken before accepting: when all are in use, new clients wait in the
         // kernel's accept queue instead of being accepted and starved.
@@ -303,7 +326,7 @@ async fn accept_loop(
         let state = Arc::clone(&state);
         let settings = Arc::clone(&settings);
         let tls = tls.clone();
-        let stop = stop.clone();
+        let signals = signals.clone();
         tokio::spawn(async move {
             state
                 .metrics
@@ -319,13 +342,13 @@ async fn accept_loop(
                 activity: Arc::clone(&activity),
             };
             match tls {
-                None => drive(io, activity, info, &state, &settings, stop).await,
+                None => drive(io, activity, info, &state, &settings, signals).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(settings.header_read_timeout, acceptor.accept(io))
                         .await
                     {
                         Ok(Ok(tls_stream)) => {
-                            drive(tls_stream, activity, info, &state, &settings, stop).await;
+                            drive(tls_stream, activity, info, &state, &settings, signals).await;
                         }
                         Ok(Err(err)) => tracing::debug!("TLS handshake with {peer} failed: {err}"),
                         Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
@@ -349,7 +372,7 @@ async fn drive<I>(
     info: Arc<ConnInfo>,
     state: &Arc<AppState>,
     settings: &ConnSettings,
-    mut stop: watch::Receiver<bool>,
+    signals: Signals,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -377,6 +400,10 @@ async fn drive<I>(
         .max_buf_size(64 * 1024);
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
+    let Signals {
+        mut stop,
+        mut abort,
+    } = signals;
     let mut draining = false;
     loop {
         let idle_deadline = activity.last() + settings.idle_timeout;
@@ -391,6 +418,10 @@ async fn drive<I>(
                 draining = true;
                 // Finishes the request in flight, if any, then closes.
                 connection.as_mut().graceful_shutdown();
+            }
+            _ = stopped(&mut abort) => {
+                tracing::debug!("dropping connection at the end of the shutdown grace period");
+                return;
             }
             () = tokio::time::sleep_until(idle_deadline.into()) => {
                 // Time spent computing an answer is not idleness; only silence on the wire

@@ -984,3 +984,36 @@ async fn the_sweep_task_expires_memberships_and_idle_sessions() {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     server.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn connections_still_busy_after_the_grace_period_are_dropped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut config = ServerConfig::default();
+    config.server.shutdown_grace_secs = 1;
+    config.server.body_read_timeout_secs = 60;
+    let server = TestServer::start(config).await;
+    let mut stream = tokio::net::TcpStream::connect(server.http)
+        .await
+        .expect("connect");
+    // A body that never completes keeps its request in flight.
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n<PPSP")
+        .await
+        .expect("write");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    server.stop().await.expect("clean stop");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "serve returned after {:?}",
+        started.elapsed()
+    );
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut rest),
+    )
+    .await
+    .expect("connection closed");
+    assert!(read.is_err() || rest.is_empty(), "{rest:?}");
+}
