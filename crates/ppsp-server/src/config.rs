@@ -74,6 +74,8 @@ pub struct HttpSection {
     pub trusted_proxies: Vec<String>,
     /// HTTP status of JSON error responses: `mirror` or `always_200`.
     pub json_error_http_status: JsonErrorHttpStatus,
+    /// Also take `Content-Type: application/json` as the JSON protocol (off: 415).
+    pub lenient_json_media_type: bool,
     /// CONNECT requests authenticated at once (password hashing is slow on purpose).
     pub connect_concurrency: usize,
     /// Milliseconds a CONNECT may wait for an authentication slot before it is answered
@@ -99,6 +101,7 @@ impl Default for HttpSection {
             max_decompressed_bytes: 1024 * 1024,
             trusted_proxies: Vec::new(),
             json_error_http_status: JsonErrorHttpStatus::Mirror,
+            lenient_json_media_type: false,
             connect_concurrency: 4,
             connect_queue_timeout_ms: 2000,
             retry_after_secs: 5,
@@ -348,6 +351,11 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "server",
         "json_error_http_status",
         "HTTP status of JSON error responses: \"mirror\" (401, 403, ...) or \"always_200\".",
+    ),
+    doc(
+        "server",
+        "lenient_json_media_type",
+        "Also take Content-Type application/json as the JSON protocol (off: it gets 415).",
     ),
     doc(
         "server",

@@ -219,7 +219,8 @@ async fn route(
 }
 
 /// Which codec a Content-Type selects (RFC 7846 digest §13).
-fn dialect_for(headers: &HeaderMap) -> Result<Dialect, RequestError> {
+/// `lenient_json` also takes plain `application/json` as the JSON protocol.
+fn dialect_for(headers: &HeaderMap, lenient_json: bool) -> Result<Dialect, RequestError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(Dialect::Xml);
     };
@@ -230,7 +231,9 @@ fn dialect_for(headers: &HeaderMap) -> Result<Dialect, RequestError> {
     if media.is_empty() {
         return Ok(Dialect::Xml);
     }
-    if media.eq_ignore_ascii_case(ppsp_proto::JSON_MEDIA_TYPE) {
+    if media.eq_ignore_ascii_case(ppsp_proto::JSON_MEDIA_TYPE)
+        || (lenient_json && media.eq_ignore_ascii_case("application/json"))
+    {
         return Ok(Dialect::Json);
     }
     let is_xml = media.eq_ignore_ascii_case("application/xml")
@@ -256,7 +259,7 @@ async fn ppsp_request(
     conn: &ConnInfo,
     request: hyper::Request<Incoming>,
 ) -> Result<Reply, RequestError> {
-    let dialect = dialect_for(request.headers())?;
+    let dialect = dialect_for(request.headers(), state.lenient_json_media_type)?;
     let (observed, forwarded) =
         observed_address(conn.peer, request.headers(), &state.trusted_proxies);
     // Behind a trusted proxy the channel that matters is the client's to the proxy, which
@@ -615,8 +618,15 @@ mod tests {
 
     #[test]
     fn content_type_dispatch() {
-        let dialect = |ct: &'static str| dialect_for(&headers(&[("content-type", ct)]));
-        assert!(matches!(dialect_for(&HeaderMap::new()), Ok(Dialect::Xml)));
+        let dialect = |ct: &'static str| dialect_for(&headers(&[("content-type", ct)]), false);
+        assert!(matches!(
+            dialect_for(&HeaderMap::new(), false),
+            Ok(Dialect::Xml)
+        ));
+        assert!(matches!(
+            dialect_for(&headers(&[("content-type", "application/json")]), true),
+            Ok(Dialect::Json)
+        ));
         assert!(matches!(
             dialect("application/xml; charset=utf-8"),
             Ok(Dialect::Xml)
