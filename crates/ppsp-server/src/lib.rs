@@ -15,7 +15,28 @@
 //! * An optional STUN Binding service answers on UDP.
 //!
 //! [`Listeners::bind`] binds the sockets first, so callers learn the real ports before
-//! [`Server::serve`] runs until its shutdown future completes.
+//! [`Server::serve`] runs until its shutdown future completes:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), ppsp_server::ServerError> {
+//! use ppsp_server::{Listeners, ServerConfig};
+//!
+//! let mut config = ServerConfig::default();
+//! config.server.listen = vec!["127.0.0.1:0".parse().expect("address")];
+//! let listeners = Listeners::bind(&config).await?;
+//! for line in listeners.readiness_lines()? {
+//!     println!("{line}"); // listening on http://127.0.0.1:PORT
+//! }
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(ppsp_server::serve(config, listeners, async move {
+//!     let _ = stopped.await;
+//! }));
+//! // ... talk to the tracker ...
+//! let _ = stop.send(());
+//! server.await.expect("server task")?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod accounts;
 mod auth;
