@@ -30,7 +30,8 @@ use crate::server::{DEFAULT_MAX_CONNECTIONS, PeerServer};
 use crate::store::ChunkStore;
 use crate::swarm::{PeerHint, Swarm, SwarmOptions};
 use crate::tracker_client::{
-    ClientConfig, PeerStatus, SessionTimers, TrackerClient, TrackerEndpoint, TrackerSession,
+    ClientConfig, Credentials, PeerStatus, SessionTimers, TrackerClient, TrackerEndpoint,
+    TrackerSession,
 };
 
 /// The clip name under which chunk maps and start points are reported to the tracker.
@@ -66,6 +67,13 @@ pub struct NodeConfig {
     /// Name given to published content (for the player's media type); taken from the file
     /// name when publishing a file.
     pub name: Option<String>,
+    /// SASL credentials for CONNECT (ANONYMOUS by default; PLAIN for trackers with accounts).
+    pub credentials: Credentials,
+    /// A STUN server (`host:port` or `stun:host:port`) to learn this peer's public mapping
+    /// from; the mapping is declared to the tracker as a REFLEXIVE address.
+    pub stun: Option<String>,
+    /// Extra trust anchors for `https://` trackers (for example a private CA).
+    pub tls_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl NodeConfig {
@@ -85,6 +93,9 @@ impl NodeConfig {
             live_flush: Duration::from_millis(250),
             live_window: 64,
             name: None,
+            credentials: Credentials::Anonymous { trace: None },
+            stun: None,
+            tls_roots: Vec::new(),
         }
     }
 }
@@ -163,9 +174,16 @@ async fn tracker_client(
         .enumerate()
         .map(|(i, url)| TrackerEndpoint::new(url.clone()).with_tier(i as u32 + 1))
         .collect();
-    let client = TrackerClient::new(ClientConfig::new(config.peer_id.clone(), endpoints))?;
+    let mut client_config = ClientConfig::new(config.peer_id.clone(), endpoints);
+    client_config.credentials = config.credentials.clone();
+    client_config.tls_roots = config.tls_roots.clone();
+    let client = TrackerClient::new(client_config)?;
     let addresses = client
-        .gather_addresses(local, None, &crate::nat::StunTiming::default())
+        .gather_addresses(
+            local,
+            config.stun.as_deref(),
+            &crate::nat::StunTiming::default(),
+        )
         .await;
     tracing::debug!(?addresses, "declaring addresses");
     client.connect().await?;

@@ -52,6 +52,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use ppsp_peer::node::{Node, NodeConfig, Output};
 use ppsp_peer::swarm::Swarm;
+use ppsp_peer::tracker_client::Credentials;
 use tokio::net::TcpListener;
 
 use crate::CliError;
@@ -35,6 +36,21 @@ pub(crate) struct Common {
     /// Seconds between FIND requests for more peers.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     find_interval: u64,
+    /// This peer's PeerID (default: a fresh random one). Must match the account name when
+    /// the tracker checks SASL PLAIN credentials.
+    #[arg(long, value_name = "ID")]
+    peer_id: Option<String>,
+    /// Authenticate with SASL PLAIN, the password being the first line of FILE (default:
+    /// ANONYMOUS, for open trackers).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Learn this peer's public address from a STUN server (host:port, for example the
+    /// tracker's `--stun` service) and declare it to the tracker as a REFLEXIVE address.
+    #[arg(long, value_name = "HOST:PORT")]
+    stun: Option<String>,
+    /// PEM file of extra CA certificates to trust for https:// trackers.
+    #[arg(long, value_name = "FILE")]
+    tracker_ca: Option<PathBuf>,
 }
 
 /// Peer subcommands.
@@ -93,15 +109,36 @@ pub(crate) enum PeerCommand {
     },
 }
 
-fn config_of(common: &Common) -> NodeConfig {
+fn config_of(common: &Common) -> Result<NodeConfig, CliError> {
     let mut config = NodeConfig::new(common.tracker.clone());
+    if let Some(id) = &common.peer_id {
+        config.peer_id =
+            ppsp_proto::PeerId::new(id.clone()).map_err(|e| format!("--peer-id {id:?}: {e}"))?;
+    }
+    if let Some(path) = &common.password_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading password file {}: {e}", path.display()))?;
+        let password = text.lines().next().unwrap_or_default().to_owned();
+        if password.is_empty() {
+            return Err(format!("password file {} is empty", path.display()).into());
+        }
+        config.credentials = Credentials::Plain {
+            authzid: None,
+            username: config.peer_id.as_str().to_owned(),
+            password,
+        };
+    }
+    config.stun.clone_from(&common.stun);
+    if let Some(path) = &common.tracker_ca {
+        config.tls_roots = ppsp_peer::tracker_client::load_pem_certificates(path)?;
+    }
     config.swarm.upload_slots = common.upload_slots.max(1);
     config.swarm.upload_rate = common.upload_rate.map(|k| k.saturating_mul(1024));
     config.find_interval = Duration::from_secs(common.find_interval.max(1));
     let interval = Duration::from_secs(common.report_interval.max(1));
     config.session.stat_report_interval = interval;
     config.session.min_report_gap = config.session.min_report_gap.min(interval);
-    config
+    Ok(config)
 }
 
 /// Prints a readiness line on standard output and flushes it at once.
@@ -179,7 +216,7 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             chunk_kib,
             corrupt_uploads,
         } => {
-            let mut config = config_of(&common);
+            let mut config = config_of(&common)?;
             config.chunk_size = chunk_kib.saturating_mul(1024);
             config.swarm.corrupt_uploads = corrupt_uploads;
             let (listener, local) = bind(common.listen).await?;
@@ -196,7 +233,7 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             chunk_kib,
             flush_ms,
         } => {
-            let mut config = config_of(&common);
+            let mut config = config_of(&common)?;
             config.chunk_size = chunk_kib.saturating_mul(1024);
             config.name = name;
             config.live_flush = Duration::from_millis(flush_ms.max(1));
@@ -214,7 +251,7 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             linger,
             common,
         } => {
-            let config = config_of(&common);
+            let config = config_of(&common)?;
             let (listener, local) = bind(common.listen).await?;
             ready(&format!("swarm {swarm}"))?;
             ready(&format!("listening on http://{local}"))?;
@@ -251,7 +288,7 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             result
         }
         PeerCommand::Play { swarm, common } => {
-            let config = config_of(&common);
+            let config = config_of(&common)?;
             let (listener, local) = bind(common.listen).await?;
             ready(&format!("swarm {swarm}"))?;
             ready(&format!("listening on http://{local}"))?;
