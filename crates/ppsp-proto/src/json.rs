@@ -86,19 +86,11 @@ use tree::{Node, Object};
 /// version other than 1, error code 1 for everything else (oversized, too deep, not JSON,
 /// missing or mistyped members, unknown `request_type`, a response body).
 pub fn decode_request(bytes: &[u8], limits: &Limits) -> Result<Request, DecodeError> {
-    let (object, transaction_id) = open(bytes, limits)?;
-    match direction(&object) {
-        Direction::Request => {
-            parse_request(&object, limits).map_err(|e| e.with_transaction_id(transaction_id))
-        }
-        Direction::Response => Err(DecodeError::new(DecodeErrorKind::Missing("request_type"))
-            .with_transaction_id(transaction_id)),
-        Direction::Both => {
-            Err(DecodeError::new(DecodeErrorKind::BothDirections)
-                .with_transaction_id(transaction_id))
-        }
-        Direction::Neither => {
-            Err(DecodeError::new(DecodeErrorKind::NoDirection).with_transaction_id(transaction_id))
+    match decode(bytes, limits)? {
+        Message::Request(request) => Ok(request),
+        Message::Response(response) => {
+            Err(DecodeError::new(DecodeErrorKind::Missing("request_type"))
+                .with_transaction_id(response.transaction_id))
         }
     }
 }
@@ -109,19 +101,11 @@ pub fn decode_request(bytes: &[u8], limits: &Limits) -> Result<Request, DecodeEr
 /// As for [`decode_request`]; a request body is refused with
 /// [`DecodeErrorKind::Missing`]`("response_type")`.
 pub fn decode_response(bytes: &[u8], limits: &Limits) -> Result<Response, DecodeError> {
-    let (object, transaction_id) = open(bytes, limits)?;
-    match direction(&object) {
-        Direction::Response => {
-            parse_response(&object, limits).map_err(|e| e.with_transaction_id(transaction_id))
-        }
-        Direction::Request => Err(DecodeError::new(DecodeErrorKind::Missing("response_type"))
-            .with_transaction_id(transaction_id)),
-        Direction::Both => {
-            Err(DecodeError::new(DecodeErrorKind::BothDirections)
-                .with_transaction_id(transaction_id))
-        }
-        Direction::Neither => {
-            Err(DecodeError::new(DecodeErrorKind::NoDirection).with_transaction_id(transaction_id))
+    match decode(bytes, limits)? {
+        Message::Response(response) => Ok(response),
+        Message::Request(request) => {
+            Err(DecodeError::new(DecodeErrorKind::Missing("response_type"))
+                .with_transaction_id(Some(request.transaction_id)))
         }
     }
 }
