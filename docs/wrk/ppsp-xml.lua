@@ -21,6 +21,11 @@ end
 
 local counter = 0
 local headers = { ["Content-Type"] = "application/xml" }
+-- PPSP_CLOSE=1 asks for a new connection per request (wrk's -H is not applied to requests
+-- built with wrk.format and a header table of their own, so it is set here).
+if os.getenv("PPSP_CLOSE") == "1" then
+  headers["Connection"] = "close"
+end
 local head = '<?xml version="1.0" encoding="UTF-8"?><PPSPTrackerProtocol version="1.0"><Method>'
   .. method .. '</Method><PeerID>' .. peer .. '</PeerID><AuthToken>' .. token .. '</AuthToken>'
 if method == "FIND" then
