@@ -25,6 +25,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::error::Error;
 use crate::manifest::{
     LiveChunk, LiveManifest, LiveSigner, Manifest, SignedLiveManifest, is_live_swarm,
+    live_public_key,
 };
 use crate::server::{DEFAULT_MAX_CONNECTIONS, PeerServer};
 use crate::store::ChunkStore;
@@ -142,7 +143,25 @@ impl Drop for Node {
     }
 }
 
-fn swarm_id(text: &str) -> Result<SwarmId, Error> {
+/// Checks a swarm ID given on the command line before anything is sent: a VoD ID is the
+/// 64-digit lower-case hex SHA-256 of its manifest and a live one is `live-` and the
+/// source's 64-digit hex key, so anything else (a typo, a truncated paste) can never be
+/// served and would otherwise only fail after the manifest search times out.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming the ID when it has neither form.
+pub fn parse_swarm_id(text: &str) -> Result<SwarmId, Error> {
+    let well_formed = if is_live_swarm(text) {
+        live_public_key(text).is_ok()
+    } else {
+        text.len() == 64 && text.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    if !well_formed {
+        return Err(Error::InvalidArgument(format!(
+            "swarm ID {text:?} is neither 64 lower-case hex digits (a file) \
+             nor live- and 64 hex digits (a live stream)"
+        )));
+    }
     SwarmId::new(text).map_err(|e| Error::InvalidArgument(format!("swarm ID {text:?}: {e}")))
 }
 
@@ -319,7 +338,7 @@ impl Node {
             PeerServer::from_listener(listener, Arc::clone(&swarm), DEFAULT_MAX_CONNECTIONS)?;
         let tracker = tracker_client(config, local).await?;
         if let Some(client) = &tracker {
-            client.join_swarm(swarm_id(swarm.id())?, mode).await?;
+            client.join_swarm(parse_swarm_id(swarm.id())?, mode).await?;
         }
         tracing::info!(swarm = swarm.id(), %local, ?mode, "publishing");
         Ok(Self::assemble(swarm, server, tracker, config))
@@ -392,7 +411,7 @@ impl Node {
         swarm: &str,
         output: Output,
     ) -> Result<Self, Error> {
-        let id = swarm_id(swarm)?;
+        let id = parse_swarm_id(swarm)?;
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("reading the bound address", e))?;
@@ -715,5 +734,34 @@ impl LiveSource {
         store.put(index, data).await?;
         tracing::debug!(index, "live chunk published");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod swarm_id_tests {
+    use super::parse_swarm_id as swarm_id;
+
+    #[test]
+    fn accepts_vod_and_live_ids() {
+        let hex = "a69decaef9f550e6c10f88785d1f56ba6b6ace5ca4c51ba202be55e05a9a1384";
+        assert!(swarm_id(hex).is_ok());
+        assert!(swarm_id(&format!("live-{hex}")).is_ok());
+    }
+
+    #[test]
+    fn refuses_malformed_ids() {
+        let hex = "a69decaef9f550e6c10f88785d1f56ba6b6ace5ca4c51ba202be55e05a9a1384";
+        for bad in [
+            "zzz".to_owned(),
+            String::new(),
+            hex[..63].to_owned(),
+            hex.to_uppercase(),
+            format!("{hex}0"),
+            "live-".to_owned(),
+            format!("live-{}", &hex[..62]),
+            format!("live-{}", hex.replace('a', "g")),
+        ] {
+            assert!(swarm_id(&bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

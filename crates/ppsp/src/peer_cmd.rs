@@ -252,6 +252,7 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             common,
         } => {
             let config = config_of(&common)?;
+            ppsp_peer::node::parse_swarm_id(&swarm)?;
             let (listener, local) = bind(common.listen).await?;
             ready(&format!("swarm {swarm}"))?;
             ready(&format!("listening on http://{local}"))?;
@@ -289,6 +290,7 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
         }
         PeerCommand::Play { swarm, common } => {
             let config = config_of(&common)?;
+            ppsp_peer::node::parse_swarm_id(&swarm)?;
             let (listener, local) = bind(common.listen).await?;
             ready(&format!("swarm {swarm}"))?;
             ready(&format!("listening on http://{local}"))?;

@@ -1,0 +1,33 @@
+//! Mistakes on the `ppsp peer` command line end with a clear error, quickly, instead of a
+//! peer that waits for content that can never exist.
+
+mod peer_common;
+
+use std::time::Duration;
+
+use peer_common::{Proc, TempDir, tracker};
+
+#[test]
+fn malformed_swarm_ids_are_refused_before_joining() {
+    let dir = TempDir::new("bad-args");
+    let (_tracker, url) = tracker(&dir);
+    let output = dir.join("out.bin");
+    let output = output.to_str().expect("utf-8");
+    for (name, args) in [
+        (
+            "get",
+            vec!["peer", "get", "zzz", "--tracker", &url, "--output", output],
+        ),
+        ("play", vec!["peer", "play", "live-1234", "--tracker", &url]),
+    ] {
+        let mut proc = Proc::spawn(&dir, name, &args, false);
+        let status = proc.wait_exit(Duration::from_secs(10));
+        assert!(!status.success(), "{name} accepted a malformed swarm ID");
+        let log = proc.log_text();
+        assert!(log.contains("swarm ID"), "{name}: unclear error:\n{log}");
+    }
+    assert!(
+        !std::path::Path::new(output).exists(),
+        "an output file was created"
+    );
+}
