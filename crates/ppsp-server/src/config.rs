@@ -40,6 +40,8 @@ pub enum JsonErrorHttpStatus {
     #[default]
     Mirror,
     /// Always `200 OK`; the outcome is only in the JSON body.
+    // `snake_case` alone would spell this `always200`; the documented name is `always_200`.
+    #[serde(rename = "always_200", alias = "always200")]
     Always200,
 }
 
