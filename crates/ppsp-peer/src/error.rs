@@ -40,6 +40,9 @@ pub enum Error {
     /// The content could not be obtained from the swarm.
     #[error("swarm: {0}")]
     Swarm(String),
+    /// The caller stopped the peer (Ctrl-C, SIGTERM) before it had joined the swarm.
+    #[error("interrupted while joining the swarm")]
+    Interrupted,
 }
 
 impl Error {

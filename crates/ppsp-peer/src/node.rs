@@ -411,11 +411,74 @@ impl Node {
         swarm: &str,
         output: Output,
     ) -> Result<Self, Error> {
+        Self::leech_until(config, listener, swarm, output, std::future::pending()).await
+    }
+
+    /// [`Node::leech`], abandoned when `stop` completes first (Ctrl-C while the manifest is
+    /// still being searched for).
+    ///
+    /// Whenever joining does not produce a node (stopped, no manifest in time, a bad
+    /// manifest, an unwritable output) the tracker session already opened is closed with
+    /// LEAVE and DISCONNECT, so the tracker does not list a peer that is gone until its
+    /// session expires.
+    ///
+    /// # Errors
+    /// As [`Node::leech`], and [`Error::Interrupted`] when `stop` completes first.
+    pub async fn leech_until(
+        config: &NodeConfig,
+        listener: TcpListener,
+        swarm: &str,
+        output: Output,
+        stop: impl Future<Output = ()>,
+    ) -> Result<Self, Error> {
         let id = parse_swarm_id(swarm)?;
         let local = listener
             .local_addr()
             .map_err(|e| Error::io("reading the bound address", e))?;
-        let tracker = tracker_client(config, local).await?;
+        tokio::pin!(stop);
+        let tracker = tokio::select! {
+            tracker = tracker_client(config, local) => tracker?,
+            () = &mut stop => return Err(Error::Interrupted),
+        };
+        let joining =
+            Self::leech_joined(config, listener, swarm, &id, local, tracker.clone(), output);
+        let result = tokio::select! {
+            result = joining => result,
+            () = &mut stop => Err(Error::Interrupted),
+        };
+        if result.is_err() {
+            if let Some(client) = tracker {
+                let closing = async {
+                    if let Err(err) = client.leave(&id).await {
+                        tracing::debug!(%err, "LEAVE after a failed join");
+                    }
+                    if let Err(err) = client.disconnect().await {
+                        tracing::debug!(%err, "DISCONNECT after a failed join");
+                    }
+                };
+                // Bounded, so a vanished tracker cannot hold up reporting the error.
+                if tokio::time::timeout(Duration::from_secs(10), closing)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("the tracker did not answer LEAVE/DISCONNECT in time");
+                }
+            }
+        }
+        result
+    }
+
+    /// The part of [`Node::leech_until`] after CONNECT: JOIN, manifest, store, engine.
+    async fn leech_joined(
+        config: &NodeConfig,
+        listener: TcpListener,
+        swarm: &str,
+        id: &SwarmId,
+        local: SocketAddr,
+        tracker: Option<TrackerClient>,
+        output: Output,
+    ) -> Result<Self, Error> {
+        let id = id.clone();
         let mut hints: Vec<PeerHint> = config
             .bootstrap
             .iter()

@@ -180,17 +180,6 @@ async fn stopped() {
     }
 }
 
-/// Joins a swarm unless Ctrl-C or SIGTERM comes first (finding a manifest may take a while
-/// when no peer serves it yet).
-async fn until_stopped(
-    joining: impl Future<Output = Result<Node, ppsp_peer::Error>>,
-) -> Result<Node, CliError> {
-    tokio::select! {
-        node = joining => Ok(node?),
-        () = stopped() => Err("interrupted while joining the swarm".into()),
-    }
-}
-
 /// LEAVE and DISCONNECT, bounded in time so a vanished tracker cannot hold up the exit.
 async fn close(node: Node) {
     match tokio::time::timeout(Duration::from_secs(10), node.shutdown()).await {
@@ -256,12 +245,13 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             let (listener, local) = bind(common.listen).await?;
             ready(&format!("swarm {swarm}"))?;
             ready(&format!("listening on http://{local}"))?;
-            let mut node = until_stopped(Node::leech(
+            let mut node = Node::leech_until(
                 &config,
                 listener,
                 &swarm,
                 Output::File(output.clone()),
-            ))
+                stopped(),
+            )
             .await?;
             if node.swarm().is_live() {
                 let result = tokio::select! {
@@ -295,7 +285,7 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             ready(&format!("swarm {swarm}"))?;
             ready(&format!("listening on http://{local}"))?;
             let mut node =
-                until_stopped(Node::leech(&config, listener, &swarm, Output::Scratch)).await?;
+                Node::leech_until(&config, listener, &swarm, Output::Scratch, stopped()).await?;
             tracing::info!("point a media player at http://{local}/");
             tokio::select! {
                 result = node.wait_complete() => {
