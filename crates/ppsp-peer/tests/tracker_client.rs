@@ -724,6 +724,57 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// A report for a `len`-chunk content of which the first `held` chunks are stored.
+fn small_chunk_report(swarm_id: &SwarmId, len: u64, held: u64) -> ChunkMapReport {
+    let mut report = chunk_report(swarm_id, 0);
+    let mut map = ChunkMap::new(0, len);
+    for chunk in 0..held {
+        map.insert(chunk);
+    }
+    if let Some(segments) = report.clips[0].segments.as_mut() {
+        segments.segments = vec![Segment::with_map(map)];
+    }
+    report
+}
+
+#[tokio::test]
+async fn completing_a_small_content_is_reported_early() {
+    let tracker = FakeTracker::start().await;
+    let client = client_for(&[&tracker]);
+    let clip = swarm("clip");
+    client
+        .join_swarm(clip.clone(), PeerMode::Leech)
+        .await
+        .expect("join");
+    let (publish, status) = watch::channel(PeerStatus::default());
+    let timers = SessionTimers {
+        stat_report_interval: Duration::from_secs(3600),
+        keepalive_idle: Duration::from_secs(3600),
+        min_report_gap: Duration::from_millis(100),
+        significant_change_chunks: 64,
+        close_timeout: Duration::from_secs(5),
+    };
+    let session = TrackerSession::spawn(client.clone(), status, timers);
+    let status_with = |held| PeerStatus {
+        chunk_maps: vec![small_chunk_report(&clip, 7, held)],
+        ..PeerStatus::default()
+    };
+    // The first map of a swarm is reported (a new map).
+    publish.send(status_with(2)).expect("session listens");
+    eventually("the first map", || count(&tracker, Method::StatReport) == 1).await;
+    // One more chunk is a small change: not reported before the (long) period.
+    publish.send(status_with(3)).expect("session listens");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(count(&tracker, Method::StatReport), 1);
+    // Holding all 7 chunks is reported soon, though only 4 chunks changed.
+    publish.send(status_with(7)).expect("session listens");
+    eventually("the completion report", || {
+        count(&tracker, Method::StatReport) == 2
+    })
+    .await;
+    session.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::test]
 async fn session_reports_keeps_alive_and_closes() {
     let tracker = FakeTracker::start().await;

@@ -38,6 +38,21 @@ impl PeerStatus {
             .sum()
     }
 
+    /// How many maps hold every chunk they cover. A map that has just become complete is
+    /// always worth reporting, however few chunks that took: a small file finishes with
+    /// fewer than [`SessionTimers::significant_change_chunks`] chunks and would otherwise
+    /// be shown as empty by the tracker for a whole report period.
+    fn complete_maps(&self) -> usize {
+        self.chunk_maps
+            .iter()
+            .flat_map(|report| &report.clips)
+            .filter_map(|clip| clip.segments.as_ref())
+            .flat_map(|segments| &segments.segments)
+            .filter_map(|segment| segment.map.as_ref())
+            .filter(|map| !map.is_empty() && map.is_full())
+            .count()
+    }
+
     /// Which (swarm, clip) pairs have maps; a new pair is always worth reporting.
     fn map_keys(&self) -> BTreeSet<(SwarmId, String)> {
         self.chunk_maps
@@ -63,7 +78,7 @@ pub struct SessionTimers {
     /// change (10 s).
     pub min_report_gap: Duration,
     /// How many chunks gained or lost since the last report count as a large change that
-    /// is reported early (64).
+    /// is reported early (64). A map that becomes complete is reported early too.
     pub significant_change_chunks: u64,
     /// Longest time the closing LEAVEs and DISCONNECT may take together (10 s), so that
     /// stopping a peer whose tracker is gone does not sit through every retransmission.
@@ -154,6 +169,7 @@ async fn run(
     // What the last report said, to judge how large a change is.
     let mut reported_chunks = 0u64;
     let mut reported_keys: BTreeSet<(SwarmId, String)> = BTreeSet::new();
+    let mut reported_complete = 0usize;
     let mut change_pending = false;
     let mut watching = true;
     // The current value counts as a change if it already holds chunks (a seed).
@@ -196,6 +212,7 @@ async fn run(
                 let held = current.chunks_held();
                 if held.abs_diff(reported_chunks) >= timers.significant_change_chunks.max(1)
                     || current.map_keys() != reported_keys
+                    || current.complete_maps() != reported_complete
                 {
                     change_pending = true;
                 }
@@ -206,6 +223,7 @@ async fn run(
                     let snapshot = status.borrow().clone();
                     reported_chunks = snapshot.chunks_held();
                     reported_keys = snapshot.map_keys();
+                    reported_complete = snapshot.complete_maps();
                     change_pending = false;
                     last_report = Some(now);
                     if let Err(error) = send_report(&client, snapshot).await {
