@@ -261,13 +261,14 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
                 close(node).await;
                 return result;
             }
+            let download_started = Instant::now();
             let progress = tokio::spawn(report_progress(Arc::clone(node.swarm())));
             let result = tokio::select! {
                 result = node.wait_complete() => result.map_err(CliError::from),
                 () = stopped() => Err("interrupted".into()),
             };
             progress.abort();
-            finish_progress(node.swarm());
+            finish_progress(node.swarm(), download_started);
             if result.is_ok() {
                 tracing::info!(path = %output.display(), "download complete");
                 tokio::select! {
@@ -406,8 +407,11 @@ async fn report_progress(swarm: Arc<Swarm>) {
     }
 }
 
-fn finish_progress(swarm: &Swarm) {
-    let (line, _) = progress_line(swarm, 0.0);
+/// The last progress line, with the average rate since `started`: a download that ends
+/// between two periodic lines (a small file, a fast network) would otherwise show no rate.
+fn finish_progress(swarm: &Swarm, started: Instant) {
+    let elapsed = started.elapsed().as_secs_f64().max(1e-3);
+    let (line, _) = progress_line(swarm, mib(swarm.downloaded()) / elapsed);
     if std::io::stderr().is_terminal() {
         eprintln!("\r{line}\x1b[K");
     } else {

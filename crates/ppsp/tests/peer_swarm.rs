@@ -168,6 +168,17 @@ fn corrupt_peer_is_dropped_and_download_completes() {
         log.contains("progress: 100.0% 4.0/4.0 MiB"),
         "no progress lines:\n{log}"
     );
+    // The last line gives the average rate, not 0 (the download may end between lines).
+    let final_rate = log
+        .lines()
+        .rfind(|line| line.starts_with("progress: 100.0%"))
+        .and_then(|line| line.split(", ").nth(1))
+        .and_then(|rate| rate.strip_suffix(" MiB/s"))
+        .and_then(|rate| rate.parse::<f64>().ok());
+    assert!(
+        final_rate.is_some_and(|rate| rate > 0.0),
+        "no rate in the final progress line:\n{log}"
+    );
     assert!(
         log.contains("dropping a peer that sent a corrupt chunk"),
         "the corrupt peer was not detected:\n{log}"
