@@ -68,13 +68,62 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
-            let mut source = err.source();
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
+            eprint!("{}", error_report(err.as_ref()));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `error: ...` and one `caused by:` line per cause, leaving out a cause whose text the line
+/// before already ends with (errors that print their source as part of their own message).
+fn error_report(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut report = format!("error: {err}\n");
+    let mut shown = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !shown.ends_with(&text) {
+            report.push_str(&format!("  caused by: {text}\n"));
+        }
+        shown = text;
+        source = cause.source();
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_report;
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error, bool);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            if self.1 {
+                write!(f, "opening movie.mp4: {}", self.0)
+            } else {
+                f.write_str("opening movie.mp4")
+            }
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let missing = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        assert_eq!(
+            error_report(&Wrapped(missing(), true)),
+            "error: opening movie.mp4: no such file\n"
+        );
+        assert_eq!(
+            error_report(&Wrapped(missing(), false)),
+            "error: opening movie.mp4\n  caused by: no such file\n"
+        );
     }
 }
