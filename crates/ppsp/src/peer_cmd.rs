@@ -242,6 +242,14 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
         } => {
             let config = config_of(&common)?;
             ppsp_peer::node::parse_swarm_id(&swarm)?;
+            // Found out now rather than when renaming the finished download onto it.
+            if output.is_dir() {
+                return Err(format!(
+                    "--output {} is a directory; give a file name",
+                    output.display()
+                )
+                .into());
+            }
             let (listener, local) = bind(common.listen).await?;
             ready(&format!("swarm {swarm}"))?;
             ready(&format!("listening on http://{local}"))?;

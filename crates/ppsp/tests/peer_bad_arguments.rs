@@ -31,3 +31,19 @@ fn malformed_swarm_ids_are_refused_before_joining() {
         "an output file was created"
     );
 }
+
+#[test]
+fn a_directory_as_output_is_refused_before_downloading() {
+    let dir = TempDir::new("bad-output");
+    let (_tracker, url) = tracker(&dir);
+    let target = dir.join("a-directory");
+    std::fs::create_dir(&target).expect("mkdir");
+    let target = target.to_str().expect("utf-8");
+    let swarm = "5".repeat(64);
+    let args = ["peer", "get", &swarm, "--tracker", &url, "--output", target];
+    let mut proc = Proc::spawn(&dir, "get", &args, false);
+    let status = proc.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "a directory was accepted as --output");
+    let log = proc.log_text();
+    assert!(log.contains("is a directory"), "unclear error:\n{log}");
+}
