@@ -62,8 +62,8 @@ pub(crate) enum PeerCommand {
         path: PathBuf,
         #[command(flatten)]
         common: Common,
-        /// Chunk size in KiB.
-        #[arg(long, value_name = "KIB", default_value_t = 128)]
+        /// Chunk size in KiB (1 to 16384).
+        #[arg(long, value_name = "KIB", default_value_t = 128, value_parser = chunk_kib_range())]
         chunk_kib: u32,
         /// Testing only: corrupt every chunk served (to exercise other peers' checks).
         #[arg(long, hide = true)]
@@ -76,8 +76,8 @@ pub(crate) enum PeerCommand {
         /// Stream name; its extension picks the media type players see (default live.ts).
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
-        /// Largest chunk in KiB; a partial chunk is published after --flush-ms anyway.
-        #[arg(long, value_name = "KIB", default_value_t = 64)]
+        /// Largest chunk in KiB (1 to 16384); a partial chunk is published after --flush-ms anyway.
+        #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = chunk_kib_range())]
         chunk_kib: u32,
         /// Longest time, in milliseconds, input waits before it is published.
         #[arg(long, value_name = "MS", default_value_t = 250)]
@@ -107,6 +107,12 @@ pub(crate) enum PeerCommand {
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// `--chunk-kib`: 1 KiB to 16 MiB, the manifest's chunk size bounds, checked by clap so a
+/// mistake is reported in KiB, as typed.
+fn chunk_kib_range() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..=16 * 1024)
 }
 
 fn config_of(common: &Common) -> Result<NodeConfig, CliError> {

@@ -47,3 +47,37 @@ fn a_directory_as_output_is_refused_before_downloading() {
     let log = proc.log_text();
     assert!(log.contains("is a directory"), "unclear error:\n{log}");
 }
+
+#[test]
+fn chunk_sizes_out_of_bounds_are_reported_in_kib() {
+    let dir = TempDir::new("bad-chunk-kib");
+    let file = dir.join("content.bin");
+    std::fs::write(&file, b"some content").expect("content");
+    let file = file.to_str().expect("utf-8");
+    // No tracker is needed: the value is refused while the arguments are parsed.
+    let tracker = "http://127.0.0.1:1";
+    for (name, args) in [
+        (
+            "seed-huge",
+            vec![
+                "peer",
+                "seed",
+                file,
+                "--tracker",
+                tracker,
+                "--chunk-kib",
+                "99999999",
+            ],
+        ),
+        (
+            "live-zero",
+            vec!["peer", "live", "--tracker", tracker, "--chunk-kib", "0"],
+        ),
+    ] {
+        let mut proc = Proc::spawn(&dir, name, &args, false);
+        let status = proc.wait_exit(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(2), "{name}: not a usage error");
+        let log = proc.log_text();
+        assert!(log.contains("1..=16384"), "{name}: range not given:\n{log}");
+    }
+}
