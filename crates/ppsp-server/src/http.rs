@@ -50,6 +50,8 @@ pub(crate) enum RequestError {
     /// A Content-Type that is neither XML nor PPSP JSON, or a Content-Encoding other than
     /// gzip or identity.
     UnsupportedMediaType(&'static str),
+    /// The request's `Accept` header rules out the media type its dialect is answered in.
+    NotAcceptable,
     /// The body (as sent, or once decompressed) is over the limit.
     PayloadTooLarge,
     /// The body did not arrive in time.
@@ -115,6 +117,7 @@ impl RequestError {
                     )],
                 )
             }
+            Self::NotAcceptable => plain(StatusCode::NOT_ACCEPTABLE, Vec::new()),
             Self::PayloadTooLarge => plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 vec![(header::CONNECTION, HeaderValue::from_static("close"))],
@@ -254,12 +257,85 @@ fn dialect_for(headers: &HeaderMap, lenient_json: bool) -> Result<Dialect, Reque
     }
 }
 
+/// Whether the request's `Accept` header (if any) admits an answer in `dialect` (RFC 7846
+/// digest §13: "if Accept is present and excludes that media type → 406").
+///
+/// XML answers are `application/xml`, and `text/xml` names the same format, so a client
+/// accepting either is served. Each name is weighed by the most specific matching media
+/// range (exact type, then `type/*`, then `*/*`), so `application/xml;q=0, text/xml;q=0, */*` excludes XML.
+/// A header that is not text is ignored rather than refused.
+fn accepts_dialect(headers: &HeaderMap, dialect: Dialect, lenient_json: bool) -> bool {
+    let mut values = headers.get_all(header::ACCEPT).iter().peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    let mut ranges = Vec::new();
+    for value in values {
+        let Ok(text) = value.to_str() else {
+            return true;
+        };
+        ranges.extend(text.split(',').filter_map(media_range));
+    }
+    if ranges.is_empty() {
+        // `Accept:` with nothing usable in it names no preference at all.
+        return true;
+    }
+    let names: &[&str] = match dialect {
+        Dialect::Xml => &["application/xml", "text/xml"],
+        Dialect::Json if lenient_json => &[ppsp_proto::JSON_MEDIA_TYPE, "application/json"],
+        Dialect::Json => &[ppsp_proto::JSON_MEDIA_TYPE],
+    };
+    names.iter().any(|name| {
+        let (kind, _) = name.split_once('/').unwrap_or((name, ""));
+        ranges
+            .iter()
+            .filter_map(|(range, quality)| {
+                let specificity = if range.eq_ignore_ascii_case(name) {
+                    2
+                } else if range
+                    .strip_suffix("/*")
+                    .is_some_and(|t| t.eq_ignore_ascii_case(kind))
+                {
+                    1
+                } else if *range == "*/*" {
+                    0
+                } else {
+                    return None;
+                };
+                Some((specificity, *quality))
+            })
+            .max_by_key(|(specificity, _)| *specificity)
+            .is_some_and(|(_, quality)| quality)
+    })
+}
+
+/// One `Accept` element as (media range, acceptable?); `q=0` marks a range as excluded.
+fn media_range(element: &str) -> Option<(&str, bool)> {
+    let mut parts = element.split(';');
+    let range = parts.next()?.trim();
+    if range.is_empty() {
+        return None;
+    }
+    let mut acceptable = true;
+    for parameter in parts {
+        if let Some((name, value)) = parameter.split_once('=')
+            && name.trim().eq_ignore_ascii_case("q")
+        {
+            acceptable = value.trim().parse::<f32>().map_or(true, |q| q > 0.0);
+        }
+    }
+    Some((range, acceptable))
+}
+
 async fn ppsp_request(
     state: &AppState,
     conn: &ConnInfo,
     request: hyper::Request<Incoming>,
 ) -> Result<Reply, RequestError> {
     let dialect = dialect_for(request.headers(), state.lenient_json_media_type)?;
+    if !accepts_dialect(request.headers(), dialect, state.lenient_json_media_type) {
+        return Err(RequestError::NotAcceptable);
+    }
     let (observed, forwarded) =
         observed_address(conn.peer, request.headers(), &state.trusted_proxies);
     // Behind a trusted proxy the channel that matters is the client's to the proxy, which

@@ -164,6 +164,75 @@ async fn content_types_methods_and_sizes_are_checked_first() {
     server.stop().await.expect("clean stop");
 }
 
+/// RFC 7846 digest §13: an `Accept` header that rules out the answer's media type is a
+/// plain `406`, for either dialect; absent, wildcard and matching headers are served.
+#[tokio::test]
+async fn accept_header_excluding_the_dialect_is_406() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let addr = server.http;
+    let json = br#"{"PPSPTrackerProtocol":{"version":1,"request_type":"STAT_REPORT","transaction_id":"k-1","peer_id":"nobody"}}"#;
+    let cases: [(&str, &str, StatusCode); 9] = [
+        ("text/xml", "application/xml", StatusCode::OK),
+        ("text/xml", "text/xml, text/html;q=0.5", StatusCode::OK),
+        ("text/xml", "*/*", StatusCode::OK),
+        ("text/xml", "text/html", StatusCode::NOT_ACCEPTABLE),
+        (
+            "text/xml",
+            "application/ppsp-tracker+json",
+            StatusCode::NOT_ACCEPTABLE,
+        ),
+        (
+            "text/xml",
+            "application/xml;q=0, text/xml;q=0, */*",
+            StatusCode::NOT_ACCEPTABLE,
+        ),
+        // The JSON request reaches the tracker (unknown peer: 403 Forbidden Action).
+        (
+            "application/ppsp-tracker+json",
+            "application/*",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "application/ppsp-tracker+json",
+            "application/xml",
+            StatusCode::NOT_ACCEPTABLE,
+        ),
+        (
+            "application/ppsp-tracker+json",
+            "application/json",
+            StatusCode::NOT_ACCEPTABLE,
+        ),
+    ];
+    for (txid, (content_type, accept, expected)) in (1u64..).zip(cases) {
+        let body = if content_type == "text/xml" {
+            Bytes::from(connect_anonymous(&format!("acc{txid}"), txid, 7000))
+        } else {
+            Bytes::from_static(json)
+        };
+        let answer = send(
+            addr,
+            "POST",
+            "/",
+            &[("content-type", content_type), ("accept", accept)],
+            body,
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            expected,
+            "{content_type} with Accept: {accept}: {}",
+            answer.text()
+        );
+        if expected == StatusCode::NOT_ACCEPTABLE {
+            assert!(
+                answer
+                    .header("content-type")
+                    .is_some_and(|ct| ct.starts_with("text/plain"))
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn gzip_both_directions() {
     let server = TestServer::start(ServerConfig::default()).await;
