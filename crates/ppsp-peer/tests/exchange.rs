@@ -51,6 +51,33 @@ fn config(chunk_size: u32) -> NodeConfig {
     config
 }
 
+/// A leech that knows only the peers in `bootstrap` (no tracker) and writes to `output`.
+async fn leech_from(
+    chunk_size: u32,
+    bootstrap: Vec<std::net::SocketAddr>,
+    swarm: &str,
+    output: &std::path::Path,
+) -> Node {
+    let mut leech_config = config(chunk_size);
+    leech_config.bootstrap = bootstrap;
+    Node::leech(
+        &leech_config,
+        listener().await,
+        swarm,
+        Output::File(output.to_owned()),
+    )
+    .await
+    .expect("leech")
+}
+
+/// Waits (30 s at most) until `node` holds the whole content.
+async fn complete(node: &mut Node) {
+    tokio::time::timeout(Duration::from_secs(30), node.wait_complete())
+        .await
+        .expect("in time")
+        .expect("complete");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leech_fetches_from_seed_then_serves_a_second_leech() {
     let data = content(1_000_000, 10);
@@ -64,39 +91,15 @@ async fn leech_fetches_from_seed_then_serves_a_second_leech() {
         .expect("seed");
     let swarm = seed.swarm().id().to_owned();
 
-    let mut a_config = config(16 * 1024);
-    a_config.bootstrap = vec![seed.local_addr()];
-    let mut a = Node::leech(
-        &a_config,
-        listener().await,
-        &swarm,
-        Output::File(out_a.clone()),
-    )
-    .await
-    .expect("leech a");
-    tokio::time::timeout(Duration::from_secs(30), a.wait_complete())
-        .await
-        .expect("in time")
-        .expect("complete");
+    let mut a = leech_from(16 * 1024, vec![seed.local_addr()], &swarm, &out_a).await;
+    complete(&mut a).await;
     assert_eq!(std::fs::read(&out_a).expect("output a"), data);
     assert_eq!(a.swarm().downloaded(), data.len() as u64);
 
     // The seed goes away; B knows only A.
     drop(seed);
-    let mut b_config = config(16 * 1024);
-    b_config.bootstrap = vec![a.local_addr()];
-    let mut b = Node::leech(
-        &b_config,
-        listener().await,
-        &swarm,
-        Output::File(out_b.clone()),
-    )
-    .await
-    .expect("leech b");
-    tokio::time::timeout(Duration::from_secs(30), b.wait_complete())
-        .await
-        .expect("in time")
-        .expect("complete");
+    let mut b = leech_from(16 * 1024, vec![a.local_addr()], &swarm, &out_b).await;
+    complete(&mut b).await;
     assert_eq!(std::fs::read(&out_b).expect("output b"), data);
     assert_eq!(a.swarm().uploaded(), data.len() as u64);
 }
@@ -121,16 +124,7 @@ async fn corrupt_library_peer_is_banned() {
     assert_eq!(bad.swarm().id(), swarm);
 
     // Only the corrupt peer at first, so it is certainly asked.
-    let mut leech_config = config(8 * 1024);
-    leech_config.bootstrap = vec![bad.local_addr()];
-    let mut leech = Node::leech(
-        &leech_config,
-        listener().await,
-        &swarm,
-        Output::File(out.clone()),
-    )
-    .await
-    .expect("leech");
+    let mut leech = leech_from(8 * 1024, vec![bad.local_addr()], &swarm, &out).await;
     tokio::time::timeout(Duration::from_secs(10), async {
         while leech.swarm().peers_banned() == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -147,10 +141,7 @@ async fn corrupt_library_peer_is_banned() {
         addr: bad.local_addr(),
         seed: true,
     });
-    tokio::time::timeout(Duration::from_secs(30), leech.wait_complete())
-        .await
-        .expect("in time")
-        .expect("complete");
+    complete(&mut leech).await;
     assert_eq!(std::fs::read(&out).expect("output"), data);
     assert_eq!(leech.swarm().peers_banned(), 1);
     assert!(leech.swarm().stats().corrupt_chunks >= 1);
