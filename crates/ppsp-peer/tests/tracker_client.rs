@@ -304,6 +304,14 @@ fn fast_config(trackers: Vec<TrackerEndpoint>) -> ClientConfig {
     config
 }
 
+/// JOINs `swarm_id` as LEECH (CONNECTing first when needed); the test fails otherwise.
+async fn join_leech(client: &TrackerClient, swarm_id: SwarmId) {
+    client
+        .join_swarm(swarm_id, PeerMode::Leech)
+        .await
+        .expect("join");
+}
+
 fn client_for(trackers: &[&FakeTracker]) -> TrackerClient {
     let endpoints = trackers
         .iter()
@@ -479,10 +487,7 @@ async fn a_dead_tracker_is_left_for_the_next_tier_and_swarms_are_rejoined() {
     let backup = FakeTracker::start().await;
     let client = client_for(&[&primary, &backup]);
     client.connect().await.expect("connect");
-    client
-        .join_swarm(swarm("a"), PeerMode::Leech)
-        .await
-        .expect("join");
+    join_leech(&client, swarm("a")).await;
     // The primary stops answering entirely.
     primary.faults(|f| f.reset = usize::MAX);
     let found = client
@@ -587,10 +592,7 @@ async fn overload_waits_for_retry_after_then_moves_to_the_next_tier() {
 async fn unauthorized_triggers_reconnect_rejoin_and_one_retry() {
     let tracker = FakeTracker::start().await;
     let client = client_for(&[&tracker]);
-    client
-        .join_swarm(swarm("one"), PeerMode::Leech)
-        .await
-        .expect("join");
+    join_leech(&client, swarm("one")).await;
     client
         .join_swarm(swarm("two"), PeerMode::Seed)
         .await
@@ -684,10 +686,7 @@ async fn a_bodyless_error_takes_its_status_from_http() {
     let tracker = FakeTracker::start().await;
     tracker.faults(|f| f.bare_find_status = Some(404));
     let client = client_for(&[&tracker]);
-    client
-        .join_swarm(swarm("q"), PeerMode::Leech)
-        .await
-        .expect("join");
+    join_leech(&client, swarm("q")).await;
     let error = client.find_peers(swarm("q")).await.expect_err("404");
     assert_eq!(error.status(), Some(Status::ObjectNotFound));
 }
@@ -742,10 +741,7 @@ async fn completing_a_small_content_is_reported_early() {
     let tracker = FakeTracker::start().await;
     let client = client_for(&[&tracker]);
     let clip = swarm("clip");
-    client
-        .join_swarm(clip.clone(), PeerMode::Leech)
-        .await
-        .expect("join");
+    join_leech(&client, clip.clone()).await;
     let (publish, status) = watch::channel(PeerStatus::default());
     let timers = SessionTimers {
         stat_report_interval: Duration::from_secs(3600),
@@ -780,10 +776,7 @@ async fn session_reports_keeps_alive_and_closes() {
     let tracker = FakeTracker::start().await;
     let client = client_for(&[&tracker]);
     let movie = swarm("movie");
-    client
-        .join_swarm(movie.clone(), PeerMode::Leech)
-        .await
-        .expect("join");
+    join_leech(&client, movie.clone()).await;
     let (publish, status) = watch::channel(PeerStatus::default());
     let timers = SessionTimers {
         stat_report_interval: Duration::from_millis(1500),
@@ -889,14 +882,8 @@ async fn session_reports_keeps_alive_and_closes() {
 async fn closing_against_a_dead_tracker_is_bounded() {
     let tracker = FakeTracker::start().await;
     let client = client_for(&[&tracker]);
-    client
-        .join_swarm(swarm("a"), PeerMode::Leech)
-        .await
-        .expect("join");
-    client
-        .join_swarm(swarm("b"), PeerMode::Leech)
-        .await
-        .expect("join");
+    join_leech(&client, swarm("a")).await;
+    join_leech(&client, swarm("b")).await;
     let (_publish, status) = watch::channel(PeerStatus::default());
     let session = TrackerSession::spawn(
         client.clone(),
@@ -917,14 +904,8 @@ async fn closing_against_a_dead_tracker_is_bounded() {
     // second LEAVE and the DISCONNECT are skipped.
     let tracker = FakeTracker::start().await;
     let client = client_for(&[&tracker]);
-    client
-        .join_swarm(swarm("a"), PeerMode::Leech)
-        .await
-        .expect("join");
-    client
-        .join_swarm(swarm("b"), PeerMode::Leech)
-        .await
-        .expect("join");
+    join_leech(&client, swarm("a")).await;
+    join_leech(&client, swarm("b")).await;
     let (_publish, status) = watch::channel(PeerStatus::default());
     let session = TrackerSession::spawn(client.clone(), status, SessionTimers::default());
     tracker.faults(|f| f.reset = usize::MAX);
