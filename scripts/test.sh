@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the outside tools the tests use
-# (xmllint, a STUN client from coturn, a JSON Schema validator), then runs formatting, lints, every
+# (xmllint, a STUN client from coturn, a JSON Schema validator, ffmpeg), then runs formatting, lints, every
 # test, and builds the benches and fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,8 @@ need_apt=()
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 command -v turnutils_stunclient >/dev/null 2>&1 || need_apt+=(coturn)
 python3 -c 'import jsonschema' >/dev/null 2>&1 || need_apt+=(python3-jsonschema)
+# Real encoders and players for the streaming tests.
+command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing ${need_apt[*]}"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -5,7 +5,8 @@
 //! * [`store`]: verified chunk storage.
 //! * [`protocol`], [`server`], [`client`]: the HTTP peer protocol.
 //! * [`picker`]: which chunk to ask for next; [`engine`]: the downloader that asks.
-//! * [`player`]: the local endpoint for a media player.
+//! * [`player`]: the local endpoint for a media player; [`ts`]: where a live MPEG-TS
+//!   viewer can start.
 //! * [`swarm`]: state shared by the pieces above.
 //! * [`tracker_client`], [`nat`]: the tracker side.
 //! * [`node`]: a whole peer (seed, live source or leech) built from all of the above.
@@ -24,6 +25,7 @@ pub mod server;
 pub mod store;
 pub mod swarm;
 pub mod tracker_client;
+pub mod ts;
 
 pub use error::Error;
 

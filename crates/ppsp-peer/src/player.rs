@@ -5,7 +5,7 @@
 //! is sent from the requested offset as soon as each chunk is there, and the chunk a
 //! response is waiting for becomes the playback position, so the downloader fetches it (and
 //! the few after it) before anything else. Live content is one endless response starting
-//! near the live edge.
+//! near the live edge; a transport stream starts on a keyframe (see [`crate::ts`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +18,17 @@ use tokio::sync::mpsc;
 use crate::body::OutBody;
 use crate::store::LIVE_RETENTION;
 use crate::swarm::Swarm;
+use crate::ts::{RandomAccessPoint, TsScanner, Verdict};
 
 /// How long a player response waits for one chunk before giving up.
 const CHUNK_WAIT: Duration = Duration::from_secs(120);
 /// A live player further than this many chunks behind the edge skips ahead.
 const LIVE_MAX_LAG: u64 = 32;
+/// How long a new live player of a transport stream waits for a keyframe before it is sent
+/// the stream from wherever it is.
+const LIVE_START_SEARCH: Duration = Duration::from_secs(10);
+/// Media type of an MPEG transport stream.
+const TS_MEDIA_TYPE: &str = "video/mp2t";
 /// Pieces buffered between the chunk reader and the socket.
 const PIPE_DEPTH: usize = 4;
 
@@ -239,20 +245,130 @@ fn respond_live(swarm: &Arc<Swarm>, head: bool) -> Response<OutBody> {
     response
 }
 
+/// Where a live response starts: the bytes to send first, and the chunk after them.
+struct LiveStart {
+    /// Program tables and the tail of the chunk holding the starting point.
+    prefix: Vec<Bytes>,
+    /// The next chunk to send whole.
+    next: u64,
+}
+
+/// Finds where a new player of a live MPEG transport stream should start: the newest
+/// random-access point (a keyframe with the program tables before it) among the chunks
+/// from `cursor` to the live edge, or the first one to arrive after them. `None` when the
+/// stream is not a transport stream or no starting point shows up in time: the caller
+/// then starts at `cursor` as for any other stream.
+async fn find_live_start(
+    swarm: &Swarm,
+    mut cursor: u64,
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    tx: &mpsc::Sender<Bytes>,
+) -> Option<LiveStart> {
+    let store = swarm.store();
+    let deadline = tokio::time::Instant::now() + LIVE_START_SEARCH;
+    let mut scanner = TsScanner::new();
+    // Stream offset at which each scanned chunk begins, to map a point back to a chunk.
+    let mut starts: Vec<(u64, u64)> = Vec::new();
+    let mut best: Option<RandomAccessPoint> = None;
+    loop {
+        let (edge, ended) = store.live_edge()?;
+        if cursor < edge.saturating_sub(LIVE_RETENTION) {
+            return None;
+        }
+        if cursor < edge && store.has(cursor) {
+            let data = match store.get(cursor).await {
+                Ok(Some(data)) => data,
+                Ok(None) => return None,
+                Err(err) => {
+                    tracing::error!(%err, "cannot read a live chunk");
+                    return None;
+                }
+            };
+            starts.push((cursor, scanner.offset()));
+            if let Some(point) = scanner.push(&data).pop() {
+                best = Some(point);
+            }
+            if scanner.verdict() == Verdict::NotTransportStream {
+                return None;
+            }
+            cursor += 1;
+            swarm.set_position(cursor);
+            continue;
+        }
+        // Caught up with what is there: start at the newest point seen, if any.
+        if cursor >= edge
+            && let Some(point) = best.take()
+        {
+            return live_start_at(swarm, &starts, point).await;
+        }
+        if ended && cursor >= edge {
+            return None;
+        }
+        if swarm.position().is_none_or(|p| p > cursor) {
+            swarm.set_position(cursor);
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return None },
+            () = tx.closed() => return None,
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::info!("no keyframe found in the live stream; starting without one");
+                return None;
+            }
+        }
+    }
+}
+
+/// The [`LiveStart`] for `point`, given where each scanned chunk begins in the stream.
+async fn live_start_at(
+    swarm: &Swarm,
+    starts: &[(u64, u64)],
+    point: RandomAccessPoint,
+) -> Option<LiveStart> {
+    let &(chunk, chunk_offset) = starts.iter().rev().find(|(_, at)| *at <= point.offset)?;
+    let data = swarm.store().get(chunk).await.ok()??;
+    let from = usize::try_from(point.offset - chunk_offset).ok()?;
+    let mut prefix = Vec::new();
+    if let Some(tables) = point.tables {
+        prefix.push(Bytes::from(tables));
+    }
+    prefix.push(data.slice(from.min(data.len())..));
+    tracing::info!(chunk, offset = from, "live player starts at a keyframe");
+    Some(LiveStart {
+        prefix,
+        next: chunk + 1,
+    })
+}
+
 /// Sends the live stream in chunk order from near the edge, for as long as the player
-/// listens and the stream lasts.
+/// listens and the stream lasts. A transport stream starts at a keyframe.
 async fn feed_live(swarm: Arc<Swarm>, tx: mpsc::Sender<Bytes>) {
     let store = swarm.store();
     let mut changes = store.subscribe();
     let mut next: Option<u64> = None;
+    if swarm.content_type() == TS_MEDIA_TYPE {
+        let first = loop {
+            if let Some((edge, _)) = store.live_edge() {
+                break start_cursor(&swarm, edge);
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                () = tx.closed() => return,
+            }
+        };
+        next = Some(first);
+        if let Some(start) = find_live_start(&swarm, first, &mut changes, &tx).await {
+            for piece in start.prefix {
+                if tx.send(piece).await.is_err() {
+                    return;
+                }
+            }
+            next = Some(start.next);
+            swarm.set_position(start.next);
+        }
+    }
     loop {
         if let Some((edge, ended)) = store.live_edge() {
-            let cursor = *next.get_or_insert_with(|| {
-                swarm
-                    .position()
-                    .unwrap_or_else(|| edge.saturating_sub(1))
-                    .min(edge.saturating_sub(1))
-            });
+            let cursor = *next.get_or_insert_with(|| start_cursor(&swarm, edge));
             let floor = edge.saturating_sub(LIVE_RETENTION);
             if cursor < floor || edge.saturating_sub(cursor) > LIVE_MAX_LAG {
                 // Too far behind to catch up: rejoin near the edge.
@@ -293,6 +409,15 @@ async fn feed_live(swarm: Arc<Swarm>, tx: mpsc::Sender<Bytes>) {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// The chunk a new live player starts from: the playback position if the downloader
+/// already follows one, else just behind the edge.
+fn start_cursor(swarm: &Swarm, edge: u64) -> u64 {
+    swarm
+        .position()
+        .unwrap_or_else(|| edge.saturating_sub(1))
+        .min(edge.saturating_sub(1))
 }
 
 #[cfg(test)]
