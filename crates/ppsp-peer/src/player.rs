@@ -11,11 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::header::{ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
-use hyper::{Response, StatusCode};
+use hyper::header::{
+    ACCEPT_RANGES, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
+    ACCESS_CONTROL_REQUEST_HEADERS, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, HeaderValue, ORIGIN, RANGE, VARY,
+};
+use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::mpsc;
 
 use crate::body::OutBody;
+use crate::error::Error;
 use crate::store::LIVE_RETENTION;
 use crate::swarm::Swarm;
 use crate::ts::{RandomAccessPoint, TsScanner, Verdict};
@@ -109,18 +115,152 @@ pub fn parse_range(header: Option<&str>, total: u64) -> RangeSpec {
     }
 }
 
+/// Which web pages may read the player endpoint's answers: the CORS protocol of the Fetch
+/// standard (`Access-Control-Allow-Origin` and the preflight `OPTIONS` request), so that a
+/// page served from elsewhere can play the content with a script player such as hls.js.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CorsPolicy {
+    /// Any page (`Access-Control-Allow-Origin: *`). The default: the endpoint serves
+    /// content that is public in the swarm anyway, without credentials.
+    #[default]
+    AnyOrigin,
+    /// Only pages of these origins (`scheme://host[:port]`); a matching request `Origin` is
+    /// echoed back, with `Vary: Origin`.
+    Origins(Vec<String>),
+    /// No CORS headers: browsers keep other origins' pages from reading the content.
+    Off,
+}
+
+impl CorsPolicy {
+    /// The policy for the values of `--cors-origin`: `*` (any), `none` (off), or origins.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a value that is not `*`, `none` or an origin
+    /// (`http://` or `https://`, a host, no path), or `*`/`none` mixed with origins.
+    pub fn from_values(values: &[String]) -> Result<Self, Error> {
+        match values {
+            [] => Ok(Self::AnyOrigin),
+            [one] if one == "*" => Ok(Self::AnyOrigin),
+            [one] if one.eq_ignore_ascii_case("none") => Ok(Self::Off),
+            origins => {
+                for origin in origins {
+                    let rest = origin
+                        .strip_prefix("http://")
+                        .or_else(|| origin.strip_prefix("https://"));
+                    let valid = rest.is_some_and(|host| {
+                        !host.is_empty()
+                            && !host.contains('/')
+                            && HeaderValue::from_str(origin).is_ok()
+                    });
+                    if !valid {
+                        return Err(Error::InvalidArgument(format!(
+                            "CORS origin {origin:?}: give *, none, or origins such as \
+                             https://example.org or http://127.0.0.1:8000"
+                        )));
+                    }
+                }
+                Ok(Self::Origins(origins.to_vec()))
+            }
+        }
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`, if allowed.
+    fn allow(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
+        match self {
+            Self::AnyOrigin => Some(HeaderValue::from_static("*")),
+            Self::Origins(list) => {
+                let origin = origin?;
+                let text = origin.to_str().ok()?;
+                list.iter()
+                    .any(|o| o.eq_ignore_ascii_case(text))
+                    .then(|| origin.clone())
+            }
+            Self::Off => None,
+        }
+    }
+
+    fn varies(&self) -> bool {
+        matches!(self, Self::Origins(_))
+    }
+}
+
+/// Methods the player endpoint answers.
+const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
+/// How long a browser may cache a preflight answer, in seconds.
+const PREFLIGHT_MAX_AGE: &str = "600";
+/// Response headers a cross-origin script may read besides the CORS-safelisted ones.
+const EXPOSED_HEADERS: &str = "Content-Length, Content-Range, Accept-Ranges";
+
+/// Answers a request for the player endpoint (any path outside the peer protocol):
+/// `GET` and `HEAD` of the content, `OPTIONS` (CORS preflight), with the CORS headers
+/// the swarm's [`CorsPolicy`] calls for; other methods get `405`.
+pub(crate) fn handle<B>(swarm: &Arc<Swarm>, req: &Request<B>) -> Response<OutBody> {
+    let policy = &swarm.options().cors;
+    let allowed = policy.allow(req.headers().get(ORIGIN));
+    let method = req.method();
+    let mut response = if method == Method::GET || method == Method::HEAD {
+        let range = req.headers().get(RANGE).and_then(|v| v.to_str().ok());
+        respond(swarm, range, method == Method::HEAD)
+    } else if method == Method::OPTIONS {
+        let mut response = Response::new(OutBody::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        if allowed.is_some() {
+            let headers = response.headers_mut();
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(ALLOWED_METHODS),
+            );
+            // The player needs `Range` (a safelisted header only for single simple
+            // ranges); whatever else a script player sends is read-only too.
+            let asked = req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_HEADERS,
+                asked.unwrap_or_else(|| HeaderValue::from_static("Range")),
+            );
+            headers.insert(
+                ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static(PREFLIGHT_MAX_AGE),
+            );
+        }
+        response
+    } else {
+        simple(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET, HEAD and OPTIONS\n",
+        )
+    };
+    let lists_methods = matches!(
+        response.status(),
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::NO_CONTENT
+    );
+    let headers = response.headers_mut();
+    if lists_methods {
+        headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    }
+    if let Some(origin) = allowed {
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSED_HEADERS),
+        );
+    }
+    if policy.varies() {
+        headers.append(VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
 fn simple(status: StatusCode, text: &'static str) -> Response<OutBody> {
     let mut response = Response::new(OutBody::full(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain"),
-    );
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
 }
 
 /// Answers a player request for `swarm`.
-pub(crate) fn respond(swarm: &Arc<Swarm>, range: Option<&str>, head: bool) -> Response<OutBody> {
+fn respond(swarm: &Arc<Swarm>, range: Option<&str>, head: bool) -> Response<OutBody> {
     if swarm.is_live() {
         return respond_live(swarm, head);
     }
@@ -151,14 +291,8 @@ pub(crate) fn respond(swarm: &Arc<Swarm>, range: Option<&str>, head: bool) -> Re
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        ACCEPT_RANGES,
-        hyper::header::HeaderValue::from_static("bytes"),
-    );
-    headers.insert(
-        CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(swarm.content_type()),
-    );
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(swarm.content_type()));
     if let Ok(v) = length.to_string().parse() {
         headers.insert(CONTENT_LENGTH, v);
     }
@@ -234,14 +368,8 @@ fn respond_live(swarm: &Arc<Swarm>, head: bool) -> Response<OutBody> {
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(swarm.content_type()),
-    );
-    headers.insert(
-        CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("no-store"),
-    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(swarm.content_type()));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

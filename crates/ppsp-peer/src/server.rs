@@ -160,20 +160,16 @@ async fn handle(
     remote: SocketAddr,
     req: &Request<Incoming>,
 ) -> Response<OutBody> {
-    let head = req.method() == Method::HEAD;
-    if req.method() != Method::GET && !head {
+    let path = req.uri().path();
+    // The player endpoint: everything outside the peer protocol (its own methods and CORS).
+    if !path.starts_with(protocol::PREFIX) {
+        return player::handle(swarm, req);
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
-    let path = req.uri().path();
     let Some(request) = protocol::parse_path(path) else {
-        if path.starts_with(protocol::PREFIX) {
-            return text(StatusCode::NOT_FOUND, "unknown peer protocol request\n");
-        }
-        let range = req
-            .headers()
-            .get(hyper::header::RANGE)
-            .and_then(|v| v.to_str().ok());
-        return player::respond(swarm, range, head);
+        return text(StatusCode::NOT_FOUND, "unknown peer protocol request\n");
     };
     let wanted = match &request {
         PeerRequest::Manifest(s)

@@ -35,6 +35,8 @@ pub struct SwarmOptions {
     /// Test hook: flip a byte in every chunk served, to exercise other peers' verification.
     /// Never set this outside tests.
     pub corrupt_uploads: bool,
+    /// Which web pages may read the player endpoint (CORS).
+    pub cors: crate::player::CorsPolicy,
 }
 
 impl Default for SwarmOptions {
@@ -43,6 +45,7 @@ impl Default for SwarmOptions {
             upload_slots: 8,
             upload_rate: None,
             corrupt_uploads: false,
+            cors: crate::player::CorsPolicy::default(),
         }
     }
 }

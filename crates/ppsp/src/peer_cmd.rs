@@ -51,6 +51,10 @@ pub(crate) struct Common {
     /// PEM file of extra CA certificates to trust for https:// trackers.
     #[arg(long, value_name = "FILE")]
     tracker_ca: Option<PathBuf>,
+    /// Web pages allowed to read the player endpoint (CORS): `*` for any, `none`, or
+    /// origins such as https://example.org (repeat for several).
+    #[arg(long, value_name = "ORIGIN", default_value = "*")]
+    cors_origin: Vec<String>,
 }
 
 /// Peer subcommands.
@@ -140,6 +144,7 @@ fn config_of(common: &Common) -> Result<NodeConfig, CliError> {
     }
     config.swarm.upload_slots = common.upload_slots.max(1);
     config.swarm.upload_rate = common.upload_rate.map(|k| k.saturating_mul(1024));
+    config.swarm.cors = ppsp_peer::player::CorsPolicy::from_values(&common.cors_origin)?;
     config.find_interval = Duration::from_secs(common.find_interval.max(1));
     let interval = Duration::from_secs(common.report_interval.max(1));
     config.session.stat_report_interval = interval;
