@@ -6,7 +6,8 @@
 //! * [`protocol`], [`server`], [`client`]: the HTTP peer protocol.
 //! * [`picker`]: which chunk to ask for next; [`engine`]: the downloader that asks.
 //! * [`player`]: the local endpoint for a media player; [`ts`]: where a live MPEG-TS
-//!   viewer can start.
+//!   viewer can start; [`hls`], [`hls_live`]: live HLS (the signed index, the playlists
+//!   viewers serve, the source that publishes an encoder's output).
 //! * [`swarm`]: state shared by the pieces above.
 //! * [`tracker_client`], [`nat`]: the tracker side.
 //! * [`node`]: a whole peer (seed, live source or leech) built from all of the above.
@@ -15,6 +16,8 @@ mod body;
 pub mod client;
 pub mod engine;
 pub mod error;
+pub mod hls;
+pub mod hls_live;
 pub mod manifest;
 pub mod nat;
 pub mod node;

@@ -383,6 +383,9 @@ struct LiveBodyWire {
     first: u64,
     chunks: Vec<LiveChunkWire>,
     ended: bool,
+    /// Live HLS only (absent otherwise, so raw-stream manifests are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hls: Option<crate::hls::HlsIndex>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -409,6 +412,8 @@ pub struct LiveManifest {
     pub chunks: Vec<LiveChunk>,
     /// True once the source has produced its last chunk.
     pub ended: bool,
+    /// For a live HLS stream: its playlists and which chunks hold each segment.
+    pub hls: Option<std::sync::Arc<crate::hls::HlsIndex>>,
 }
 
 impl LiveManifest {
@@ -448,6 +453,7 @@ impl LiveManifest {
                 })
                 .collect(),
             ended: self.ended,
+            hls: self.hls.as_deref().cloned(),
         };
         serde_json::to_vec(&wire).unwrap_or_default()
     }
@@ -514,6 +520,9 @@ impl SignedLiveManifest {
                 Ok(LiveChunk { len: c.len, hash })
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        if let Some(index) = &body.hls {
+            index.validate(body.first, body.first + body.chunks.len() as u64)?;
+        }
         Ok(Self {
             manifest: LiveManifest {
                 public_key: key,
@@ -523,6 +532,7 @@ impl SignedLiveManifest {
                 first: body.first,
                 chunks,
                 ended: body.ended,
+                hls: body.hls.map(std::sync::Arc::new),
             },
             encoded: bytes::Bytes::copy_from_slice(bytes),
         })
@@ -679,6 +689,7 @@ mod tests {
                 })
                 .collect(),
             ended: false,
+            hls: None,
         }
     }
 

@@ -354,37 +354,9 @@ impl Node {
         listener: TcpListener,
         input: impl AsyncRead + Send + Unpin + 'static,
     ) -> Result<Self, Error> {
-        let limits = crate::manifest::MIN_CHUNK_SIZE..=crate::manifest::MAX_CHUNK_SIZE;
-        if !limits.contains(&config.chunk_size) {
-            return Err(Error::InvalidArgument(format!(
-                "chunk size {} is outside {limits:?}",
-                config.chunk_size
-            )));
-        }
-        let signer = LiveSigner::generate()?;
-        let name = config.name.clone().unwrap_or_else(|| "live.ts".to_owned());
-        let template = LiveManifest {
-            public_key: signer.public_key(),
-            name: crate::manifest::sanitize_name(&name),
-            chunk_size: config.chunk_size,
-            sequence: 0,
-            first: 0,
-            chunks: Vec::new(),
-            ended: false,
-        };
-        let store = ChunkStore::live();
-        store.offer_live_manifest(signer.sign(&template)?);
-        let swarm = Swarm::live(
-            config.peer_id.as_str(),
-            &template.swarm_id(),
-            &template.name,
-            store,
-            config.swarm.clone(),
-        );
-        let mut node =
-            Self::publish(config, listener, Arc::clone(&swarm), PeerMode::LiveSeed).await?;
+        let (mut node, signer, template) = Self::start_live(config, listener, "live.ts").await?;
         let source = LiveSource {
-            swarm,
+            swarm: Arc::clone(&node.swarm),
             signer,
             manifest: template,
             window: config.live_window.max(1),
@@ -396,6 +368,76 @@ impl Node {
             }
         }));
         Ok(node)
+    }
+
+    /// Publishes, as a live swarm (peer mode LIVESEED), the HLS output an encoder keeps
+    /// writing into `dir`: each segment as soon as a playlist lists it, with a signed live
+    /// index that viewers turn back into playlists (see [`crate::hls_live`]).
+    ///
+    /// # Errors
+    /// [`Error::Tracker`] when the tracker refuses or cannot be reached,
+    /// [`Error::InvalidArgument`] when `dir` is not a directory.
+    pub async fn live_hls_source(
+        config: &NodeConfig,
+        listener: TcpListener,
+        dir: &Path,
+    ) -> Result<Self, Error> {
+        if !dir.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
+        }
+        let (mut node, signer, template) = Self::start_live(config, listener, "index.m3u8").await?;
+        let publisher =
+            crate::hls_live::HlsPublisher::new(Arc::clone(&node.swarm), signer, template, dir);
+        node.background.push(tokio::spawn(async move {
+            if let Err(err) = publisher.run().await {
+                tracing::error!(%err, "live HLS source stopped");
+            }
+        }));
+        Ok(node)
+    }
+
+    /// A new live swarm with its empty first manifest, published to the tracker.
+    async fn start_live(
+        config: &NodeConfig,
+        listener: TcpListener,
+        default_name: &str,
+    ) -> Result<(Self, LiveSigner, LiveManifest), Error> {
+        let limits = crate::manifest::MIN_CHUNK_SIZE..=crate::manifest::MAX_CHUNK_SIZE;
+        if !limits.contains(&config.chunk_size) {
+            return Err(Error::InvalidArgument(format!(
+                "chunk size {} is outside {limits:?}",
+                config.chunk_size
+            )));
+        }
+        let signer = LiveSigner::generate()?;
+        let name = config
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name.to_owned());
+        let template = LiveManifest {
+            public_key: signer.public_key(),
+            name: crate::manifest::sanitize_name(&name),
+            chunk_size: config.chunk_size,
+            sequence: 0,
+            first: 0,
+            chunks: Vec::new(),
+            ended: false,
+            hls: None,
+        };
+        let store = ChunkStore::live();
+        store.offer_live_manifest(signer.sign(&template)?);
+        let swarm = Swarm::live(
+            config.peer_id.as_str(),
+            &template.swarm_id(),
+            &template.name,
+            store,
+            config.swarm.clone(),
+        );
+        let node = Self::publish(config, listener, swarm, PeerMode::LiveSeed).await?;
+        Ok((node, signer, template))
     }
 
     /// Joins `swarm` as a LEECH, fetches and verifies its manifest, and starts fetching

@@ -15,13 +15,15 @@ use hyper::header::{
     ACCEPT_RANGES, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
     ACCESS_CONTROL_REQUEST_HEADERS, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE,
-    CONTENT_TYPE, HeaderValue, ORIGIN, RANGE, VARY,
+    CONTENT_TYPE, HeaderValue, LOCATION, ORIGIN, RANGE, RETRY_AFTER, VARY,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::mpsc;
 
 use crate::body::OutBody;
 use crate::error::Error;
+use crate::hls::{HlsIndex, HlsResource, HlsSegment, HlsVariant, media_playlist};
+use crate::manifest::guess_content_type;
 use crate::store::LIVE_RETENTION;
 use crate::swarm::Swarm;
 use crate::ts::{RandomAccessPoint, TsScanner, Verdict};
@@ -33,6 +35,16 @@ const LIVE_MAX_LAG: u64 = 32;
 /// How long a new live player of a transport stream waits for a keyframe before it is sent
 /// the stream from wherever it is.
 const LIVE_START_SEARCH: Duration = Duration::from_secs(10);
+/// Media type of HLS playlists (RFC 8216 §4).
+const HLS_MEDIA_TYPE: &str = "application/vnd.apple.mpegurl";
+/// Segments a live HLS media playlist waits for before its first answer to a player.
+const HLS_START_SEGMENTS: usize = 3;
+/// Most segments in a served live media playlist.
+const HLS_PLAYLIST_WINDOW: usize = 6;
+/// Longest wait of a media playlist request for [`HLS_START_SEGMENTS`] segments.
+const HLS_PLAYLIST_WAIT: Duration = Duration::from_secs(4);
+/// Longest wait of a segment request for one of its chunks.
+const HLS_SEGMENT_WAIT: Duration = Duration::from_secs(10);
 /// Media type of an MPEG transport stream.
 const TS_MEDIA_TYPE: &str = "video/mp2t";
 /// Pieces buffered between the chunk reader and the socket.
@@ -194,13 +206,13 @@ const EXPOSED_HEADERS: &str = "Content-Length, Content-Range, Accept-Ranges";
 /// Answers a request for the player endpoint (any path outside the peer protocol):
 /// `GET` and `HEAD` of the content, `OPTIONS` (CORS preflight), with the CORS headers
 /// the swarm's [`CorsPolicy`] calls for; other methods get `405`.
-pub(crate) fn handle<B>(swarm: &Arc<Swarm>, req: &Request<B>) -> Response<OutBody> {
+pub(crate) async fn handle<B>(swarm: &Arc<Swarm>, req: &Request<B>) -> Response<OutBody> {
     let policy = &swarm.options().cors;
     let allowed = policy.allow(req.headers().get(ORIGIN));
     let method = req.method();
     let mut response = if method == Method::GET || method == Method::HEAD {
         let range = req.headers().get(RANGE).and_then(|v| v.to_str().ok());
-        respond(swarm, range, method == Method::HEAD)
+        respond(swarm, req.uri().path(), range, method == Method::HEAD).await
     } else if method == Method::OPTIONS {
         let mut response = Response::new(OutBody::empty());
         *response.status_mut() = StatusCode::NO_CONTENT;
@@ -259,10 +271,29 @@ fn simple(status: StatusCode, text: &'static str) -> Response<OutBody> {
     response
 }
 
-/// Answers a player request for `swarm`.
-fn respond(swarm: &Arc<Swarm>, range: Option<&str>, head: bool) -> Response<OutBody> {
+/// Answers a player request for `path` of `swarm`.
+async fn respond(
+    swarm: &Arc<Swarm>,
+    path: &str,
+    range: Option<&str>,
+    head: bool,
+) -> Response<OutBody> {
     if swarm.is_live() {
-        return respond_live(swarm, head);
+        let index = swarm
+            .store()
+            .live_manifest()
+            .and_then(|m| m.manifest().hls.clone());
+        return match index {
+            Some(index) => respond_hls(swarm, &index, path, head).await,
+            None if swarm.content_type() == HLS_MEDIA_TYPE => {
+                let mut response = simple(StatusCode::SERVICE_UNAVAILABLE, "no HLS playlist yet\n");
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+            None => respond_live(swarm, head),
+        };
     }
     let Some(manifest) = swarm.store().vod_manifest() else {
         return simple(StatusCode::SERVICE_UNAVAILABLE, "no manifest yet\n");
@@ -535,6 +566,169 @@ async fn feed_live(swarm: Arc<Swarm>, tx: mpsc::Sender<Bytes>) {
             changed = changes.changed() => if changed.is_err() { return },
             () = tx.closed() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Answers `path` of a live HLS stream: `/` redirects to the entry playlist, playlists and
+/// segments are served under the names the encoder gave them.
+async fn respond_hls(
+    swarm: &Arc<Swarm>,
+    index: &HlsIndex,
+    path: &str,
+    head: bool,
+) -> Response<OutBody> {
+    let wanted = path.trim_start_matches('/');
+    if wanted.is_empty() {
+        let Some(entry) = index.entry_path() else {
+            return simple(StatusCode::SERVICE_UNAVAILABLE, "no HLS playlist yet\n");
+        };
+        let mut response = simple(StatusCode::FOUND, "see the playlist\n");
+        if let Ok(location) = HeaderValue::from_str(&format!("/{entry}")) {
+            response.headers_mut().insert(LOCATION, location);
+        }
+        return response;
+    }
+    match index.resolve(wanted) {
+        Some(HlsResource::Master(master)) => {
+            playlist_response(Bytes::from(master.text.clone().into_bytes()), head)
+        }
+        Some(HlsResource::Media(variant)) => {
+            let text = media_playlist_when_ready(swarm, variant.clone()).await;
+            playlist_response(Bytes::from(text), head)
+        }
+        Some(HlsResource::Segment(_, segment)) => segment_response(swarm, segment.clone(), head),
+        None => simple(StatusCode::NOT_FOUND, "no such playlist or segment\n"),
+    }
+}
+
+fn playlist_response(text: Bytes, head: bool) -> Response<OutBody> {
+    let length = text.len();
+    let body = if head {
+        OutBody::empty()
+    } else {
+        OutBody::full(text)
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(HLS_MEDIA_TYPE));
+    // A live playlist changes with every segment.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
+/// The segments of `variant` this peer holds: the newest held one and the held ones right
+/// before it, at most [`HLS_PLAYLIST_WINDOW`].
+fn held_run(swarm: &Swarm, variant: &HlsVariant) -> Vec<HlsSegment> {
+    let store = swarm.store();
+    let held = |s: &HlsSegment| (s.first_chunk..s.end_chunk()).all(|c| store.has(c));
+    let mut run = Vec::new();
+    for segment in variant.segments.iter().rev() {
+        if held(segment) {
+            run.push(segment.clone());
+            if run.len() == HLS_PLAYLIST_WINDOW {
+                break;
+            }
+        } else if !run.is_empty() {
+            break;
+        }
+    }
+    run.reverse();
+    run
+}
+
+/// The sliding-window media playlist of `variant`, listing only segments held (so each
+/// can be answered at once). When fewer than [`HLS_START_SEGMENTS`] are held, as for a
+/// viewer that has just joined, it points the downloader at the newest ones and waits
+/// for them (at most [`HLS_PLAYLIST_WAIT`]).
+async fn media_playlist_when_ready(swarm: &Swarm, mut variant: HlsVariant) -> Vec<u8> {
+    let store = swarm.store();
+    let mut changes = store.subscribe();
+    let deadline = tokio::time::Instant::now() + HLS_PLAYLIST_WAIT;
+    loop {
+        let run = held_run(swarm, &variant);
+        let want = HLS_START_SEGMENTS.min(variant.segments.len());
+        if run.len() >= want || tokio::time::Instant::now() >= deadline {
+            return media_playlist(&variant, &run);
+        }
+        if let Some(first) = variant.segments.get(variant.segments.len() - want)
+            && swarm.position().is_none_or(|p| p > first.first_chunk)
+        {
+            swarm.set_position(first.first_chunk);
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() {
+                return media_playlist(&variant, &run);
+            },
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+        // A newer manifest may list newer segments.
+        let newer = store.live_manifest().and_then(|m| {
+            m.manifest()
+                .hls
+                .as_ref()
+                .and_then(|i| i.variants.iter().find(|v| v.path == variant.path).cloned())
+        });
+        if let Some(newer) = newer {
+            variant = newer;
+        }
+    }
+}
+
+fn segment_response(swarm: &Arc<Swarm>, segment: HlsSegment, head: bool) -> Response<OutBody> {
+    let media_type = guess_content_type(&segment.uri);
+    let length = segment.length;
+    let body = if head {
+        OutBody::empty()
+    } else {
+        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
+        tokio::spawn(feed_segment(Arc::clone(swarm), segment, tx));
+        OutBody::streaming(rx)
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
+/// Sends the chunks of `segment` in order, each once it is held (and so verified).
+async fn feed_segment(swarm: Arc<Swarm>, segment: HlsSegment, tx: mpsc::Sender<Bytes>) {
+    let store = swarm.store();
+    for chunk in segment.first_chunk..segment.end_chunk() {
+        if !store.has(chunk) {
+            if swarm.position().is_none_or(|p| p > chunk) {
+                swarm.set_position(chunk);
+            }
+            let deadline = tokio::time::Instant::now() + HLS_SEGMENT_WAIT;
+            let arrived = tokio::select! {
+                arrived = store.wait_for(chunk, deadline) => arrived,
+                () = tx.closed() => return,
+            };
+            if !arrived {
+                tracing::warn!(
+                    chunk,
+                    segment = segment.sequence,
+                    "segment chunk did not arrive"
+                );
+                return;
+            }
+        }
+        match store.get(chunk).await {
+            Ok(Some(data)) => {
+                if tx.send(data).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {
+                tracing::warn!(chunk, "segment chunk left the store before it was sent");
+                return;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot read a segment chunk");
+                return;
+            }
         }
     }
 }

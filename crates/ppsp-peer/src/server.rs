@@ -163,7 +163,7 @@ async fn handle(
     let path = req.uri().path();
     // The player endpoint: everything outside the peer protocol (its own methods and CORS).
     if !path.starts_with(protocol::PREFIX) {
-        return player::handle(swarm, req);
+        return player::handle(swarm, req).await;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");

@@ -528,6 +528,7 @@ mod tests {
                 hash: hash_chunk(&data),
             }],
             ended: false,
+            hls: None,
         };
         let store = ChunkStore::live();
         assert!(

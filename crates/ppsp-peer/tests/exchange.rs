@@ -347,6 +347,7 @@ async fn live_viewer_follows_the_source_and_drops_a_forger() {
             hash: hash_chunk(evil),
         }],
         ended: false,
+        hls: None,
     };
     let forger_store = ChunkStore::live();
     assert!(forger_store.offer_live_manifest(forger_key.sign(&forged).expect("sign")));

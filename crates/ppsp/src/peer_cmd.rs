@@ -86,6 +86,10 @@ pub(crate) enum PeerCommand {
         /// Longest time, in milliseconds, input waits before it is published.
         #[arg(long, value_name = "MS", default_value_t = 250)]
         flush_ms: u64,
+        /// Publish the live HLS output an encoder keeps writing into DIR (for example
+        /// `ffmpeg ... -f hls DIR/index.m3u8`) instead of standard input.
+        #[arg(long, value_name = "DIR")]
+        hls: Option<PathBuf>,
     },
     /// Join a swarm as LEECH, fetch and verify every chunk, write FILE, exit.
     ///
@@ -232,13 +236,17 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             name,
             chunk_kib,
             flush_ms,
+            hls,
         } => {
             let mut config = config_of(&common)?;
             config.chunk_size = chunk_kib.saturating_mul(1024);
             config.name = name;
             config.live_flush = Duration::from_millis(flush_ms.max(1));
             let (listener, local) = bind(common.listen).await?;
-            let node = Node::live_source(&config, listener, tokio::io::stdin()).await?;
+            let node = match &hls {
+                Some(dir) => Node::live_hls_source(&config, listener, dir).await?,
+                None => Node::live_source(&config, listener, tokio::io::stdin()).await?,
+            };
             ready(&format!("swarm {}", node.swarm().id()))?;
             ready(&format!("listening on http://{local}"))?;
             stopped().await;

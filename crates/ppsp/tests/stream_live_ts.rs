@@ -3,25 +3,14 @@
 //! promptly, without decoder errors, close behind the source.
 
 mod peer_common;
+mod stream_common;
 
 use std::io::{Read as _, Write as _};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use peer_common::{Proc, TempDir, tracker};
-
-/// ffmpeg's MPEG-TS muxer starts timestamps at 1.4 s (its default mux delay).
-const FIRST_PTS: f64 = 1.4;
-
-/// A child process killed when dropped.
-struct Tool(Child);
-
-impl Drop for Tool {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use stream_common::{FIRST_PTS, Tool, first_frame};
 
 /// Starts `ffmpeg` encoding a 25 fps test pattern in real time with one keyframe a second,
 /// writing MPEG-TS into the live source's standard input.
@@ -56,55 +45,6 @@ fn encoder(source: &mut Proc, codec: &[&str]) -> Tool {
         }
     });
     Tool(child)
-}
-
-/// What ffprobe saw of the first decoded video frame of `url`.
-struct FirstFrame {
-    /// From the request to ffprobe's exit.
-    took: Duration,
-    /// When ffprobe was done.
-    at: Instant,
-    pts: f64,
-    errors: String,
-}
-
-fn first_frame(url: &str) -> FirstFrame {
-    let started = Instant::now();
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-probesize",
-            "32768",
-            "-analyzeduration",
-            "0",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "frame=pts_time",
-            "-read_intervals",
-            "%+#1",
-            "-of",
-            "csv=p=0",
-            url,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("ffprobe (scripts/test.sh installs it)");
-    let at = Instant::now();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let errors = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "ffprobe failed: {errors}");
-    let pts = stdout
-        .lines()
-        .find_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no frame in ffprobe output {stdout:?}, errors {errors}"));
-    FirstFrame {
-        took: at - started,
-        at,
-        pts,
-        errors,
-    }
 }
 
 fn viewer_starts_on_a_keyframe(tag: &str, codec: &[&str]) {

@@ -1,0 +1,68 @@
+//! Helpers for the streaming tests: outside tools (ffmpeg, ffprobe) as child processes.
+
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// ffmpeg's MPEG-TS and HLS muxers start timestamps at 1.4 s (their default mux delay).
+pub(crate) const FIRST_PTS: f64 = 1.4;
+
+/// A child process killed when dropped.
+pub(crate) struct Tool(pub(crate) Child);
+
+impl Drop for Tool {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What ffprobe saw of the first decoded video frame of `url`.
+pub(crate) struct FirstFrame {
+    /// From the request to ffprobe's exit.
+    pub(crate) took: Duration,
+    /// When ffprobe was done.
+    pub(crate) at: Instant,
+    pub(crate) pts: f64,
+    pub(crate) errors: String,
+}
+
+pub(crate) fn first_frame(url: &str) -> FirstFrame {
+    let started = Instant::now();
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-probesize",
+            "32768",
+            "-analyzeduration",
+            "0",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts_time",
+            "-read_intervals",
+            "%+#1",
+            "-of",
+            "csv=p=0",
+            url,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffprobe (scripts/test.sh installs it)");
+    let at = Instant::now();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let errors = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "ffprobe failed: {errors}");
+    let pts = stdout
+        .lines()
+        .find_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no frame in ffprobe output {stdout:?}, errors {errors}"));
+    FirstFrame {
+        took: at - started,
+        at,
+        pts,
+        errors,
+    }
+}

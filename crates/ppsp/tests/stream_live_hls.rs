@@ -1,0 +1,222 @@
+//! Live HLS from a real encoder through the real binary: ffmpeg writes two variants with
+//! 1 s segments into a directory, `ppsp peer live --hls DIR` publishes them, and a viewer's
+//! `play` serves the master playlist, sliding-window media playlists and the segments,
+//! which ffmpeg's HLS demuxer plays without errors.
+
+mod peer_common;
+mod stream_common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use peer_common::{Proc, TempDir, http_get, tracker};
+use stream_common::{FIRST_PTS, Tool, first_frame};
+
+/// Starts ffmpeg writing a 25 fps test pattern in real time as two HLS variants (320x240
+/// and 160x120, one keyframe a second, 1 s segments) with a master playlist into `dir`.
+fn hls_encoder(dir: &Path) -> Tool {
+    let out = dir.join("stream_%v.m3u8");
+    let child = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-filter_complex",
+            "[0:v]split=2[a][b];[b]scale=160:120[small]",
+            "-map",
+            "[a]",
+            "-map",
+            "[small]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "25",
+            "-b:v:0",
+            "400k",
+            "-b:v:1",
+            "150k",
+            "-f",
+            "hls",
+            "-hls_time",
+            "1",
+            "-hls_list_size",
+            "6",
+            "-hls_flags",
+            "delete_segments+independent_segments",
+            "-master_pl_name",
+            "master.m3u8",
+            "-var_stream_map",
+            "v:0 v:1",
+        ])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ffmpeg (scripts/test.sh installs it)");
+    Tool(child)
+}
+
+/// The media sequence numbers a playlist lists.
+fn sequences(text: &str) -> Vec<u64> {
+    let first: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let count = text.lines().filter(|l| l.starts_with("#EXTINF:")).count() as u64;
+    (first..first + count).collect()
+}
+
+#[test]
+fn live_hls_variants_reach_a_viewer_and_play() {
+    let dir = TempDir::new("hls");
+    let encoder_dir = dir.join("encoder");
+    std::fs::create_dir_all(&encoder_dir).expect("encoder dir");
+    let (_tracker, url) = tracker(&dir);
+    let source = Proc::spawn(
+        &dir,
+        "source",
+        &[
+            "peer",
+            "live",
+            "--hls",
+            encoder_dir.to_str().expect("utf-8"),
+            "--tracker",
+            &url,
+        ],
+        false,
+    );
+    let swarm = source.wait_line("swarm ", Duration::from_secs(30));
+    source.wait_listening();
+    let encoding_since = Instant::now();
+    let _encoder = hls_encoder(&encoder_dir);
+    std::thread::sleep(Duration::from_secs(3));
+
+    let viewer = Proc::spawn(
+        &dir,
+        "viewer",
+        &["peer", "play", &swarm, "--tracker", &url],
+        false,
+    );
+    let addr = viewer.wait_listening();
+    let root = http_get(&addr, "/", &[]);
+    assert_eq!(root.status, 302);
+    assert_eq!(root.header("location"), Some("/master.m3u8"));
+    let master = http_get(&addr, "/master.m3u8", &[]);
+    assert_eq!(master.status, 200);
+    assert_eq!(
+        master.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    let master_text = String::from_utf8(master.body).expect("utf-8");
+    assert!(
+        master_text.contains("stream_0.m3u8") && master_text.contains("stream_1.m3u8"),
+        "{master_text}"
+    );
+
+    // A standard player follows it: the first frame, and how far behind the encoder.
+    let first = first_frame(&format!("http://{addr}/master.m3u8"));
+    assert!(first.errors.trim().is_empty(), "{}", first.errors);
+    let behind = (first.at - encoding_since).as_secs_f64() - (first.pts - FIRST_PTS);
+    eprintln!(
+        "hls: first frame after {:.2} s, {behind:.2} s behind the encoder",
+        first.took.as_secs_f64()
+    );
+    assert!(behind < 4.5, "{behind:.2} s behind the encoder");
+
+    // Each new segment is in the viewer's playlist soon after the encoder lists it.
+    let encoder_playlist = encoder_dir.join("stream_0.m3u8");
+    let encoder_sequences = || {
+        std::fs::read_to_string(&encoder_playlist)
+            .map(|t| sequences(&t))
+            .unwrap_or_default()
+    };
+    // Segments already there do not count: only those completed while watching.
+    let already: HashSet<u64> = encoder_sequences().into_iter().collect();
+    let mut listed_by_encoder: HashMap<u64, Instant> = HashMap::new();
+    let mut lag_of: HashMap<u64, Duration> = HashMap::new();
+    let mut window_sizes = Vec::new();
+    let mut previous_first = 0;
+    let watch_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < watch_until {
+        for seq in encoder_sequences() {
+            if !already.contains(&seq) {
+                listed_by_encoder.entry(seq).or_insert_with(Instant::now);
+            }
+        }
+        let playlist = http_get(&addr, "/stream_0.m3u8", &[]);
+        assert_eq!(playlist.status, 200);
+        let text = String::from_utf8(playlist.body).expect("utf-8");
+        let listed = sequences(&text);
+        assert!(!listed.is_empty(), "empty playlist:\n{text}");
+        assert!(listed[0] >= previous_first, "window went backwards");
+        previous_first = listed[0];
+        window_sizes.push(listed.len());
+        for seq in &listed {
+            if let Some(at) = listed_by_encoder.get(seq) {
+                lag_of.entry(*seq).or_insert_with(|| at.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lags: Vec<Duration> = lag_of.values().copied().collect();
+    let worst = lags.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "hls: {} segments, worst lag from the encoder's playlist to the viewer's {worst:?}",
+        lags.len()
+    );
+    assert!(lags.len() >= 4, "segments seen arriving: {lags:?}");
+    assert!(worst < Duration::from_secs(1), "lags {lags:?}");
+    assert!(window_sizes.iter().all(|n| *n <= 6), "{window_sizes:?}");
+
+    // Every listed segment of the small variant is served, as MPEG-TS, completely.
+    let small = String::from_utf8(http_get(&addr, "/stream_1.m3u8", &[]).body).expect("utf-8");
+    let name = small
+        .lines()
+        .rfind(|l| l.ends_with(".ts"))
+        .expect("a segment");
+    let segment = http_get(&addr, &format!("/{name}"), &[]);
+    assert_eq!(segment.status, 200);
+    assert_eq!(segment.header("content-type"), Some("video/mp2t"));
+    assert_eq!(segment.body.first(), Some(&0x47), "starts with a TS packet");
+    let served = std::fs::read(encoder_dir.join(name));
+    if let Ok(on_disk) = served {
+        assert_eq!(
+            segment.body, on_disk,
+            "the encoder's segment, byte for byte"
+        );
+    }
+    // Old segments leave the index (10 per variant) and are not served any more.
+    peer_common::wait_until(Duration::from_secs(15), "12 segments encoded", || {
+        std::fs::read_to_string(&encoder_playlist)
+            .is_ok_and(|t| sequences(&t).last().is_some_and(|n| *n >= 11))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(http_get(&addr, "/stream_00.ts", &[]).status, 404);
+
+    // And the stream decodes from the viewer's playlists for a few seconds.
+    let output = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-i"])
+        .arg(format!("http://{addr}/master.m3u8"))
+        .args(["-map", "0:v:0", "-t", "3", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffmpeg");
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{errors}");
+    assert!(errors.trim().is_empty(), "decoder errors: {errors}");
+}
