@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the outside tools the tests use
-# (xmllint, a STUN client from coturn, a JSON Schema validator, ffmpeg), then runs formatting, lints, every
-# test, and builds the benches and fuzz targets.
+# (xmllint, a STUN client from coturn, a JSON Schema validator, ffmpeg, Chromium, hls.js),
+# then runs formatting, lints, every test, and builds the benches and fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,19 +9,36 @@ need_apt=()
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 command -v turnutils_stunclient >/dev/null 2>&1 || need_apt+=(coturn)
 python3 -c 'import jsonschema' >/dev/null 2>&1 || need_apt+=(python3-jsonschema)
-# Real encoders and players for the streaming tests.
+# Real encoders and players for the streaming tests: ffmpeg, and hls.js in Chromium.
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing ${need_apt[*]}"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # Another apt run may hold the lock for a while: try again a few times.
+    for attempt in 1 2 3 4 5 6; do
+        if $SUDO apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null; then
+            break
+        fi
+        [ "$attempt" = 6 ] && exit 1
+        echo "apt-get failed (busy?); retrying in 20 s"
+        sleep 20
+    done
 fi
 if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
     # Debian's python3-jsonschema serves /usr/bin/python3; another python3 first on PATH
     # gets it from PyPI instead.
     python3 -m pip install -q jsonschema
 fi
+
+# hls.js from the npm registry, into a temporary folder removed at exit.
+npm_dir=$(mktemp -d)
+trap 'rm -rf "$npm_dir"' EXIT
+echo "==> npm install hls.js (into $npm_dir)"
+npm install --silent --no-audit --no-fund --prefix "$npm_dir" hls.js
+export PPSP_TEST_HLS_JS="$npm_dir/node_modules/hls.js/dist/hls.min.js"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -65,4 +66,60 @@ pub(crate) fn first_frame(url: &str) -> FirstFrame {
         pts,
         errors,
     }
+}
+
+/// Starts ffmpeg writing a 25 fps test pattern in real time as two HLS variants (320x240
+/// and 160x120, one keyframe a second, 1 s segments) with a master playlist into `dir`.
+pub(crate) fn hls_encoder(dir: &Path) -> Tool {
+    let out = dir.join("stream_%v.m3u8");
+    let child = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-filter_complex",
+            "[0:v]split=2[a][b];[b]scale=160:120[small]",
+            "-map",
+            "[a]",
+            "-map",
+            "[small]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "25",
+            "-b:v:0",
+            "400k",
+            "-b:v:1",
+            "150k",
+            "-f",
+            "hls",
+            "-hls_time",
+            "1",
+            "-hls_list_size",
+            "6",
+            "-hls_flags",
+            "delete_segments+independent_segments",
+            "-master_pl_name",
+            "master.m3u8",
+            "-var_stream_map",
+            "v:0 v:1",
+        ])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ffmpeg (scripts/test.sh installs it)");
+    Tool(child)
 }
