@@ -368,3 +368,187 @@ fn playlists(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
     out.sort();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::swarm::SwarmOptions;
+
+    struct Fixture {
+        dir: PathBuf,
+        publisher: HlsPublisher,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn fixture() -> Fixture {
+        let dir = std::env::temp_dir().join(format!(
+            "ppsp-hls-live-{}-{}",
+            std::process::id(),
+            crate::random_u64()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let signer = LiveSigner::generate().expect("key");
+        let manifest = LiveManifest {
+            public_key: signer.public_key(),
+            name: "index.m3u8".into(),
+            chunk_size: 1024,
+            sequence: 0,
+            first: 0,
+            chunks: Vec::new(),
+            ended: false,
+            hls: None,
+        };
+        let store = crate::store::ChunkStore::live();
+        store.offer_live_manifest(signer.sign(&manifest).expect("sign"));
+        let swarm = Swarm::live(
+            "source",
+            &manifest.swarm_id(),
+            &manifest.name,
+            store,
+            SwarmOptions::default(),
+        );
+        let publisher = HlsPublisher::new(swarm, signer, manifest, &dir);
+        Fixture { dir, publisher }
+    }
+
+    /// Writes segments `first..=last` (2.5 KiB each, so three chunks) and a playlist
+    /// listing them.
+    fn encoder_writes(dir: &Path, playlist: &str, first: u64, last: u64, tail: &str) {
+        let mut text = format!(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
+        );
+        for n in first..=last {
+            let name = format!("seg{n}.ts");
+            std::fs::write(dir.join(&name), vec![n as u8; 2560]).expect("segment");
+            text.push_str(&format!("#EXTINF:1.000000,\n{name}\n"));
+        }
+        text.push_str(tail);
+        std::fs::write(dir.join(playlist), text).expect("playlist");
+    }
+
+    fn published(f: &Fixture) -> (HlsIndex, LiveManifest) {
+        let signed = f.publisher.swarm.store().live_manifest().expect("manifest");
+        let manifest = signed.manifest().clone();
+        (
+            manifest.hls.as_deref().cloned().expect("an index"),
+            manifest,
+        )
+    }
+
+    #[tokio::test]
+    async fn segments_enter_the_index_as_verified_chunks_and_old_ones_leave() {
+        let mut f = fixture();
+        encoder_writes(&f.dir, "index.m3u8", 0, 2, "");
+        assert!(!f.publisher.step().await.expect("step"));
+        let (index, manifest) = published(&f);
+        let variant = &index.variants[0];
+        assert_eq!(variant.path, "index.m3u8");
+        let listed: Vec<(u64, u64, u32)> = variant
+            .segments
+            .iter()
+            .map(|s| (s.sequence, s.first_chunk, s.chunks))
+            .collect();
+        assert_eq!(listed, vec![(0, 0, 3), (1, 3, 3), (2, 6, 3)]);
+        assert_eq!(manifest.end(), 9);
+        let store = f.publisher.swarm.store();
+        assert!((0..9).all(|c| store.has(c)), "every chunk stored");
+        let version = store.version();
+        // Nothing new: no new manifest.
+        assert!(!f.publisher.step().await.expect("step"));
+        assert_eq!(f.publisher.swarm.store().version(), version);
+
+        // The encoder slides its list on; the index keeps the newest INDEX_SEGMENTS.
+        encoder_writes(&f.dir, "index.m3u8", 8, 13, "");
+        f.publisher.step().await.expect("step");
+        let (index, manifest) = published(&f);
+        let sequences: Vec<u64> = index.variants[0]
+            .segments
+            .iter()
+            .map(|s| s.sequence)
+            .collect();
+        assert_eq!(
+            sequences,
+            (8..=13).collect::<Vec<_>>(),
+            "restarted after the gap"
+        );
+        encoder_writes(&f.dir, "index.m3u8", 14, 20, "");
+        f.publisher.step().await.expect("step");
+        let (index, manifest2) = published(&f);
+        let segments = &index.variants[0].segments;
+        assert_eq!(segments.len(), INDEX_SEGMENTS);
+        assert_eq!(segments[0].sequence, 11);
+        assert_eq!(
+            manifest2.first, segments[0].first_chunk,
+            "older chunks left"
+        );
+        assert!(manifest2.first > manifest.first);
+        assert!(index.validate(manifest2.first, manifest2.end()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn restart_continues_numbering_and_endlist_ends_the_stream() {
+        let mut f = fixture();
+        encoder_writes(&f.dir, "index.m3u8", 5, 7, "");
+        f.publisher.step().await.expect("step");
+        // The encoder starts again from 0.
+        encoder_writes(&f.dir, "index.m3u8", 0, 1, "");
+        f.publisher.step().await.expect("step");
+        let (index, _) = published(&f);
+        let listed: Vec<(u64, bool)> = index.variants[0]
+            .segments
+            .iter()
+            .map(|s| (s.sequence, s.discontinuity))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![(5, false), (6, false), (7, false), (8, true), (9, false)]
+        );
+        let playlist = String::from_utf8(crate::hls::media_playlist(
+            &index.variants[0],
+            &index.variants[0].segments,
+        ))
+        .expect("utf-8");
+        assert!(
+            playlist.contains("#EXT-X-DISCONTINUITY\n#EXTINF:1,\nseg0.ts"),
+            "{playlist}"
+        );
+
+        encoder_writes(&f.dir, "index.m3u8", 0, 2, "#EXT-X-ENDLIST\n");
+        assert!(f.publisher.step().await.expect("step"), "ended");
+        let (index, manifest) = published(&f);
+        assert!(index.variants[0].ended && manifest.ended);
+    }
+
+    #[tokio::test]
+    async fn master_and_unsafe_uris() {
+        let mut f = fixture();
+        std::fs::create_dir_all(f.dir.join("v0")).expect("subdir");
+        std::fs::write(f.dir.join("master.m3u8"), "#EXTM3U\n#EXT-X-VERSION:3\n").expect("w");
+        encoder_writes(&f.dir.join("v0"), "index.m3u8", 0, 0, "");
+        let outside = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n../escape.ts\n\
+                       #EXTINF:1,\nhttp://elsewhere/x.ts\n";
+        std::fs::write(f.dir.join("bad.m3u8"), outside).expect("w");
+        f.publisher.step().await.expect("step");
+        let (index, _) = published(&f);
+        // The half-written master is not a variant; segments that leave DIR are skipped.
+        let paths: Vec<&str> = index.variants.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(paths, vec!["bad.m3u8", "v0/index.m3u8"]);
+        assert!(index.variants[0].segments.is_empty());
+        assert!(matches!(
+            index.resolve("v0/seg0.ts"),
+            Some(crate::hls::HlsResource::Segment(..))
+        ));
+        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=100000\nv0/index.m3u8\n";
+        std::fs::write(f.dir.join("master.m3u8"), master).expect("w");
+        encoder_writes(&f.dir.join("v0"), "index.m3u8", 0, 1, "");
+        f.publisher.step().await.expect("step");
+        let (index, _) = published(&f);
+        assert_eq!(index.entry_path(), Some("master.m3u8"));
+        assert_eq!(index.master.as_ref().map(|m| m.text.as_str()), Some(master));
+    }
+}
