@@ -22,6 +22,8 @@ const MAX_VARIANTS: usize = 16;
 pub const MAX_INDEX_SEGMENTS: usize = 32;
 /// Longest master playlist kept, in bytes.
 const MAX_MASTER_LEN: usize = 64 * 1024;
+/// Longest fMP4 initialization section carried, in bytes.
+pub const MAX_INIT_LEN: usize = 64 * 1024;
 
 /// The encoder's master playlist, carried unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +33,27 @@ pub struct HlsMaster {
     pub path: String,
     /// Its text.
     pub text: String,
+}
+
+/// The initialization section of a variant's fMP4 segments (`EXT-X-MAP`), carried inline
+/// in the index because players need it before any segment and it is small.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsInit {
+    /// Its URI in the media playlist, relative to the playlist's directory.
+    pub uri: String,
+    /// Its bytes, standard base64.
+    pub data: String,
+}
+
+impl HlsInit {
+    /// Its bytes, when `data` is valid base64.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(self.data.as_bytes())
+            .ok()
+    }
 }
 
 /// One segment of a variant, as the live index lists it.
@@ -76,6 +99,8 @@ pub struct HlsVariant {
     pub independent_segments: bool,
     /// The encoder wrote `EXT-X-ENDLIST`: no segment follows.
     pub ended: bool,
+    /// The fMP4 initialization section the segments need, if any.
+    pub init: Option<HlsInit>,
     /// The newest segments, oldest first, with consecutive sequence numbers.
     pub segments: Vec<HlsSegment>,
 }
@@ -84,9 +109,14 @@ impl HlsVariant {
     /// The path a segment is served under: its URI resolved against this playlist's
     /// directory.
     pub fn segment_path(&self, segment: &HlsSegment) -> String {
+        self.resolve_uri(&segment.uri)
+    }
+
+    /// A URI of this playlist resolved against its directory.
+    pub fn resolve_uri(&self, uri: &str) -> String {
         match self.path.rsplit_once('/') {
-            Some((dir, _)) => format!("{dir}/{}", segment.uri),
-            None => segment.uri.clone(),
+            Some((dir, _)) => format!("{dir}/{uri}"),
+            None => uri.to_owned(),
         }
     }
 }
@@ -110,6 +140,8 @@ pub enum HlsResource<'a> {
     Media(&'a HlsVariant),
     /// A segment of a variant.
     Segment(&'a HlsVariant, &'a HlsSegment),
+    /// The fMP4 initialization section of a variant.
+    Init(&'a HlsInit),
 }
 
 impl HlsIndex {
@@ -130,6 +162,13 @@ impl HlsIndex {
         for variant in &self.variants {
             if variant.path == path {
                 return Some(HlsResource::Media(variant));
+            }
+            if let Some(init) = variant
+                .init
+                .as_ref()
+                .filter(|i| variant.resolve_uri(&i.uri) == path)
+            {
+                return Some(HlsResource::Init(init));
             }
             if let Some(segment) = variant
                 .segments
@@ -167,6 +206,12 @@ impl HlsIndex {
         }
         for variant in &self.variants {
             check_path(&variant.path)?;
+            if let Some(init) = &variant.init {
+                check_path(&variant.resolve_uri(&init.uri))?;
+                if init.bytes().is_none_or(|b| b.len() > MAX_INIT_LEN) {
+                    return bad("initialization section unreadable or too long".to_owned());
+                }
+            }
             if variant.segments.len() > MAX_INDEX_SEGMENTS {
                 return bad(format!("more than {MAX_INDEX_SEGMENTS} segments"));
             }
@@ -230,8 +275,21 @@ pub struct EncoderPlaylist {
     pub independent_segments: bool,
     /// `EXT-X-ENDLIST`.
     pub ended: bool,
-    /// Each segment: URI, duration in seconds, discontinuity.
-    pub segments: Vec<(String, f32, bool)>,
+    /// The segments, oldest first.
+    pub segments: Vec<EncoderSegment>,
+}
+
+/// A segment as an encoder's media playlist lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncoderSegment {
+    /// Its URI.
+    pub uri: String,
+    /// `EXTINF` duration, seconds.
+    pub duration: f32,
+    /// An `EXT-X-DISCONTINUITY` precedes it.
+    pub discontinuity: bool,
+    /// The `EXT-X-MAP` URI in force from this segment on, where the playlist names one.
+    pub map: Option<String>,
 }
 
 /// What an encoder's `.m3u8` file is.
@@ -261,7 +319,12 @@ pub fn read_encoder_playlist(bytes: &[u8]) -> Result<EncoderFile, Error> {
             segments: media
                 .segments
                 .into_iter()
-                .map(|s| (s.uri, s.duration, s.discontinuity))
+                .map(|s| EncoderSegment {
+                    uri: s.uri,
+                    duration: s.duration,
+                    discontinuity: s.discontinuity,
+                    map: s.map.map(|m| m.uri),
+                })
                 .collect(),
         }),
     })
@@ -293,10 +356,20 @@ pub fn media_playlist(variant: &HlsVariant, segments: &[HlsSegment]) -> Vec<u8> 
         end_list: variant.ended && reaches_end,
         segments: segments
             .iter()
-            .map(|s| m3u8_rs::MediaSegment {
+            .enumerate()
+            .map(|(i, s)| m3u8_rs::MediaSegment {
                 uri: s.uri.clone(),
                 duration: (s.duration_us as f64 / 1e6) as f32,
                 discontinuity: s.discontinuity,
+                // The initialization section precedes the first segment listed.
+                map: variant
+                    .init
+                    .as_ref()
+                    .filter(|_| i == 0)
+                    .map(|init| m3u8_rs::Map {
+                        uri: init.uri.clone(),
+                        ..m3u8_rs::Map::default()
+                    }),
                 ..m3u8_rs::MediaSegment::default()
             })
             .collect(),
@@ -341,6 +414,7 @@ mod tests {
             discontinuity_sequence: 0,
             independent_segments: true,
             ended: false,
+            init: None,
             segments: vec![
                 segment(7, 10, true),
                 segment(8, 12, false),
@@ -434,6 +508,37 @@ mod tests {
     }
 
     #[test]
+    fn fmp4_initialization_section() {
+        use base64::Engine as _;
+        let mut v = variant("v0/index.m3u8");
+        v.init = Some(HlsInit {
+            uri: "init.mp4".into(),
+            data: base64::engine::general_purpose::STANDARD.encode(b"ftyp...moov"),
+        });
+        let index = HlsIndex {
+            master: None,
+            variants: vec![v.clone()],
+        };
+        assert!(matches!(
+            index.resolve("v0/init.mp4"),
+            Some(HlsResource::Init(i)) if i.bytes().as_deref() == Some(&b"ftyp...moov"[..])
+        ));
+        assert!(index.validate(10, 16).is_ok());
+        let text = String::from_utf8(media_playlist(&v, &v.segments[1..])).expect("utf-8");
+        assert_eq!(
+            text.matches("#EXT-X-MAP:URI=\"init.mp4\"").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.find("#EXT-X-MAP") < text.find("seg8.ts"), "{text}");
+        let mut bad = index.clone();
+        if let Some(init) = bad.variants[0].init.as_mut() {
+            init.data = "not base64!".into();
+        }
+        assert!(bad.validate(10, 16).is_err());
+    }
+
+    #[test]
     fn reads_what_ffmpeg_writes() {
         let media = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n\
             #EXT-X-MEDIA-SEQUENCE:4\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXTINF:1.000000,\n\
@@ -443,13 +548,21 @@ mod tests {
         };
         assert_eq!(p.media_sequence, 4);
         assert!(p.independent_segments && !p.ended);
+        let listed: Vec<(&str, f32, bool)> = p
+            .segments
+            .iter()
+            .map(|s| (s.uri.as_str(), s.duration, s.discontinuity))
+            .collect();
         assert_eq!(
-            p.segments,
-            vec![
-                ("index4.ts".to_owned(), 1.0, false),
-                ("index5.ts".to_owned(), 0.96, true)
-            ]
+            listed,
+            vec![("index4.ts", 1.0, false), ("index5.ts", 0.96, true)]
         );
+        let fmp4 = b"#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:1\n\
+            #EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:1.000000,\nindex0.m4s\n";
+        let EncoderFile::Media(p) = read_encoder_playlist(fmp4).expect("parses") else {
+            panic!("media");
+        };
+        assert_eq!(p.segments[0].map.as_deref(), Some("init.mp4"));
         let master = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH=140800,\
             RESOLUTION=320x240,CODECS=\"avc1.64000d\"\nstream_0.m3u8\n";
         assert_eq!(

@@ -24,8 +24,8 @@ use bytes::Bytes;
 
 use crate::error::Error;
 use crate::hls::{
-    EncoderFile, EncoderPlaylist, HlsIndex, HlsMaster, HlsSegment, HlsVariant, check_path,
-    duration_us, read_encoder_playlist,
+    EncoderFile, EncoderPlaylist, HlsIndex, HlsInit, HlsMaster, HlsSegment, HlsVariant,
+    MAX_INIT_LEN, check_path, duration_us, read_encoder_playlist,
 };
 use crate::manifest::{LiveChunk, LiveManifest, LiveSigner, hash_chunk};
 use crate::store::LIVE_RETENTION;
@@ -166,6 +166,7 @@ impl HlsPublisher {
                     discontinuity_sequence: 0,
                     independent_segments: playlist.independent_segments,
                     ended: false,
+                    init: None,
                     segments: Vec::new(),
                 });
                 self.index.variants.len() - 1
@@ -196,7 +197,26 @@ impl HlsPublisher {
                 changed = true;
             }
         }
-        for (i, (uri, duration, discontinuity)) in playlist.segments.iter().enumerate() {
+        if let Some(map) = playlist.segments.iter().rev().find_map(|s| s.map.as_ref())
+            && self.index.variants[position]
+                .init
+                .as_ref()
+                .is_none_or(|init| &init.uri != map)
+        {
+            match self.read_init(&self.index.variants[position], map).await {
+                Ok(init) => {
+                    self.index.variants[position].init = Some(init);
+                    changed = true;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "cannot read the initialization section yet");
+                    return Ok(changed);
+                }
+            }
+        }
+        for (i, segment) in playlist.segments.iter().enumerate() {
+            let (uri, duration, discontinuity) =
+                (&segment.uri, &segment.duration, &segment.discontinuity);
             let encoder_number = playlist.media_sequence + i as u64;
             let numbering = self.numbering.entry(path.to_owned()).or_default();
             if numbering
@@ -268,6 +288,23 @@ impl HlsPublisher {
             changed = true;
         }
         Ok(changed)
+    }
+
+    /// Reads the fMP4 initialization section `uri` of `variant`.
+    async fn read_init(&self, variant: &HlsVariant, uri: &str) -> Result<HlsInit, Error> {
+        use base64::Engine as _;
+        let served = variant.resolve_uri(uri);
+        check_path(&served)?;
+        let data = read_segment(&self.dir.join(&served)).await?;
+        if data.len() > MAX_INIT_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "initialization section {served} is over {MAX_INIT_LEN} bytes"
+            )));
+        }
+        Ok(HlsInit {
+            uri: uri.to_owned(),
+            data: base64::engine::general_purpose::STANDARD.encode(&data),
+        })
     }
 
     /// Keeps each variant's newest segments and the manifest's chunks from the oldest of

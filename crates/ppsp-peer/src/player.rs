@@ -598,6 +598,27 @@ async fn respond_hls(
             playlist_response(Bytes::from(text), head)
         }
         Some(HlsResource::Segment(_, segment)) => segment_response(swarm, segment.clone(), head),
+        Some(HlsResource::Init(init)) => match init.bytes() {
+            Some(bytes) => {
+                let length = bytes.len();
+                let mut response = Response::new(if head {
+                    OutBody::empty()
+                } else {
+                    OutBody::full(bytes)
+                });
+                let headers = response.headers_mut();
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(guess_content_type(&init.uri)),
+                );
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+                response
+            }
+            None => simple(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unreadable init section\n",
+            ),
+        },
         None => simple(StatusCode::NOT_FOUND, "no such playlist or segment\n"),
     }
 }

@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use peer_common::{Proc, TempDir, tracker};
-use stream_common::{Tool, hls_encoder};
+use peer_common::TempDir;
+use stream_common::{Tool, hls_encoder, live_hls};
 
 /// The page: plays `SRC` with hls.js and POSTs every error event and, twice a second, the
 /// playback position and hls.js's latency estimate.
@@ -139,40 +139,17 @@ fn chromium(profile: &Path, url: &str) -> Tool {
 
 #[test]
 fn hls_js_in_chromium_plays_a_live_stream_from_play() {
-    let dir = TempDir::new("browser");
-    let script = std::fs::read(hls_js(&dir)).expect("hls.min.js");
-    let encoder_dir = dir.join("encoder");
-    std::fs::create_dir_all(&encoder_dir).expect("encoder dir");
-    let (_tracker, url) = tracker(&dir);
-    let source = Proc::spawn(
-        &dir,
-        "source",
-        &[
-            "peer",
-            "live",
-            "--hls",
-            encoder_dir.to_str().expect("utf-8"),
-            "--tracker",
-            &url,
-        ],
-        false,
-    );
-    let swarm = source.wait_line("swarm ", Duration::from_secs(30));
-    source.wait_listening();
-    let _encoder = hls_encoder(&encoder_dir);
-    std::thread::sleep(Duration::from_secs(2));
-    let viewer = Proc::spawn(
-        &dir,
-        "viewer",
-        &["peer", "play", &swarm, "--tracker", &url],
-        false,
-    );
-    let addr = viewer.wait_listening();
-
+    let scratch = TempDir::new("browser");
+    let script = std::fs::read(hls_js(&scratch)).expect("hls.min.js");
+    let live = live_hls("browser-hls", hls_encoder, Duration::from_secs(2));
+    let (addr, viewer) = (&live.addr, &live.viewer);
     let (tx, reports) = mpsc::channel();
     let page = PAGE.replace("SRC", &format!("http://{addr}/master.m3u8"));
     let port = page_server(page, script, tx);
-    let _browser = chromium(&dir.join("profile"), &format!("http://127.0.0.1:{port}/"));
+    let _browser = chromium(
+        &scratch.join("profile"),
+        &format!("http://127.0.0.1:{port}/"),
+    );
 
     // Watch until the video has played 4 s past its first position, or give up.
     let deadline = Instant::now() + Duration::from_secs(40);

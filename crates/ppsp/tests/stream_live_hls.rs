@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use peer_common::{Proc, TempDir, http_get, tracker};
-use stream_common::{FIRST_PTS, first_frame, hls_encoder};
+use peer_common::http_get;
+use stream_common::{FIRST_PTS, Tool, first_frame, hls_encoder, live_hls};
 
 /// The media sequence numbers a playlist lists.
 fn sequences(text: &str) -> Vec<u64> {
@@ -26,40 +26,12 @@ fn sequences(text: &str) -> Vec<u64> {
 
 #[test]
 fn live_hls_variants_reach_a_viewer_and_play() {
-    let dir = TempDir::new("hls");
-    let encoder_dir = dir.join("encoder");
-    std::fs::create_dir_all(&encoder_dir).expect("encoder dir");
-    let (_tracker, url) = tracker(&dir);
-    let source = Proc::spawn(
-        &dir,
-        "source",
-        &[
-            "peer",
-            "live",
-            "--hls",
-            encoder_dir.to_str().expect("utf-8"),
-            "--tracker",
-            &url,
-        ],
-        false,
-    );
-    let swarm = source.wait_line("swarm ", Duration::from_secs(30));
-    source.wait_listening();
-    let encoding_since = Instant::now();
-    let _encoder = hls_encoder(&encoder_dir);
-    std::thread::sleep(Duration::from_secs(3));
-
-    let viewer = Proc::spawn(
-        &dir,
-        "viewer",
-        &["peer", "play", &swarm, "--tracker", &url],
-        false,
-    );
-    let addr = viewer.wait_listening();
-    let root = http_get(&addr, "/", &[]);
+    let live = live_hls("hls", hls_encoder, Duration::from_secs(3));
+    let (addr, encoder_dir, encoding_since) = (&live.addr, &live.encoder_dir, live.encoding_since);
+    let root = http_get(addr, "/", &[]);
     assert_eq!(root.status, 302);
     assert_eq!(root.header("location"), Some("/master.m3u8"));
-    let master = http_get(&addr, "/master.m3u8", &[]);
+    let master = http_get(addr, "/master.m3u8", &[]);
     assert_eq!(master.status, 200);
     assert_eq!(
         master.header("content-type"),
@@ -101,7 +73,7 @@ fn live_hls_variants_reach_a_viewer_and_play() {
                 listed_by_encoder.entry(seq).or_insert_with(Instant::now);
             }
         }
-        let playlist = http_get(&addr, "/stream_0.m3u8", &[]);
+        let playlist = http_get(addr, "/stream_0.m3u8", &[]);
         assert_eq!(playlist.status, 200);
         let text = String::from_utf8(playlist.body).expect("utf-8");
         let listed = sequences(&text);
@@ -127,12 +99,12 @@ fn live_hls_variants_reach_a_viewer_and_play() {
     assert!(window_sizes.iter().all(|n| *n <= 6), "{window_sizes:?}");
 
     // Every listed segment of the small variant is served, as MPEG-TS, completely.
-    let small = String::from_utf8(http_get(&addr, "/stream_1.m3u8", &[]).body).expect("utf-8");
+    let small = String::from_utf8(http_get(addr, "/stream_1.m3u8", &[]).body).expect("utf-8");
     let name = small
         .lines()
         .rfind(|l| l.ends_with(".ts"))
         .expect("a segment");
-    let segment = http_get(&addr, &format!("/{name}"), &[]);
+    let segment = http_get(addr, &format!("/{name}"), &[]);
     assert_eq!(segment.status, 200);
     assert_eq!(segment.header("content-type"), Some("video/mp2t"));
     assert_eq!(segment.body.first(), Some(&0x47), "starts with a TS packet");
@@ -149,13 +121,84 @@ fn live_hls_variants_reach_a_viewer_and_play() {
             .is_ok_and(|t| sequences(&t).last().is_some_and(|n| *n >= 11))
     });
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(http_get(&addr, "/stream_00.ts", &[]).status, 404);
+    assert_eq!(http_get(addr, "/stream_00.ts", &[]).status, 404);
 
     // And the stream decodes from the viewer's playlists for a few seconds.
     let output = Command::new("ffmpeg")
         .args(["-hide_banner", "-v", "error", "-i"])
         .arg(format!("http://{addr}/master.m3u8"))
         .args(["-map", "0:v:0", "-t", "3", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffmpeg");
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{errors}");
+    assert!(errors.trim().is_empty(), "decoder errors: {errors}");
+}
+
+/// ffmpeg writing one variant of fragmented-MP4 segments (`EXT-X-MAP` init section).
+fn fmp4_encoder(dir: &std::path::Path) -> Tool {
+    let child = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "25",
+            "-f",
+            "hls",
+            "-hls_time",
+            "1",
+            "-hls_list_size",
+            "6",
+            "-hls_segment_type",
+            "fmp4",
+            "-hls_flags",
+            "delete_segments+independent_segments",
+        ])
+        .arg(dir.join("index.m3u8"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ffmpeg (scripts/test.sh installs it)");
+    Tool(child)
+}
+
+#[test]
+fn live_hls_fmp4_segments_play_with_their_init_section() {
+    let live = live_hls("hls-fmp4", fmp4_encoder, Duration::from_secs(3));
+    let addr = &live.addr;
+    let playlist = String::from_utf8(http_get(addr, "/index.m3u8", &[]).body).expect("utf-8");
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"init.mp4\""),
+        "{playlist}"
+    );
+    let init = http_get(addr, "/init.mp4", &[]);
+    assert_eq!(init.status, 200);
+    assert_eq!(init.header("content-type"), Some("video/mp4"));
+    assert_eq!(
+        init.body,
+        std::fs::read(live.encoder_dir.join("init.mp4")).expect("init.mp4"),
+        "the encoder's init section, byte for byte"
+    );
+    let output = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-i"])
+        .arg(format!("http://{addr}/index.m3u8"))
+        .args(["-t", "3", "-f", "null", "-"])
         .stdin(Stdio::null())
         .output()
         .expect("ffmpeg");

@@ -2,9 +2,11 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::peer_common::{Proc, TempDir, tracker};
 
 /// ffmpeg's MPEG-TS and HLS muxers start timestamps at 1.4 s (their default mux delay).
 pub(crate) const FIRST_PTS: f64 = 1.4;
@@ -122,4 +124,63 @@ pub(crate) fn hls_encoder(dir: &Path) -> Tool {
         .spawn()
         .expect("ffmpeg (scripts/test.sh installs it)");
     Tool(child)
+}
+
+/// A live HLS swarm running: tracker, `live --hls` source fed by an encoder, one viewer.
+pub(crate) struct LiveHls {
+    pub(crate) encoder_dir: PathBuf,
+    /// When the encoder was started.
+    pub(crate) encoding_since: Instant,
+    /// The viewer's player endpoint, host:port.
+    pub(crate) addr: String,
+    pub(crate) viewer: Proc,
+    // Dropped in this order: processes first, the scratch directory last.
+    _encoder: Tool,
+    _source: Proc,
+    _tracker: Proc,
+    pub(crate) dir: TempDir,
+}
+
+/// Starts a tracker and a `ppsp peer live --hls` source, then `encoder` writing into the
+/// source's directory, and after `lead` a viewer's `play`.
+pub(crate) fn live_hls(tag: &str, encoder: impl FnOnce(&Path) -> Tool, lead: Duration) -> LiveHls {
+    let dir = TempDir::new(tag);
+    let encoder_dir = dir.join("encoder");
+    std::fs::create_dir_all(&encoder_dir).expect("encoder dir");
+    let (tracker, url) = tracker(&dir);
+    let source = Proc::spawn(
+        &dir,
+        "source",
+        &[
+            "peer",
+            "live",
+            "--hls",
+            encoder_dir.to_str().expect("utf-8"),
+            "--tracker",
+            &url,
+        ],
+        false,
+    );
+    let swarm = source.wait_line("swarm ", Duration::from_secs(30));
+    source.wait_listening();
+    let encoding_since = Instant::now();
+    let encoder = encoder(&encoder_dir);
+    std::thread::sleep(lead);
+    let viewer = Proc::spawn(
+        &dir,
+        "viewer",
+        &["peer", "play", &swarm, "--tracker", &url],
+        false,
+    );
+    let addr = viewer.wait_listening();
+    LiveHls {
+        encoder_dir,
+        encoding_since,
+        addr,
+        viewer,
+        _encoder: encoder,
+        _source: source,
+        _tracker: tracker,
+        dir,
+    }
 }
