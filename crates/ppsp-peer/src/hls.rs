@@ -20,16 +20,17 @@ const MAX_PATH_LEN: usize = 256;
 const MAX_VARIANTS: usize = 16;
 /// Most segments listed per variant.
 pub const MAX_INDEX_SEGMENTS: usize = 32;
-/// Longest master playlist kept, in bytes.
-const MAX_MASTER_LEN: usize = 64 * 1024;
+/// Longest master playlist or MPD kept, in bytes.
+pub const MAX_DOCUMENT_LEN: usize = 256 * 1024;
 /// Longest fMP4 initialization section carried, in bytes.
 pub const MAX_INIT_LEN: usize = 64 * 1024;
 
-/// The encoder's master playlist, carried unchanged.
+/// A document of the encoder's carried unchanged: the master playlist, or the MPD of an
+/// encoder that writes DASH as well (ffmpeg's `dash` muxer with `-hls_playlist 1`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HlsMaster {
-    /// Its path under the published directory (`master.m3u8`).
+pub struct HlsDocument {
+    /// Its path under the published directory (`master.m3u8`, `manifest.mpd`).
     pub path: String,
     /// Its text.
     pub text: String,
@@ -126,7 +127,10 @@ impl HlsVariant {
 #[serde(deny_unknown_fields)]
 pub struct HlsIndex {
     /// The master playlist, when the encoder writes one (several variants).
-    pub master: Option<HlsMaster>,
+    pub master: Option<HlsDocument>,
+    /// The DASH MPD, when the encoder writes one beside the playlists; its segments are
+    /// the variants' segments.
+    pub dash: Option<HlsDocument>,
     /// The media playlists.
     pub variants: Vec<HlsVariant>,
 }
@@ -135,7 +139,9 @@ pub struct HlsIndex {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HlsResource<'a> {
     /// The master playlist.
-    Master(&'a HlsMaster),
+    Master(&'a HlsDocument),
+    /// The DASH MPD.
+    Dash(&'a HlsDocument),
     /// A media playlist.
     Media(&'a HlsVariant),
     /// A segment of a variant.
@@ -158,6 +164,9 @@ impl HlsIndex {
     pub fn resolve(&self, path: &str) -> Option<HlsResource<'_>> {
         if let Some(master) = self.master.as_ref().filter(|m| m.path == path) {
             return Some(HlsResource::Master(master));
+        }
+        if let Some(mpd) = self.dash.as_ref().filter(|m| m.path == path) {
+            return Some(HlsResource::Dash(mpd));
         }
         for variant in &self.variants {
             if variant.path == path {
@@ -198,10 +207,10 @@ impl HlsIndex {
         if self.variants.len() > MAX_VARIANTS {
             return bad(format!("more than {MAX_VARIANTS} variants"));
         }
-        if let Some(master) = &self.master {
-            check_path(&master.path)?;
-            if master.text.len() > MAX_MASTER_LEN {
-                return bad("master playlist too long".to_owned());
+        for document in self.master.iter().chain(&self.dash) {
+            check_path(&document.path)?;
+            if document.text.len() > MAX_DOCUMENT_LEN {
+                return bad(format!("{} too long", document.path));
             }
         }
         for variant in &self.variants {
@@ -426,9 +435,13 @@ mod tests {
     #[test]
     fn resolves_paths_of_playlists_and_segments() {
         let index = HlsIndex {
-            master: Some(HlsMaster {
+            master: Some(HlsDocument {
                 path: "master.m3u8".into(),
                 text: "#EXTM3U\n".into(),
+            }),
+            dash: Some(HlsDocument {
+                path: "live.mpd".into(),
+                text: "<MPD/>".into(),
             }),
             variants: vec![variant("v0/index.m3u8"), variant("index.m3u8")],
         };
@@ -436,6 +449,10 @@ mod tests {
         assert!(matches!(
             index.resolve("master.m3u8"),
             Some(HlsResource::Master(_))
+        ));
+        assert!(matches!(
+            index.resolve("live.mpd"),
+            Some(HlsResource::Dash(_))
         ));
         assert!(matches!(
             index.resolve("v0/index.m3u8"),
@@ -476,6 +493,7 @@ mod tests {
         v.segments[2].sequence = 11;
         let index = HlsIndex {
             master: None,
+            dash: None,
             variants: vec![v],
         };
         assert!(index.validate(0, 100).is_err());
@@ -517,6 +535,7 @@ mod tests {
         });
         let index = HlsIndex {
             master: None,
+            dash: None,
             variants: vec![v.clone()],
         };
         assert!(matches!(

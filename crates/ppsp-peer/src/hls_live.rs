@@ -24,8 +24,8 @@ use bytes::Bytes;
 
 use crate::error::Error;
 use crate::hls::{
-    EncoderFile, EncoderPlaylist, HlsIndex, HlsInit, HlsMaster, HlsSegment, HlsVariant,
-    MAX_INIT_LEN, check_path, duration_us, read_encoder_playlist,
+    EncoderFile, EncoderPlaylist, HlsDocument, HlsIndex, HlsInit, HlsSegment, HlsVariant,
+    MAX_DOCUMENT_LEN, MAX_INIT_LEN, check_path, duration_us, read_encoder_playlist,
 };
 use crate::manifest::{LiveChunk, LiveManifest, LiveSigner, hash_chunk};
 use crate::store::LIVE_RETENTION;
@@ -105,13 +105,28 @@ impl HlsPublisher {
             if self.seen.get(&path) == Some(&bytes) {
                 continue;
             }
+            if path.ends_with(".mpd") {
+                if bytes.len() <= MAX_DOCUMENT_LEN
+                    && let Ok(text) = String::from_utf8(bytes.clone())
+                {
+                    self.index.dash = Some(HlsDocument {
+                        path: path.clone(),
+                        text,
+                    });
+                    changed = true;
+                } else {
+                    tracing::warn!(path, "MPD unreadable or over 256 KiB; not published");
+                }
+                self.seen.insert(path, bytes);
+                continue;
+            }
             match read_encoder_playlist(&bytes) {
                 Ok(EncoderFile::Master) => {
                     // A master playlist caught before its first variant line reads as an
                     // empty media playlist: it is no variant.
                     self.index.variants.retain(|v| v.path != path);
                     let text = String::from_utf8_lossy(&bytes).into_owned();
-                    self.index.master = Some(HlsMaster {
+                    self.index.master = Some(HlsDocument {
                         path: path.clone(),
                         text,
                     });
@@ -373,7 +388,7 @@ async fn read_segment(path: &Path) -> Result<Bytes, Error> {
     Ok(Bytes::from(data))
 }
 
-/// Every `.m3u8` file under `dir` (to [`MAX_DEPTH`] levels), as a `/`-separated path
+/// Every `.m3u8` and `.mpd` file under `dir` (to [`MAX_DEPTH`] levels), as a `/`-separated path
 /// relative to `dir` with its bytes.
 fn playlists(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let mut out = Vec::new();
@@ -394,7 +409,10 @@ fn playlists(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
             };
             if kind.is_dir() && depth + 1 < MAX_DEPTH {
                 pending.push((entry.path(), format!("{relative}/"), depth + 1));
-            } else if kind.is_file() && name.ends_with(".m3u8") && check_path(&relative).is_ok() {
+            } else if kind.is_file()
+                && (name.ends_with(".m3u8") || name.ends_with(".mpd"))
+                && check_path(&relative).is_ok()
+            {
                 // A file removed between listing and reading is simply not there this time.
                 if let Ok(bytes) = std::fs::read(entry.path()) {
                     out.push((relative, bytes));

@@ -37,6 +37,8 @@ const LIVE_MAX_LAG: u64 = 32;
 const LIVE_START_SEARCH: Duration = Duration::from_secs(10);
 /// Media type of HLS playlists (RFC 8216 §4).
 const HLS_MEDIA_TYPE: &str = "application/vnd.apple.mpegurl";
+/// Media type of DASH MPDs (ISO/IEC 23009-1 Annex C).
+const DASH_MEDIA_TYPE: &str = "application/dash+xml";
 /// Segments a live HLS media playlist waits for before its first answer to a player.
 const HLS_START_SEGMENTS: usize = 3;
 /// Most segments in a served live media playlist.
@@ -590,12 +592,19 @@ async fn respond_hls(
         return response;
     }
     match index.resolve(wanted) {
-        Some(HlsResource::Master(master)) => {
-            playlist_response(Bytes::from(master.text.clone().into_bytes()), head)
-        }
+        Some(HlsResource::Master(master)) => playlist_response(
+            Bytes::from(master.text.clone().into_bytes()),
+            HLS_MEDIA_TYPE,
+            head,
+        ),
+        Some(HlsResource::Dash(mpd)) => playlist_response(
+            Bytes::from(mpd.text.clone().into_bytes()),
+            DASH_MEDIA_TYPE,
+            head,
+        ),
         Some(HlsResource::Media(variant)) => {
             let text = media_playlist_when_ready(swarm, variant.clone()).await;
-            playlist_response(Bytes::from(text), head)
+            playlist_response(Bytes::from(text), HLS_MEDIA_TYPE, head)
         }
         Some(HlsResource::Segment(_, segment)) => segment_response(swarm, segment.clone(), head),
         Some(HlsResource::Init(init)) => match init.bytes() {
@@ -623,7 +632,7 @@ async fn respond_hls(
     }
 }
 
-fn playlist_response(text: Bytes, head: bool) -> Response<OutBody> {
+fn playlist_response(text: Bytes, media_type: &'static str, head: bool) -> Response<OutBody> {
     let length = text.len();
     let body = if head {
         OutBody::empty()
@@ -632,7 +641,7 @@ fn playlist_response(text: Bytes, head: bool) -> Response<OutBody> {
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(HLS_MEDIA_TYPE));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
     // A live playlist changes with every segment.
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(length));

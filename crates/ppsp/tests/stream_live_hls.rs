@@ -1,7 +1,7 @@
-//! Live HLS from a real encoder through the real binary: ffmpeg writes two variants with
-//! 1 s segments into a directory, `ppsp peer live --hls DIR` publishes them, and a viewer's
-//! `play` serves the master playlist, sliding-window media playlists and the segments,
-//! which ffmpeg's HLS demuxer plays without errors.
+//! Live HLS (and DASH written beside it) from a real encoder through the real binary:
+//! ffmpeg writes 1 s segments into a directory, `ppsp peer live --hls DIR` publishes them,
+//! and a viewer's `play` serves the playlists (or the MPD) and the segments, which ffmpeg's
+//! HLS and DASH demuxers play without errors.
 
 mod peer_common;
 mod stream_common;
@@ -205,4 +205,74 @@ fn live_hls_fmp4_segments_play_with_their_init_section() {
     let errors = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{errors}");
     assert!(errors.trim().is_empty(), "decoder errors: {errors}");
+}
+
+/// ffmpeg's DASH muxer, live, writing HLS playlists beside the MPD (`-hls_playlist 1`).
+fn dash_encoder(dir: &std::path::Path) -> Tool {
+    let child = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "25",
+            "-f",
+            "dash",
+            "-seg_duration",
+            "1",
+            "-window_size",
+            "6",
+            "-hls_playlist",
+            "1",
+        ])
+        .arg(dir.join("manifest.mpd"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ffmpeg (scripts/test.sh installs it)");
+    Tool(child)
+}
+
+#[test]
+fn live_dash_mpd_and_its_segments_play_from_play() {
+    let live = live_hls("dash", dash_encoder, Duration::from_secs(4));
+    let addr = &live.addr;
+    let mpd = http_get(addr, "/manifest.mpd", &[]);
+    assert_eq!(mpd.status, 200);
+    assert_eq!(mpd.header("content-type"), Some("application/dash+xml"));
+    let text = String::from_utf8(mpd.body).expect("utf-8");
+    assert!(
+        text.contains("type=\"dynamic\"") && text.contains("SegmentTemplate"),
+        "{text}"
+    );
+    // ffmpeg's DASH demuxer reads the MPD and the segments it names from the viewer.
+    let output = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-i"])
+        .arg(format!("http://{addr}/manifest.mpd"))
+        .args(["-t", "3", "-f", "framemd5", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffmpeg");
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{errors}");
+    assert!(errors.trim().is_empty(), "decoder errors: {errors}");
+    let frames = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .count();
+    assert_eq!(frames, 75, "3 s at 25 fps decoded");
 }
