@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use peer_common::http_get;
-use stream_common::{FIRST_PTS, Tool, first_frame, hls_encoder, live_hls};
+use stream_common::{Tool, first_frame, hls_encoder, live_hls};
 
 /// The media sequence numbers a playlist lists.
 fn sequences(text: &str) -> Vec<u64> {
@@ -27,7 +27,7 @@ fn sequences(text: &str) -> Vec<u64> {
 #[test]
 fn live_hls_variants_reach_a_viewer_and_play() {
     let live = live_hls("hls", hls_encoder, Duration::from_secs(3));
-    let (addr, encoder_dir, encoding_since) = (&live.addr, &live.encoder_dir, live.encoding_since);
+    let (addr, encoder_dir) = (&live.addr, &live.encoder_dir);
     let root = http_get(addr, "/", &[]);
     assert_eq!(root.status, 302);
     assert_eq!(root.header("location"), Some("/master.m3u8"));
@@ -43,15 +43,9 @@ fn live_hls_variants_reach_a_viewer_and_play() {
         "{master_text}"
     );
 
-    // A standard player follows it: the first frame, and how far behind the encoder.
+    // A standard player follows it (from 3 segments before the newest, its own choice).
     let first = first_frame(&format!("http://{addr}/master.m3u8"));
     assert!(first.errors.trim().is_empty(), "{}", first.errors);
-    let behind = (first.at - encoding_since).as_secs_f64() - (first.pts - FIRST_PTS);
-    eprintln!(
-        "hls: first frame after {:.2} s, {behind:.2} s behind the encoder",
-        first.took.as_secs_f64()
-    );
-    assert!(behind < 4.5, "{behind:.2} s behind the encoder");
 
     // Each new segment is in the viewer's playlist soon after the encoder lists it.
     let encoder_playlist = encoder_dir.join("stream_0.m3u8");
@@ -89,13 +83,8 @@ fn live_hls_variants_reach_a_viewer_and_play() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let lags: Vec<Duration> = lag_of.values().copied().collect();
-    let worst = lags.iter().max().copied().unwrap_or_default();
-    eprintln!(
-        "hls: {} segments, worst lag from the encoder's playlist to the viewer's {worst:?}",
-        lags.len()
-    );
+    // New segments keep arriving in the viewer's playlist (how fast: scripts/stream-latency.sh).
     assert!(lags.len() >= 4, "segments seen arriving: {lags:?}");
-    assert!(worst < Duration::from_secs(1), "lags {lags:?}");
     assert!(window_sizes.iter().all(|n| *n <= 6), "{window_sizes:?}");
 
     // Every listed segment of the small variant is served, as MPEG-TS, completely.

@@ -1,13 +1,14 @@
 //! A raw MPEG-TS live stream from a real encoder (ffmpeg, lavfi test source) through a
 //! LIVESEED and a viewer's `play`: a player joining mid-stream decodes its first frame
-//! promptly, without decoder errors, close behind the source.
+//! without decoder errors, from near the live edge. (Latencies are measured by
+//! `scripts/stream-latency.sh`, not asserted here.)
 
 mod peer_common;
 mod stream_common;
 
 use std::io::{Read as _, Write as _};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use peer_common::{Proc, TempDir, tracker};
 use stream_common::{FIRST_PTS, Tool, first_frame};
@@ -53,7 +54,6 @@ fn viewer_starts_on_a_keyframe(tag: &str, codec: &[&str]) {
     let mut source = Proc::spawn(&dir, "source", &["peer", "live", "--tracker", &url], true);
     let swarm = source.wait_line("swarm ", Duration::from_secs(30));
     source.wait_listening();
-    let encoding_since = Instant::now();
     let _encoder = encoder(&mut source, codec);
     // Join well after the first keyframe, so the viewer lands mid-GOP.
     std::thread::sleep(Duration::from_millis(3300));
@@ -67,25 +67,28 @@ fn viewer_starts_on_a_keyframe(tag: &str, codec: &[&str]) {
     let addr = viewer.wait_listening();
     let player_url = format!("http://{addr}/");
     let first = first_frame(&player_url);
-    let behind = (first.at - encoding_since).as_secs_f64() - (first.pts - FIRST_PTS);
     eprintln!(
-        "{tag}: first frame after {:.2} s, {behind:.2} s behind the encoder",
+        "{tag}: first frame after {:.2} s (see scripts/stream-latency.sh for measurements)",
         first.took.as_secs_f64()
     );
+    // Decoding from the very first byte served without a single error means the stream
+    // started on a keyframe with its program tables.
     assert!(
         first.errors.trim().is_empty(),
         "decoder errors: {}",
         first.errors
     );
-    assert!(first.took < Duration::from_secs(2), "took {:?}", first.took);
-    // `behind` counts the encoder's own start-up too, so it is an upper bound.
-    assert!(behind < 2.0, "{behind:.2} s behind the source");
+    // Near the live edge, not at the oldest chunk kept: the viewer joined 3.3 s in.
+    assert!(
+        first.pts - FIRST_PTS >= 2.0,
+        "started at {:.2} s of the stream",
+        first.pts - FIRST_PTS
+    );
 
-    // A second player of the same viewer starts on a keyframe too, at the live edge.
+    // A second player of the same viewer starts on a keyframe too, further on.
     let again = first_frame(&player_url);
     assert!(again.errors.trim().is_empty(), "{}", again.errors);
     assert!(again.pts > first.pts, "later request, later frame");
-    assert!(again.took < Duration::from_secs(2), "took {:?}", again.took);
 }
 
 #[test]
