@@ -509,7 +509,9 @@ async fn feed_live(swarm: Arc<Swarm>, tx: mpsc::Sender<Bytes>) {
     if swarm.content_type() == TS_MEDIA_TYPE {
         let first = loop {
             if let Some((edge, _)) = store.live_edge() {
-                break start_cursor(&swarm, edge);
+                // A position left behind long ago (the viewer ran a while before this
+                // player came) is no place to look for the live edge's keyframe.
+                break start_cursor(&swarm, edge).max(edge.saturating_sub(LIVE_MAX_LAG));
             }
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { return },
