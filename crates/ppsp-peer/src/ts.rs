@@ -21,9 +21,12 @@
 pub const PACKET_LEN: usize = 188;
 const SYNC_BYTE: u8 = 0x47;
 const PAT_PID: u16 = 0;
-/// Bytes pushed without ever finding the packet grid before the input is declared not to
-/// be a transport stream.
-const SYNC_SEARCH_LIMIT: u64 = 64 * 1024;
+/// Bytes pushed without finding the packet grid before the input is declared not to be a
+/// transport stream: a transport stream shows it within any four packets.
+const SYNC_SEARCH_LIMIT: u64 = 4 * PACKET_LEN as u64;
+/// Bytes pushed without a program association table before the input is declared not to
+/// be a usable transport stream (encoders repeat the PAT every 100 ms or so).
+const PAT_SEARCH_LIMIT: u64 = 1024 * 1024;
 /// Elementary-stream bytes of one video PES examined for a random-access picture.
 const PES_INSPECT_LIMIT: usize = 4096;
 
@@ -43,9 +46,10 @@ pub struct RandomAccessPoint {
 pub enum Verdict {
     /// Not enough input yet.
     Undecided,
-    /// The input has the packet grid of a transport stream.
+    /// The input has the packet grid and program tables of a transport stream.
     TransportStream,
-    /// No packet grid was found in the first 64 KiB.
+    /// No packet grid in the first four packets' worth of bytes, or no program association
+    /// table in the first MiB.
     NotTransportStream,
 }
 
@@ -106,9 +110,11 @@ impl TsScanner {
 
     /// Whether the input looks like a transport stream.
     pub fn verdict(&self) -> Verdict {
-        if self.ever_synced {
+        if self.pat.is_some() {
             Verdict::TransportStream
-        } else if self.offset() >= SYNC_SEARCH_LIMIT {
+        } else if (!self.ever_synced && self.offset() >= SYNC_SEARCH_LIMIT)
+            || self.offset() >= PAT_SEARCH_LIMIT
+        {
             Verdict::NotTransportStream
         } else {
             Verdict::Undecided
@@ -582,9 +588,15 @@ mod tests {
     #[test]
     fn other_bytes_are_not_a_transport_stream() {
         let mut scanner = TsScanner::new();
-        let text = b"rec 00000001 ..................\n".repeat(4096);
-        assert!(scanner.push(&text).is_empty());
-        assert_eq!(scanner.verdict(), Verdict::NotTransportStream);
+        let text = b"rec 00000001 ..................\n".repeat(24);
+        assert!(scanner.push(&text[..700]).is_empty());
+        assert_eq!(scanner.verdict(), Verdict::Undecided);
+        assert!(scanner.push(&text[700..]).is_empty());
+        assert_eq!(
+            scanner.verdict(),
+            Verdict::NotTransportStream,
+            "decided within 1 KiB"
+        );
         // Truncated or nonsensical packets never panic.
         let mut scanner = TsScanner::new();
         let mut junk = vec![SYNC_BYTE; PACKET_LEN * 4];
