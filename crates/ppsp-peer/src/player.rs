@@ -5,7 +5,9 @@
 //! is sent from the requested offset as soon as each chunk is there, and the chunk a
 //! response is waiting for becomes the playback position, so the downloader fetches it (and
 //! the few after it) before anything else. Live content is one endless response starting
-//! near the live edge; a transport stream starts on a keyframe (see [`crate::ts`]).
+//! near the live edge; a transport stream starts on a keyframe (see [`crate::ts`]). A live
+//! HLS stream is served as playlists and segments (see [`crate::hls`]). Every answer carries
+//! the CORS headers of the swarm's [`CorsPolicy`], and `OPTIONS` answers the preflight.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -385,8 +387,9 @@ async fn feed_vod(swarm: Arc<Swarm>, start: u64, end: u64, tx: mpsc::Sender<Byte
     }
 }
 
-/// The live stream of `swarm` from near the edge, chunk by chunk in order; the channel
-/// closes when the stream has ended (or the swarm's store is gone).
+/// The live stream of `swarm` from near the edge (from a keyframe, with the program tables
+/// first, for a transport stream), chunk by chunk in order; the channel closes when the
+/// stream has ended (or the swarm's store is gone).
 pub fn live_stream(swarm: &Arc<Swarm>) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(PIPE_DEPTH);
     tokio::spawn(feed_live(Arc::clone(swarm), tx));
