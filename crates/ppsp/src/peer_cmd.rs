@@ -52,7 +52,7 @@ pub(crate) struct Common {
     #[arg(long, value_name = "FILE")]
     tracker_ca: Option<PathBuf>,
     /// Web pages allowed to read the player endpoint (CORS): `*` for any, `none`, or
-    /// origins such as https://example.org (repeat for several).
+    /// origins such as `https://example.org` (repeat for several).
     #[arg(long, value_name = "ORIGIN", default_value = "*")]
     cors_origin: Vec<String>,
 }
