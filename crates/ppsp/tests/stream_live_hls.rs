@@ -265,3 +265,26 @@ fn live_dash_mpd_and_its_segments_play_from_play() {
         .count();
     assert_eq!(frames, 75, "3 s at 25 fps decoded");
 }
+
+#[test]
+fn live_hls_refuses_a_directory_that_is_not_there() {
+    let dir = peer_common::TempDir::new("hls-missing");
+    let missing = dir.join("no-such-dir");
+    let mut source = peer_common::Proc::spawn(
+        &dir,
+        "source",
+        &[
+            "peer",
+            "live",
+            "--hls",
+            missing.to_str().expect("utf-8"),
+            "--tracker",
+            "http://127.0.0.1:9",
+        ],
+        false,
+    );
+    let status = source.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let log = source.log_text();
+    assert!(log.contains("no-such-dir is not a directory"), "{log}");
+}
