@@ -476,13 +476,14 @@ mod tests {
     }
 
     fn set_of(held: &[(u64, u64, &[u64])]) -> ChunkSet {
-        held.iter().fold(ChunkSet::new(), |set, (first, len, chunks)| {
-            let mut map = ChunkMap::new(*first, *len);
-            for c in *chunks {
-                map.insert(*c);
-            }
-            set.with(&map)
-        })
+        held.iter()
+            .fold(ChunkSet::new(), |set, (first, len, chunks)| {
+                let mut map = ChunkMap::new(*first, *len);
+                for c in *chunks {
+                    map.insert(*c);
+                }
+                set.with(&map)
+            })
     }
 
     #[test]
@@ -506,7 +507,11 @@ mod tests {
 
     #[test]
     fn far_apart_segments_are_charged_for_their_bits_only() {
-        let set = set_of(&[(0, 8, &[1]), (1 << 40, 8, &[(1 << 40) + 1]), (1 << 50, 8, &[])]);
+        let set = set_of(&[
+            (0, 8, &[1]),
+            (1 << 40, 8, &[(1 << 40) + 1]),
+            (1 << 50, 8, &[]),
+        ]);
         assert_eq!(set.segments().len(), 3);
         assert_eq!(set.charged_bytes(), 3 * (1 + SEGMENT_OVERHEAD_BYTES));
         assert_eq!(set.count(), 2);
