@@ -108,9 +108,8 @@ pub(crate) async fn get(state: &AppState, path: &str, query: Option<&str>) -> Re
         "/api/stats" => {
             let query = parse_query(query);
             let now = Timestamp::now();
-            let totals = match state.tracker.totals().await {
-                Ok(totals) => totals,
-                Err(_) => return RequestError::Unavailable.into_reply(),
+            let Ok(totals) = state.tracker.totals().await else {
+                return RequestError::Unavailable.into_reply();
             };
             match query.swarm {
                 Some(id) => {

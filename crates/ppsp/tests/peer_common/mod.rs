@@ -318,6 +318,45 @@ pub(crate) fn http_json(addr: &str, path: &str) -> serde_json::Value {
     serde_json::from_slice(&response.body).expect("JSON body")
 }
 
+/// Every member of `swarm` as the tracker's `/api/stats?swarm=` lists it (empty when the
+/// swarm does not exist).
+pub(crate) fn tracker_members(tracker_url: &str, swarm: &str) -> Vec<serde_json::Value> {
+    let response = http_get(
+        authority(tracker_url),
+        &format!("/api/stats?swarm={swarm}&limit=1000"),
+        &[],
+    );
+    if response.status != 200 {
+        return Vec::new();
+    }
+    let detail: serde_json::Value = serde_json::from_slice(&response.body).expect("JSON body");
+    detail["members"]["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Every member of every swarm the tracker lists, each with its `swarm_id` added.
+pub(crate) fn tracker_all_members(tracker_url: &str) -> Vec<serde_json::Value> {
+    let stats = http_json(authority(tracker_url), "/api/stats?limit=1000");
+    let swarms = stats["swarms"]["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    swarms
+        .iter()
+        .filter_map(|s| s["swarm_id"].as_str().map(str::to_owned))
+        .flat_map(|swarm| {
+            tracker_members(tracker_url, &swarm)
+                .into_iter()
+                .map(move |mut member| {
+                    member["swarm_id"] = serde_json::Value::from(swarm.clone());
+                    member
+                })
+        })
+        .collect()
+}
+
 /// The host:port of an `http://host:port` URL.
 pub(crate) fn authority(url: &str) -> &str {
     url.trim_start_matches("http://").trim_end_matches('/')

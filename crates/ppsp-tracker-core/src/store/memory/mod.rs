@@ -553,7 +553,7 @@ impl MemoryStore {
             && clips
                 .iter()
                 .all(|c| c.chunks.segments().iter().all(ChunkMap::is_full));
-        let extra = swarm.extras.entry(session_ref).or_insert_with(Box::default);
+        let extra = swarm.extras.entry(session_ref).or_default();
         extra.clips = clips;
         extra.charged = charged;
         if complete && extra.completed_at.is_none() {
@@ -868,11 +868,7 @@ impl Store for MemoryStore {
                     }
                 }
                 (Stat::StreamStats(stats), Some(swarm)) => {
-                    swarm
-                        .extras
-                        .entry(session_ref)
-                        .or_insert_with(Box::default)
-                        .stats = Some(stats.clone());
+                    swarm.extras.entry(session_ref).or_default().stats = Some(stats.clone());
                     stored.push((swarm_id.clone(), true));
                 }
                 (Stat::StreamStats(_), None) => stored.push((swarm_id.clone(), false)),
