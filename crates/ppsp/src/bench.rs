@@ -46,9 +46,29 @@ use tokio::sync::Semaphore;
 
 use crate::CliError;
 
-/// Options of `ppsp bench`.
+mod fill;
+
+/// Options of `ppsp bench`: the load run, or one of the other modes.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    mode: Option<BenchMode>,
+    #[command(flatten)]
+    load: Option<LoadArgs>,
+}
+
+/// Modes of `ppsp bench` besides the default load run.
+#[derive(Debug, clap::Subcommand)]
+enum BenchMode {
+    /// Register many peers (one address, one swarm each) and leave them registered, to
+    /// measure the memory a tracker's state takes.
+    Fill(fill::FillArgs),
+}
+
+/// Options of the load run of `ppsp bench`.
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
     /// Tracker to drive, for example http://127.0.0.1:7070/ (the path is used as is).
     #[arg(long, value_name = "URL")]
     tracker: String,
@@ -80,9 +100,18 @@ pub(crate) struct BenchArgs {
     timeout: f64,
 }
 
-/// Runs the load generator and prints its report on standard output.
+/// Runs the chosen mode and prints its report on standard output.
 pub(crate) fn run(args: BenchArgs) -> Result<(), CliError> {
-    let plan = Plan::from_args(&args)?;
+    match (args.mode, args.load) {
+        (Some(BenchMode::Fill(fill)), _) => fill::run(fill),
+        (None, Some(load)) => run_load(&load),
+        (None, None) => Err("ppsp bench needs --tracker URL (or a mode such as `fill`)".into()),
+    }
+}
+
+/// Runs the load generator and prints its report on standard output.
+fn run_load(args: &LoadArgs) -> Result<(), CliError> {
+    let plan = Plan::from_args(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -121,7 +150,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn from_args(args: &BenchArgs) -> Result<Self, CliError> {
+    fn from_args(args: &LoadArgs) -> Result<Self, CliError> {
         let uri = Uri::from_str(&args.tracker)
             .map_err(|e| format!("--tracker {:?} is not a URL: {e}", args.tracker))?;
         match uri.scheme_str() {
@@ -843,7 +872,7 @@ mod tests {
 
     #[test]
     fn every_step_encodes_in_both_dialects() {
-        let plan = Plan::from_args(&BenchArgs {
+        let plan = Plan::from_args(&LoadArgs {
             tracker: "http://127.0.0.1:1/".to_owned(),
             peers: 2,
             swarms: 1,
@@ -878,7 +907,7 @@ mod tests {
 
     #[test]
     fn bad_targets_are_refused() {
-        let args = |tracker: &str| BenchArgs {
+        let args = |tracker: &str| LoadArgs {
             tracker: tracker.to_owned(),
             peers: 1,
             swarms: 1,
