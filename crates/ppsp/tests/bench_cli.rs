@@ -322,3 +322,47 @@ fn fill_without_a_tracker_fails_and_says_so() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("3 peers were not registered"), "{stderr}");
 }
+
+#[test]
+fn open_loop_sends_at_the_given_rate() {
+    let tracker = Tracker::start();
+    let output = bench(&[
+        "--tracker",
+        &tracker.url,
+        "--peers",
+        "16",
+        "--swarms",
+        "2",
+        "--connections",
+        "8",
+        "--rate",
+        "200",
+        "--duration",
+        "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("open loop at 200 req/s"), "{stdout}");
+    let (_, errors, _) = summary(&stdout);
+    assert_eq!(errors, 0, "{stdout}");
+    // Due times k / 200 s for k = 0, 1, ... below 2 s: exactly 400 loop requests, which a
+    // closed loop of 16 peers would send many times over in 2 s.
+    let loop_requests: u64 = ["FIND", "STAT_REPORT", "KEEPALIVE"]
+        .iter()
+        .map(|m| row(&stdout, m).0)
+        .sum();
+    assert_eq!(loop_requests, 400, "{stdout}");
+    let elapsed: f64 = stdout
+        .lines()
+        .find(|l| l.starts_with("requests "))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "elapsed").nth(1))
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no elapsed in:\n{stdout}"));
+    assert!(elapsed >= 1.99, "{stdout}");
+    // The header names the extra percentile.
+    assert!(stdout.contains("p99.9 ms"), "{stdout}");
+}
