@@ -13,18 +13,29 @@
 //!   statistics (its keep-alive) in turn, then CONNECT with a LEAVE swarm action, which ends
 //!   the registration (RFC 7846 has no DISCONNECT).
 //!
+//! With `--rate R` the loop is open instead: once every peer has set up, the loop requests
+//! are due at fixed times, `k / R` seconds after the start, handed out in turn to the
+//! peers; a peer waits for its request's time and sends it. Latency then runs from the time
+//! the request was due, not from when it could be sent, so time spent waiting for a peer
+//! still busy with its previous request or for a free connection counts (the correction
+//! for coordinated omission that wrk2 makes). The scheduled times rest on tokio's timer,
+//! whose resolution is one millisecond.
+//!
 //! An answer counts as an error when it is not HTTP 200, when its body does not decode, when
 //! it reports a failure, or when the exchange fails or takes longer than the request timeout.
-//! Latency is measured from sending the request (after a connection slot is free) to the
-//! last byte of the answer, and is kept in a log-linear histogram per method (about 0.4 %
-//! resolution), so memory stays fixed however long the run.
+//! In the closed loop, latency is measured from sending the request (after a connection slot
+//! is free) to the last byte of the answer. It is kept in a log-linear histogram per method
+//! (about 0.4 % resolution), so memory stays fixed however long the run; the report gives
+//! p50, p90, p99, p99.9 and the maximum.
+//!
+//! `ppsp bench fill` (module [`fill`]) registers a large population instead.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -46,9 +57,29 @@ use tokio::sync::Semaphore;
 
 use crate::CliError;
 
-/// Options of `ppsp bench`.
+mod fill;
+
+/// Options of `ppsp bench`: the load run, or one of the other modes.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    mode: Option<BenchMode>,
+    #[command(flatten)]
+    load: Option<LoadArgs>,
+}
+
+/// Modes of `ppsp bench` besides the default load run.
+#[derive(Debug, clap::Subcommand)]
+enum BenchMode {
+    /// Register many peers (one address, one swarm each) and leave them registered, to
+    /// measure the memory a tracker's state takes.
+    Fill(fill::FillArgs),
+}
+
+/// Options of the load run of `ppsp bench`.
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
     /// Tracker to drive, for example http://127.0.0.1:7070/ (the path is used as is).
     #[arg(long, value_name = "URL")]
     tracker: String,
@@ -78,11 +109,26 @@ pub(crate) struct BenchArgs {
     /// Give up on a request after this many seconds (counted as an error).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     timeout: f64,
+    /// Open loop: send the FIND/STAT_REPORT/KEEPALIVE loop at this many requests per second
+    /// in all, each at its scheduled time, once every peer has joined. Latency then counts
+    /// from the scheduled time, so a request that waited for a busy peer or connection
+    /// counts the wait. Needs enough peers to keep up: each has one request in flight.
+    #[arg(long, value_name = "REQ_PER_SEC")]
+    rate: Option<f64>,
+}
+
+/// Runs the chosen mode and prints its report on standard output.
+pub(crate) fn run(args: BenchArgs) -> Result<(), CliError> {
+    match (args.mode, args.load) {
+        (Some(BenchMode::Fill(fill)), _) => fill::run(fill),
+        (None, Some(load)) => run_load(&load),
+        (None, None) => Err("ppsp bench needs --tracker URL (or a mode such as `fill`)".into()),
+    }
 }
 
 /// Runs the load generator and prints its report on standard output.
-pub(crate) fn run(args: BenchArgs) -> Result<(), CliError> {
-    let plan = Plan::from_args(&args)?;
+fn run_load(args: &LoadArgs) -> Result<(), CliError> {
+    let plan = Plan::from_args(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -118,10 +164,12 @@ struct Plan {
     timeout: Duration,
     /// Distinguishes this run's peer IDs from a previous run's still-live sessions.
     run_tag: u32,
+    /// Requests per second of the open loop; a closed loop when absent.
+    rate: Option<f64>,
 }
 
 impl Plan {
-    fn from_args(args: &BenchArgs) -> Result<Self, CliError> {
+    fn from_args(args: &LoadArgs) -> Result<Self, CliError> {
         let uri = Uri::from_str(&args.tracker)
             .map_err(|e| format!("--tracker {:?} is not a URL: {e}", args.tracker))?;
         match uri.scheme_str() {
@@ -158,6 +206,14 @@ impl Plan {
             chunk_map_bits: args.chunk_map_bits,
             timeout: seconds(args.timeout, "--timeout")?,
             run_tag: StdRng::from_os_rng().random(),
+            rate: match args.rate {
+                Some(rate) if !(rate.is_finite() && (0.001..=10_000_000.0).contains(&rate)) => {
+                    return Err(
+                        "--rate must be between 0.001 and 10000000 requests per second".into(),
+                    );
+                }
+                rate => rate,
+            },
         })
     }
 }
@@ -394,16 +450,25 @@ impl Tracker {
     }
 
     /// Sends one request, records the outcome, and returns the decoded answer on success.
-    async fn exchange(&self, op: Op, request: &Request) -> Result<Response, Failure> {
+    /// A request with a scheduled time waits for it, and its latency counts from it.
+    async fn exchange(
+        &self,
+        op: Op,
+        request: &Request,
+        scheduled: Option<Instant>,
+    ) -> Result<Response, Failure> {
         let body = match self.dialect {
             Dialect::Xml => ppsp_proto::xml::encode_request(request),
             Dialect::Json => ppsp_proto::json::encode_request(request),
         };
+        if let Some(at) = scheduled {
+            tokio::time::sleep_until(at.into()).await;
+        }
         // The semaphore is never closed, so acquiring only fails if it were.
         let Ok(_slot) = self.slots.acquire().await else {
             return Err(Failure::Transport);
         };
-        let started = Instant::now();
+        let started = scheduled.unwrap_or_else(Instant::now);
         let outcome = tokio::time::timeout(self.timeout, self.post(body)).await;
         let elapsed = started.elapsed();
         let result = match outcome {
@@ -526,9 +591,14 @@ impl SimPeer {
     }
 
     /// Sends one step of the peer's life; keeps a rotated token.
-    async fn step(&mut self, tracker: &Tracker, op: Op) -> Result<Response, Failure> {
+    async fn step(
+        &mut self,
+        tracker: &Tracker,
+        op: Op,
+        scheduled: Option<Instant>,
+    ) -> Result<Response, Failure> {
         let request = self.build(tracker.dialect, op);
-        let response = tracker.exchange(op, &request).await?;
+        let response = tracker.exchange(op, &request, scheduled).await?;
         if let Some(token) = &response.auth_token {
             self.token = Some(token.clone());
         }
@@ -640,10 +710,10 @@ impl SimPeer {
             self.token = None;
             let joined = match tracker.dialect {
                 Dialect::Xml => {
-                    self.step(tracker, Op::Connect).await.is_ok()
-                        && self.step(tracker, Op::Join).await.is_ok()
+                    self.step(tracker, Op::Connect, None).await.is_ok()
+                        && self.step(tracker, Op::Join, None).await.is_ok()
                 }
-                Dialect::Json => self.step(tracker, Op::Connect).await.is_ok(),
+                Dialect::Json => self.step(tracker, Op::Connect, None).await.is_ok(),
             };
             if joined {
                 return true;
@@ -655,16 +725,21 @@ impl SimPeer {
     }
 
     async fn live(mut self, tracker: Arc<Tracker>, plan: Arc<Plan>, clock: Arc<Clock>) {
-        if !self.enter(&tracker, &plan, &clock).await {
+        let entered = self.enter(&tracker, &plan, &clock).await;
+        if let Some(schedule) = &clock.schedule {
+            // The open loop's schedule starts once every peer has set up.
+            schedule.everyone_joined.wait().await;
+        }
+        if !entered {
             return;
         }
         let rotation = [Op::Find, Op::StatReport, Op::KeepAlive];
         let mut turn = self.rng.random_range(0..rotation.len());
-        while clock.take_ticket(&plan) {
+        while let Some(ticket) = clock.take_ticket(&plan) {
             let op = rotation[turn % rotation.len()];
             turn += 1;
             if let Err(Failure::Http(401) | Failure::Refused(Status::AuthenticationRequired)) =
-                self.step(&tracker, op).await
+                self.step(&tracker, op, ticket).await
             {
                 // The session is gone (expired or replaced): start over.
                 if !self.enter(&tracker, &plan, &clock).await {
@@ -672,9 +747,9 @@ impl SimPeer {
                 }
             }
         }
-        let _ = self.step(&tracker, Op::Leave).await;
+        let _ = self.step(&tracker, Op::Leave, None).await;
         if tracker.dialect == Dialect::Xml {
-            let _ = self.step(&tracker, Op::Disconnect).await;
+            let _ = self.step(&tracker, Op::Disconnect, None).await;
         }
     }
 }
@@ -682,24 +757,75 @@ impl SimPeer {
 /// The run's clock and request budget.
 struct Clock {
     started: Instant,
+    /// The open loop's schedule; `None` for a closed loop.
+    schedule: Option<Schedule>,
+}
+
+/// Send times of an open loop: request `k` is due `k / rate` seconds after the origin.
+struct Schedule {
+    rate: f64,
+    /// Set by the first peer past the barrier.
+    origin: OnceLock<Instant>,
+    /// Requests handed out so far.
+    scheduled: AtomicU64,
+    everyone_joined: tokio::sync::Barrier,
 }
 
 impl Clock {
+    fn new(plan: &Plan) -> Self {
+        Self {
+            started: Instant::now(),
+            schedule: plan.rate.map(|rate| Schedule {
+                rate,
+                origin: OnceLock::new(),
+                scheduled: AtomicU64::new(0),
+                everyone_joined: tokio::sync::Barrier::new(plan.peers as usize),
+            }),
+        }
+    }
+
+    /// When the loop's time started: at once for a closed loop, once every peer has set
+    /// up for an open one.
+    fn loop_origin(&self) -> Option<Instant> {
+        match &self.schedule {
+            None => Some(self.started),
+            Some(schedule) => schedule.origin.get().copied(),
+        }
+    }
+
     fn finished(&self, plan: &Plan) -> bool {
         match &plan.stop {
-            Stop::At(duration) => self.started.elapsed() >= *duration,
+            Stop::At(duration) => self
+                .loop_origin()
+                .is_some_and(|origin| origin.elapsed() >= *duration),
             Stop::AfterRequests(left) => left.load(Ordering::Relaxed) == 0,
         }
     }
 
-    /// True when the loop may send one more request.
-    fn take_ticket(&self, plan: &Plan) -> bool {
-        match &plan.stop {
-            Stop::At(duration) => self.started.elapsed() < *duration,
+    /// Whether the loop may send one more request (`None`: the run is over), and in an
+    /// open loop the time it is due.
+    fn take_ticket(&self, plan: &Plan) -> Option<Option<Instant>> {
+        let due = match &self.schedule {
+            None => None,
+            Some(schedule) => {
+                let origin = *schedule.origin.get_or_init(Instant::now);
+                let index = schedule.scheduled.fetch_add(1, Ordering::Relaxed);
+                let offset = Duration::from_secs_f64(index as f64 / schedule.rate);
+                if let Stop::At(duration) = &plan.stop {
+                    if offset >= *duration {
+                        return None;
+                    }
+                }
+                Some(origin + offset)
+            }
+        };
+        let more = match &plan.stop {
+            Stop::At(duration) => due.is_some() || self.started.elapsed() < *duration,
             Stop::AfterRequests(left) => left
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                 .is_ok(),
-        }
+        };
+        more.then_some(due)
     }
 }
 
@@ -710,16 +836,22 @@ async fn drive(plan: Arc<Plan>) -> Result<String, CliError> {
     let peers = (0..plan.peers)
         .map(|i| SimPeer::new(&plan, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let clock = Arc::new(Clock {
-        started: Instant::now(),
-    });
+    let clock = Arc::new(Clock::new(&plan));
     let mut tasks = tokio::task::JoinSet::new();
     for peer in peers {
         tasks.spawn(peer.live(Arc::clone(&tracker), Arc::clone(&plan), Arc::clone(&clock)));
     }
     // Every request is bounded by the timeout, so this only guards against a stuck runtime.
     let limit = match plan.stop {
-        Stop::At(duration) => duration + plan.timeout * 4 + Duration::from_secs(10),
+        Stop::At(duration) => {
+            // An open loop first waits for every peer's set-up, which retries on failure.
+            let setup = if plan.rate.is_some() {
+                plan.timeout * 2 * MAX_SETUP_ATTEMPTS
+            } else {
+                Duration::ZERO
+            };
+            duration + setup + plan.timeout * 4 + Duration::from_secs(10)
+        }
         Stop::AfterRequests(_) => Duration::from_secs(86_400),
     };
     let finished =
@@ -727,7 +859,7 @@ async fn drive(plan: Arc<Plan>) -> Result<String, CliError> {
     if finished.is_err() {
         tasks.abort_all();
     }
-    let elapsed = clock.started.elapsed();
+    let elapsed = clock.loop_origin().unwrap_or(clock.started).elapsed();
     let report = render(&plan, &tracker.recorder, elapsed);
     let answered: u64 = tracker.recorder.latency.iter().map(Histogram::count).sum();
     if answered == 0 {
@@ -742,9 +874,13 @@ fn render(plan: &Plan, recorder: &Recorder, elapsed: Duration) -> String {
         Dialect::Xml => "XML (draft-gu-ppsp-tracker-protocol-06)",
         Dialect::Json => "JSON (RFC 7846)",
     };
+    let pacing = match plan.rate {
+        None => "closed loop".to_owned(),
+        Some(rate) => format!("open loop at {rate} req/s"),
+    };
     let _ = writeln!(
         out,
-        "ppsp bench: {} peers, {} swarms, {} connections, {protocol}, target {}",
+        "ppsp bench: {} peers, {} swarms, {} connections, {protocol}, {pacing}, target {}",
         plan.peers, plan.swarms, plan.connections, plan.uri
     );
     let mut total = 0u64;
@@ -752,8 +888,8 @@ fn render(plan: &Plan, recorder: &Recorder, elapsed: Duration) -> String {
     let mut rows = String::new();
     let _ = writeln!(
         rows,
-        "{:<24} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9}",
-        "method", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        "{:<24} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "method", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
     );
     for op in Op::ALL {
         let histogram = &recorder.latency[op.index()];
@@ -767,13 +903,14 @@ fn render(plan: &Plan, recorder: &Recorder, elapsed: Duration) -> String {
         let ms = |micros: u64| micros as f64 / 1000.0;
         let _ = writeln!(
             rows,
-            "{:<24} {:>9} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            "{:<24} {:>9} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
             op.label(plan.dialect),
             requests,
             errors,
             ms(histogram.quantile(0.50)),
             ms(histogram.quantile(0.90)),
             ms(histogram.quantile(0.99)),
+            ms(histogram.quantile(0.999)),
             ms(histogram.max.load(Ordering::Relaxed)),
         );
     }
@@ -843,7 +980,7 @@ mod tests {
 
     #[test]
     fn every_step_encodes_in_both_dialects() {
-        let plan = Plan::from_args(&BenchArgs {
+        let plan = Plan::from_args(&LoadArgs {
             tracker: "http://127.0.0.1:1/".to_owned(),
             peers: 2,
             swarms: 1,
@@ -853,6 +990,7 @@ mod tests {
             json: false,
             chunk_map_bits: 100,
             timeout: 1.0,
+            rate: None,
         })
         .expect("valid plan");
         let limits = Limits::default();
@@ -878,7 +1016,7 @@ mod tests {
 
     #[test]
     fn bad_targets_are_refused() {
-        let args = |tracker: &str| BenchArgs {
+        let args = |tracker: &str| LoadArgs {
             tracker: tracker.to_owned(),
             peers: 1,
             swarms: 1,
@@ -888,6 +1026,7 @@ mod tests {
             json: false,
             chunk_map_bits: 8,
             timeout: 1.0,
+            rate: None,
         };
         assert!(Plan::from_args(&args("https://127.0.0.1:1/")).is_err());
         assert!(Plan::from_args(&args("127.0.0.1:7070")).is_err());
