@@ -7,7 +7,6 @@
 //! refused; an address past the cap always is. Removing a session subtracts what adding it
 //! added, so the counts stay exact sums.
 
-use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -26,7 +25,14 @@ fn key(ip: IpAddr) -> u64 {
 pub(super) struct AddressCounts {
     counters: Box<[AtomicU32]>,
     seeds: [u64; ROWS],
-    hasher: hashbrown::DefaultHashBuilder,
+}
+
+/// splitmix64's finaliser: a bijection in which every input bit moves about half the output
+/// bits, so neighbouring addresses (127.0.0.1, 127.0.0.2, ...) land in unrelated columns.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 impl std::fmt::Debug for AddressCounts {
@@ -40,7 +46,6 @@ impl AddressCounts {
         Self {
             counters: (0..ROWS * COLUMNS).map(|_| AtomicU32::new(0)).collect(),
             seeds,
-            hasher: hashbrown::DefaultHashBuilder::default(),
         }
     }
 
@@ -48,9 +53,7 @@ impl AddressCounts {
         let key = key(ip);
         let mut cells = [0; ROWS];
         for (row, cell) in cells.iter_mut().enumerate() {
-            let mut hasher = self.hasher.build_hasher();
-            hasher.write_u64(key ^ self.seeds[row]);
-            *cell = row * COLUMNS + (hasher.finish() as usize % COLUMNS);
+            *cell = row * COLUMNS + (mix(key ^ self.seeds[row]) as usize % COLUMNS);
         }
         cells
     }
@@ -101,6 +104,18 @@ mod tests {
         }
         counts.remove(a);
         assert!(counts.try_add(a, 3));
+    }
+
+    #[test]
+    fn neighbouring_addresses_do_not_share_their_counts() {
+        let counts = AddressCounts::new([11, 22, 33, 44]);
+        for last in 1..=255u8 {
+            let ip = IpAddr::from([127, 0, 0, last]);
+            for _ in 0..4096 {
+                assert!(counts.try_add(ip, 4096), "127.0.0.{last}");
+            }
+            assert!(!counts.try_add(ip, 4096));
+        }
         // One /64 is one subscriber.
         let v6a: IpAddr = "2001:db8::1".parse().expect("ip");
         let v6b: IpAddr = "2001:db8::2".parse().expect("ip");
