@@ -50,6 +50,9 @@ cat > "$work/tracker.toml" <<'EOF'
 [tracker]
 # A day: no peer may expire while the fill and the measurements run.
 session_idle_timeout_secs = 86400
+# The fill comes from a few hundred loopback addresses; the default cap (4,096 sessions
+# per address) would refuse most of a million peers.
+max_sessions_per_address = 1000000
 EOF
 
 "$ppsp" --quiet tracker --listen 127.0.0.1:0 --config "$work/tracker.toml" \

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use hashbrown::HashTable;
-use ppsp_proto::{AbilityNat, Format, NatHints, PeerAddress, PeerId, PeerMode};
+use ppsp_proto::{AbilityNat, AddressType, Format, NatHints, PeerAddress, PeerId, PeerMode};
 
 use crate::contact::{self, Contact};
 
@@ -27,6 +27,11 @@ const ADDR_ONE_AT_OBSERVED: u16 = 0;
 const ADDR_OBSERVED_ONLY: u16 = 1;
 /// The declared addresses are in the spill box.
 const ADDR_SPILLED: u16 = 2;
+/// Like [`ADDR_ONE_AT_OBSERVED`], with an ICE priority kept in the bytes an IPv4 address
+/// leaves free in `ip` (IPv4 only).
+const ADDR_ONE_WITH_PRIORITY: u16 = 3;
+/// The one address at the observed IP was declared with type HOST (not left untyped).
+const HOST_KIND: u16 = 1 << 15;
 
 fn tri(value: Option<bool>) -> u16 {
     match value {
@@ -128,9 +133,10 @@ pub(super) struct NewSession<'a> {
     pub(super) now: u32,
 }
 
+/// An address the slot can keep inline: IP and port, at most the HOST type (and a
+/// priority, see [`ADDR_ONE_WITH_PRIORITY`]).
 fn is_plain(address: &PeerAddress) -> bool {
-    address.priority.is_none()
-        && address.kind.is_none()
+    matches!(address.kind, None | Some(AddressType::Host))
         && address.connection.is_none()
         && address.asn.is_none()
         && address.peer_protocol.is_none()
@@ -266,13 +272,23 @@ impl SessionSlot {
         let declared = &declared[..declared.len().min(contact::MAX_DECLARED_ADDRESSES)];
         let mode = match declared {
             [] => ADDR_OBSERVED_ONLY,
-            [one] if one.ip == observed.ip() && is_plain(one) => ADDR_ONE_AT_OBSERVED,
+            [one] if one.ip == observed.ip() && is_plain(one) => match one.priority {
+                None => ADDR_ONE_AT_OBSERVED,
+                Some(priority) if observed.is_ipv4() => {
+                    self.ip[4..8].copy_from_slice(&priority.to_be_bytes());
+                    ADDR_ONE_WITH_PRIORITY
+                }
+                Some(_) => ADDR_SPILLED,
+            },
             _ => ADDR_SPILLED,
         };
+        let inline = matches!(mode, ADDR_ONE_AT_OBSERVED | ADDR_ONE_WITH_PRIORITY);
         self.port = match declared {
-            [one] if mode == ADDR_ONE_AT_OBSERVED => one.port,
+            [one] if inline => one.port,
             _ => observed.port(),
         };
+        let host = matches!(declared, [one] if inline && one.kind.is_some());
+        self.flags = (self.flags & !HOST_KIND) | if host { HOST_KIND } else { 0 };
         if mode == ADDR_SPILLED {
             self.spill_mut().declared = declared.to_vec();
         } else if let Some(spill) = self.spill.as_mut() {
@@ -284,7 +300,19 @@ impl SessionSlot {
 
     pub(super) fn declared(&self) -> Vec<PeerAddress> {
         match self.addr_mode() {
-            ADDR_ONE_AT_OBSERVED => vec![PeerAddress::new(self.observed_ip(), self.port)],
+            mode @ (ADDR_ONE_AT_OBSERVED | ADDR_ONE_WITH_PRIORITY) => {
+                let mut address = PeerAddress::new(self.observed_ip(), self.port);
+                if mode == ADDR_ONE_WITH_PRIORITY {
+                    address.priority = Some(u32::from_be_bytes([
+                        self.ip[4], self.ip[5], self.ip[6], self.ip[7],
+                    ]));
+                }
+                vec![if self.flags & HOST_KIND != 0 {
+                    address.with_kind(AddressType::Host)
+                } else {
+                    address
+                }]
+            }
             ADDR_SPILLED => self
                 .spill
                 .as_ref()
@@ -549,8 +577,17 @@ mod tests {
         let slot = SessionSlot::new(&new_session(&id, &plain));
         assert!(slot.spill.is_none());
         assert_eq!(slot.declared(), plain.to_vec());
+        let host = [plain[0].clone().with_kind(AddressType::Host).with_priority(9)];
+        let slot = SessionSlot::new(&new_session(&id, &host));
+        assert!(slot.spill.is_none());
+        assert_eq!(slot.declared(), host.to_vec());
         assert_eq!(slot.id_str(), "a-peer");
 
+        let v6 = [PeerAddress::new("2001:db8::1".parse().expect("ip"), 7000).with_priority(5)];
+        let mut slot6 = SessionSlot::new(&new_session(&id, &v6));
+        slot6.set_addresses("[2001:db8::1]:9".parse().expect("addr"), &v6);
+        assert!(slot6.spill.is_some());
+        assert_eq!(slot6.declared(), v6.to_vec());
         let natted = [PeerAddress::new("10.0.0.1".parse().expect("ip"), 7000).with_priority(5)];
         let slot = SessionSlot::new(&new_session(&id, &natted));
         assert_eq!(slot.declared(), natted.to_vec());
