@@ -14,6 +14,10 @@ use super::session::{grow_exact, mode_bits, mode_of};
 use crate::rules::{Criteria, Reachability};
 use crate::store::ClipChunks;
 
+/// Swarms up to this many members find a member by scanning; larger ones keep a table of
+/// positions.
+const INDEXED_FROM: usize = 256;
+
 /// No deadline in [`Member::deadline`].
 pub(super) const NO_DEADLINE: u32 = u32::MAX;
 
@@ -143,6 +147,11 @@ impl Swarm {
 
     pub(super) fn position(&self, session: u32) -> Option<usize> {
         let members = &self.members;
+        if members.len() <= INDEXED_FROM {
+            // A scan of a few hundred 20-byte members costs less than the table would in
+            // memory (eight bytes a member), and most swarms are this small.
+            return members.iter().position(|m| m.session == session);
+        }
         self.positions
             .find(mix(session), |&p| {
                 members
@@ -202,14 +211,18 @@ impl Swarm {
                 if member.deadline != NO_DEADLINE {
                     self.with_deadline += 1;
                 }
-                let position = self.members.len() as u32;
                 grow_exact(&mut self.members);
                 self.members.push(member);
-                let members = &self.members;
-                self.positions
-                    .insert_unique(mix(member.session), position, |&p| {
-                        members.get(p as usize).map_or(0, |m| mix(m.session))
-                    });
+                if self.members.len() == INDEXED_FROM + 1 {
+                    self.rebuild_positions();
+                } else if self.members.len() > INDEXED_FROM {
+                    let position = (self.members.len() - 1) as u32;
+                    let members = &self.members;
+                    self.positions
+                        .insert_unique(mix(member.session), position, |&p| {
+                            members.get(p as usize).map_or(0, |m| mix(m.session))
+                        });
+                }
                 None
             }
         };
@@ -231,19 +244,24 @@ impl Swarm {
     /// chunk-map bytes its extras were charged.
     pub(super) fn remove(&mut self, session: u32) -> Option<(Member, usize)> {
         let position = self.position(session)?;
-        if let Ok(entry) = self
-            .positions
-            .find_entry(mix(session), |&p| p as usize == position)
+        let indexed = self.members.len() > INDEXED_FROM;
+        if indexed
+            && let Ok(entry) = self
+                .positions
+                .find_entry(mix(session), |&p| p as usize == position)
         {
             entry.remove();
         }
         let member = self.members.swap_remove(position);
-        if let Some(moved) = self.members.get(position) {
+        if indexed && let Some(moved) = self.members.get(position) {
             let moved_session = moved.session;
             let old = self.members.len() as u32;
             if let Some(slot) = self.positions.find_mut(mix(moved_session), |&p| p == old) {
                 *slot = position as u32;
             }
+        }
+        if indexed && self.members.len() <= INDEXED_FROM {
+            self.positions = HashTable::new();
         }
         if self.members.len() * 4 < self.members.capacity() && self.members.capacity() > 16 {
             self.members.shrink_to(self.members.len() * 2);
@@ -258,6 +276,18 @@ impl Swarm {
 
     pub(super) fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    /// Builds the table of positions once the swarm passes [`INDEXED_FROM`] members.
+    fn rebuild_positions(&mut self) {
+        let members = &self.members;
+        let mut positions = HashTable::with_capacity(members.len());
+        for (position, member) in members.iter().enumerate() {
+            positions.insert_unique(mix(member.session), position as u32, |&p| {
+                members.get(p as usize).map_or(0, |m| mix(m.session))
+            });
+        }
+        self.positions = positions;
     }
 
     fn clips_of(&self, session: u32) -> &[ClipChunks] {
@@ -461,6 +491,18 @@ mod tests {
         for i in 0..50 {
             swarm.upsert(Member::new(i, 1, PeerMode::Leech, 0, NO_DEADLINE), None);
         }
+        for i in 1000..1400 {
+            swarm.upsert(Member::new(i, 1, PeerMode::Seed, 0, NO_DEADLINE), None);
+        }
+        // Past the threshold and back below it.
+        for i in 1000..1400 {
+            assert!(swarm.position(i).is_some());
+            assert!(swarm.remove(i).is_some());
+            for (position, member) in swarm.members.iter().enumerate() {
+                assert_eq!(swarm.position(member.session), Some(position));
+            }
+        }
+        assert_eq!(swarm.seeds, 0);
         swarm.upsert(Member::new(99, 1, PeerMode::LiveSeed, 0, 5), None);
         assert!(swarm.is_live());
         for i in (0..50).step_by(3) {
