@@ -6,6 +6,10 @@
 //! replayed to the address whose request caused it (a CONNECT answer carries a live
 //! AuthToken). A different request under a cached key is a reused TransactionID. Entries
 //! leave after the TTL or, oldest first, when the budget is full.
+//!
+//! Answers are kept encoded in their wire format: a peer list takes a fifth of the memory
+//! it takes as values, so the same budget holds five times the answers. A replay decodes
+//! the answer again (the codecs round-trip every response exactly).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
@@ -13,7 +17,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use ppsp_proto::{Request, Response};
+use ppsp_proto::{Format, Limits, Request, Response};
 
 use crate::Timestamp;
 
@@ -33,8 +37,18 @@ pub(crate) enum Replay {
 struct Entry {
     fingerprint: u64,
     at: Timestamp,
-    size: usize,
-    response: Response,
+    format: Format,
+    body: Box<[u8]>,
+}
+
+/// Bookkeeping charged per entry on top of its encoded answer: the map slot, the queue
+/// slot and the allocation.
+const ENTRY_OVERHEAD: usize = 96;
+
+impl Entry {
+    fn size(&self) -> usize {
+        ENTRY_OVERHEAD + self.body.len()
+    }
 }
 
 #[derive(Default)]
@@ -50,13 +64,15 @@ impl Shard {
             && self.entries.get(&key).is_some_and(|e| e.at == at)
             && let Some(entry) = self.entries.remove(&key)
         {
-            self.bytes -= entry.size;
+            self.bytes -= entry.size();
         }
     }
 }
 
 /// See the module documentation.
 pub(crate) struct ReplayCache {
+    /// Limits for decoding cached answers; the tracker's own output always fits the defaults.
+    limits: Limits,
     shards: Box<[Mutex<Shard>]>,
     budget_per_shard: usize,
     ttl: Duration,
@@ -64,26 +80,10 @@ pub(crate) struct ReplayCache {
     fingerprints: RandomState,
 }
 
-/// Heap and inline bytes an answer takes, roughly: enough to keep the budget honest.
-fn response_size(response: &Response) -> usize {
-    let peers: usize = response
-        .swarm_results
-        .iter()
-        .map(|r| {
-            96 + r.swarm_id.as_str().len()
-                + r.peers
-                    .iter()
-                    .map(|p| 160 + p.peer_id.as_str().len() + 80 * p.addresses.len())
-                    .sum::<usize>()
-        })
-        .sum();
-    let token = response.auth_token.as_ref().map_or(0, |t| t.as_str().len());
-    256 + peers + token + 80 * response.reflexive_addresses.len()
-}
-
 impl ReplayCache {
     pub(crate) fn new(budget_bytes: usize, ttl: Duration) -> Self {
         Self {
+            limits: Limits::default(),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             budget_per_shard: budget_bytes / SHARDS,
             ttl,
@@ -120,10 +120,14 @@ impl ReplayCache {
         let shard = self.shard(key);
         match shard.entries.get(&key) {
             Some(entry) if self.fresh(entry.at, now) => {
-                if entry.fingerprint == self.fingerprint(request) {
-                    Replay::Hit(entry.response.clone())
-                } else {
-                    Replay::Conflict
+                if entry.fingerprint != self.fingerprint(request) {
+                    return Replay::Conflict;
+                }
+                match entry.format.decode_response(&entry.body, &self.limits) {
+                    Ok(response) => Replay::Hit(response),
+                    // Never expected: the entry is the tracker's own encoding. Acting on the
+                    // request again is the safe fallback.
+                    Err(_) => Replay::Miss,
                 }
             }
             _ => Replay::Miss,
@@ -134,15 +138,24 @@ impl ReplayCache {
         &self,
         request: &Request,
         source: IpAddr,
+        format: Format,
         now: Timestamp,
         response: &Response,
     ) {
-        let size = response_size(response);
+        let entry = Entry {
+            fingerprint: self.fingerprint(request),
+            at: now,
+            format,
+            body: format
+                .encode_response(response)
+                .into_bytes()
+                .into_boxed_slice(),
+        };
+        let size = entry.size();
         if size > self.budget_per_shard {
             return;
         }
         let key = self.key(request, source);
-        let fingerprint = self.fingerprint(request);
         let mut shard = self.shard(key);
         while shard
             .order
@@ -152,22 +165,14 @@ impl ReplayCache {
             shard.evict_front();
         }
         if let Some(old) = shard.entries.remove(&key) {
-            shard.bytes -= old.size;
+            shard.bytes -= old.size();
         }
         while shard.bytes + size > self.budget_per_shard && !shard.order.is_empty() {
             shard.evict_front();
         }
         shard.bytes += size;
         shard.order.push_back((key, now));
-        shard.entries.insert(
-            key,
-            Entry {
-                fingerprint,
-                at: now,
-                size,
-                response: response.clone(),
-            },
-        );
+        shard.entries.insert(key, entry);
     }
 
     /// Bytes held, for metrics.
@@ -202,7 +207,7 @@ mod tests {
         let b: IpAddr = "127.0.0.2".parse().expect("ip");
         let keepalive = request(1, RequestBody::KeepAlive);
         let answer = Response::status(Status::Ok, Some(TransactionId::numeric(1)));
-        cache.remember(&keepalive, a, now, &answer);
+        cache.remember(&keepalive, a, Format::Xml, now, &answer);
         assert_eq!(cache.lookup(&keepalive, a, now), Replay::Hit(answer));
         assert_eq!(cache.lookup(&keepalive, b, now), Replay::Miss);
         assert_eq!(
@@ -222,7 +227,13 @@ mod tests {
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
         for tid in 0..10_000 {
             let answer = Response::status(Status::Ok, Some(TransactionId::numeric(tid)));
-            cache.remember(&request(tid, RequestBody::KeepAlive), ip, now, &answer);
+            cache.remember(
+                &request(tid, RequestBody::KeepAlive),
+                ip,
+                Format::Json,
+                now,
+                &answer,
+            );
         }
         assert!(cache.bytes() <= 64 << 10);
         assert!(cache.bytes() > 32 << 10);

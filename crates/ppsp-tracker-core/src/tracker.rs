@@ -240,7 +240,7 @@ impl<S: Store> Tracker<S> {
         response.auth_token = Some(token);
         response.reflexive_addresses = self.reflexive(ctx);
         self.replay
-            .remember(request, ctx.observed.ip(), now, &response);
+            .remember(request, ctx.observed.ip(), ctx.format, now, &response);
         response
     }
 
@@ -326,7 +326,7 @@ impl<S: Store> Tracker<S> {
         // again, as the session it belonged to is gone.
         if !outcome.ended {
             self.replay
-                .remember(request, ctx.observed.ip(), now, &response);
+                .remember(request, ctx.observed.ip(), ctx.format, now, &response);
         }
         response
     }
@@ -395,14 +395,14 @@ impl<S: Store> Tracker<S> {
         match result {
             Ok(response) => {
                 self.replay
-                    .remember(request, ctx.observed.ip(), now, &response);
+                    .remember(request, ctx.observed.ip(), ctx.format, now, &response);
                 response
             }
             Err(error) if is_session_refusal(&error) => failure(&error, tid),
             Err(error) => {
                 let response = failure(&error, tid);
                 self.replay
-                    .remember(request, ctx.observed.ip(), now, &response);
+                    .remember(request, ctx.observed.ip(), ctx.format, now, &response);
                 response
             }
         }

@@ -577,7 +577,10 @@ mod tests {
         let slot = SessionSlot::new(&new_session(&id, &plain));
         assert!(slot.spill.is_none());
         assert_eq!(slot.declared(), plain.to_vec());
-        let host = [plain[0].clone().with_kind(AddressType::Host).with_priority(9)];
+        let host = [plain[0]
+            .clone()
+            .with_kind(AddressType::Host)
+            .with_priority(9)];
         let slot = SessionSlot::new(&new_session(&id, &host));
         assert!(slot.spill.is_none());
         assert_eq!(slot.declared(), host.to_vec());
