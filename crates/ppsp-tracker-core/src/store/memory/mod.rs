@@ -2,7 +2,7 @@
 //!
 //! Sessions live in slabs of 64-byte slots, one slab per shard (shard chosen by a hash of
 //! the PeerID); swarms in slabs of their own (shard by SwarmID). A member is 20 bytes: the
-//! session's slot reference, its generation, mode, join time and deadline. What only some
+//! session's slot reference, its generation, mode and join time. What only some
 //! members have (chunk maps, statistics, a start point) sits in a side table. Nothing is
 //! shared by pointer between a session and its memberships: a peer list is sampled under
 //! the swarm's lock, then each chosen member's contact is read from its session slot.
@@ -449,9 +449,9 @@ impl MemoryStore {
             let deadline = join
                 .deadline
                 .map_or(NO_DEADLINE, |d| self.secs(d).min(NO_DEADLINE - 1));
-            let mut member = Member::new(session_ref, generation, join.mode, now, deadline);
+            let mut member = Member::new(session_ref, generation, join.mode, now);
             member.set_reachable(facts.0 != Some(true));
-            let change = swarm.upsert(member, join.start.cloned());
+            let change = swarm.upsert(member, join.start.cloned(), deadline);
             if let Some(old) = change.old {
                 self.counters.mode(old).fetch_sub(1, Ordering::Relaxed);
             }
@@ -1054,10 +1054,10 @@ impl Store for MemoryStore {
                 };
                 due.extend(
                     swarm
-                        .members
+                        .extras
                         .iter()
-                        .filter(|m| m.deadline != NO_DEADLINE && m.deadline <= now)
-                        .map(|m| (swarm_ref, *m)),
+                        .filter(|(_, e)| e.deadline != NO_DEADLINE && e.deadline <= now)
+                        .filter_map(|(session, _)| Some((swarm_ref, *swarm.get(*session)?))),
                 );
             }
         }
@@ -1076,11 +1076,12 @@ impl Store for MemoryStore {
                 .slots
                 .get(swarm_slot as usize)
                 .and_then(Option::as_ref)
-                .and_then(|s| s.get(member.session))
-                .is_some_and(|m| {
-                    m.deadline != NO_DEADLINE
-                        && m.deadline <= now
-                        && m.generation == member.generation
+                .and_then(|s| {
+                    let deadline = s.deadline_of(member.session);
+                    s.get(member.session).map(|m| (m.generation, deadline))
+                })
+                .is_some_and(|(generation, deadline)| {
+                    deadline != NO_DEADLINE && deadline <= now && generation == member.generation
                 });
             if !still_due {
                 continue;

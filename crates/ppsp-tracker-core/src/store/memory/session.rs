@@ -540,11 +540,12 @@ impl SessionShard {
     }
 }
 
-/// Grows a vector by a quarter instead of doubling it, so a large table carries little
+/// Grows a vector by an eighth instead of doubling it, so a large table carries little
 /// unused capacity (the slab of a million sessions would otherwise average a third empty).
+/// Growth stays amortised O(1); the copies add up to eight times the final size.
 pub(super) fn grow_exact<T>(vector: &mut Vec<T>) {
     if vector.len() == vector.capacity() {
-        let extra = (vector.len() / 4).max(4);
+        let extra = (vector.len() / 8).max(4);
         vector.reserve_exact(extra);
     }
 }

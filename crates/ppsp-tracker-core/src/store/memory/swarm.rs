@@ -18,12 +18,12 @@ use crate::store::ClipChunks;
 /// positions.
 const INDEXED_FROM: usize = 256;
 
-/// No deadline in [`Member::deadline`].
+/// No deadline in [`MemberExtra::deadline`].
 pub(super) const NO_DEADLINE: u32 = u32::MAX;
 
 const UNREACHABLE: u8 = 1 << 2;
 
-/// One membership: 20 bytes.
+/// One membership: 16 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Member {
     /// The session's reference (shard and slot).
@@ -32,24 +32,15 @@ pub(super) struct Member {
     pub(super) generation: u32,
     /// Seconds since the store's epoch.
     pub(super) joined: u32,
-    /// Seconds since the store's epoch, or [`NO_DEADLINE`].
-    pub(super) deadline: u32,
     flags: u8,
 }
 
 impl Member {
-    pub(super) fn new(
-        session: u32,
-        generation: u32,
-        mode: PeerMode,
-        joined: u32,
-        deadline: u32,
-    ) -> Self {
+    pub(super) fn new(session: u32, generation: u32, mode: PeerMode, joined: u32) -> Self {
         Self {
             session,
             generation,
             joined,
-            deadline,
             // Two bits: always fits.
             flags: mode_bits(mode) as u8,
         }
@@ -77,8 +68,11 @@ impl Member {
 }
 
 /// What only some members have.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct MemberExtra {
+    /// When the membership ends by itself (seconds since the store's epoch), or
+    /// [`NO_DEADLINE`]. Most JOINs set no ExpireTime, so it lives here, not in [`Member`].
+    pub(super) deadline: u32,
     pub(super) start: Option<Clip>,
     pub(super) clips: Vec<ClipChunks>,
     pub(super) stats: Option<StreamStats>,
@@ -88,9 +82,25 @@ pub(super) struct MemberExtra {
     pub(super) completed_at: Option<u32>,
 }
 
+impl Default for MemberExtra {
+    fn default() -> Self {
+        Self {
+            deadline: NO_DEADLINE,
+            start: None,
+            clips: Vec::new(),
+            stats: None,
+            charged: 0,
+            completed_at: None,
+        }
+    }
+}
+
 impl MemberExtra {
     fn is_empty(&self) -> bool {
-        self.start.is_none() && self.clips.is_empty() && self.stats.is_none()
+        self.deadline == NO_DEADLINE
+            && self.start.is_none()
+            && self.clips.is_empty()
+            && self.stats.is_none()
     }
 }
 
@@ -181,24 +191,28 @@ impl Swarm {
         }
     }
 
+    /// A member's deadline, or [`NO_DEADLINE`].
+    pub(super) fn deadline_of(&self, session: u32) -> u32 {
+        self.extras
+            .get(&session)
+            .map_or(NO_DEADLINE, |e| e.deadline)
+    }
+
     /// Inserts a member, or updates an existing one keeping its chunk maps, statistics and
     /// join time. Returns the mode change for the tracker-wide counts.
-    pub(super) fn upsert(&mut self, member: Member, start: Option<Clip>) -> ModeChange {
+    pub(super) fn upsert(
+        &mut self,
+        member: Member,
+        start: Option<Clip>,
+        deadline: u32,
+    ) -> ModeChange {
         let new = member.mode();
         let old = match self.position(member.session) {
             Some(position) => {
                 let existing = &mut self.members[position];
                 let old = existing.mode();
-                if (existing.deadline != NO_DEADLINE) != (member.deadline != NO_DEADLINE) {
-                    if member.deadline == NO_DEADLINE {
-                        self.with_deadline = self.with_deadline.saturating_sub(1);
-                    } else {
-                        self.with_deadline += 1;
-                    }
-                }
                 existing.set_mode(new);
                 existing.generation = member.generation;
-                existing.deadline = member.deadline;
                 existing.set_reachable(member.reachable());
                 if old != new {
                     self.count(member.session, old, false);
@@ -208,9 +222,6 @@ impl Swarm {
             }
             None => {
                 self.count(member.session, new, true);
-                if member.deadline != NO_DEADLINE {
-                    self.with_deadline += 1;
-                }
                 grow_exact(&mut self.members);
                 self.members.push(member);
                 if self.members.len() == INDEXED_FROM + 1 {
@@ -226,16 +237,22 @@ impl Swarm {
                 None
             }
         };
-        match start {
-            Some(clip) => self.extras.entry(member.session).or_default().start = Some(clip),
-            None => {
-                if let Some(extra) = self.extras.get_mut(&member.session) {
-                    extra.start = None;
-                    if extra.is_empty() {
-                        self.extras.remove(&member.session);
-                    }
-                }
+        let had_deadline = self.deadline_of(member.session) != NO_DEADLINE;
+        if start.is_some() || deadline != NO_DEADLINE {
+            let extra = self.extras.entry(member.session).or_default();
+            extra.start = start;
+            extra.deadline = deadline;
+        } else if let Some(extra) = self.extras.get_mut(&member.session) {
+            extra.start = None;
+            extra.deadline = NO_DEADLINE;
+            if extra.is_empty() {
+                self.extras.remove(&member.session);
             }
+        }
+        match (had_deadline, deadline != NO_DEADLINE) {
+            (false, true) => self.with_deadline += 1,
+            (true, false) => self.with_deadline = self.with_deadline.saturating_sub(1),
+            _ => {}
         }
         ModeChange { old, new }
     }
@@ -267,10 +284,11 @@ impl Swarm {
             self.members.shrink_to(self.members.len() * 2);
         }
         self.count(session, member.mode(), false);
-        if member.deadline != NO_DEADLINE {
+        let extra = self.extras.remove(&session);
+        if extra.as_ref().is_some_and(|e| e.deadline != NO_DEADLINE) {
             self.with_deadline = self.with_deadline.saturating_sub(1);
         }
-        let charged = self.extras.remove(&session).map_or(0, |e| e.charged);
+        let charged = extra.map_or(0, |e| e.charged);
         Some((member, charged))
     }
 
@@ -469,8 +487,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn member_is_20_bytes() {
-        assert_eq!(size_of::<Member>(), 20);
+    fn member_is_16_bytes() {
+        assert_eq!(size_of::<Member>(), 16);
     }
 
     #[test]
@@ -489,10 +507,10 @@ mod tests {
     fn swap_remove_keeps_positions_consistent() {
         let mut swarm = Swarm::new(SwarmId::new("s").expect("id"), false);
         for i in 0..50 {
-            swarm.upsert(Member::new(i, 1, PeerMode::Leech, 0, NO_DEADLINE), None);
+            swarm.upsert(Member::new(i, 1, PeerMode::Leech, 0), None, NO_DEADLINE);
         }
         for i in 1000..1400 {
-            swarm.upsert(Member::new(i, 1, PeerMode::Seed, 0, NO_DEADLINE), None);
+            swarm.upsert(Member::new(i, 1, PeerMode::Seed, 0), None, NO_DEADLINE);
         }
         // Past the threshold and back below it.
         for i in 1000..1400 {
@@ -503,7 +521,7 @@ mod tests {
             }
         }
         assert_eq!(swarm.seeds, 0);
-        swarm.upsert(Member::new(99, 1, PeerMode::LiveSeed, 0, 5), None);
+        swarm.upsert(Member::new(99, 1, PeerMode::LiveSeed, 0), None, 5);
         assert!(swarm.is_live());
         for i in (0..50).step_by(3) {
             assert!(swarm.remove(i).is_some());
@@ -514,7 +532,7 @@ mod tests {
         }
         assert_eq!(swarm.leeches, 33);
         assert_eq!(swarm.with_deadline, 1);
-        swarm.upsert(Member::new(1, 2, PeerMode::Seed, 0, NO_DEADLINE), None);
+        swarm.upsert(Member::new(1, 2, PeerMode::Seed, 0), None, NO_DEADLINE);
         assert_eq!((swarm.leeches, swarm.seeds), (32, 1));
         assert!(swarm.remove(99).is_some());
         assert!(!swarm.is_live());
