@@ -1,4 +1,4 @@
-//! `ppsp bench fill`: registers many peers in a running tracker as fast as it takes them,
+//! The fill: registers many peers in a running tracker as fast as it takes them,
 //! to measure what the tracker's state costs in memory.
 //!
 //! Each peer is one 20-byte PeerID with one IPv4 address, joined to one swarm (peer `i`
@@ -14,7 +14,6 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,20 +32,20 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::TcpSocket;
 
-use crate::CliError;
+use crate::LoadError;
 
 /// Protocol a fill speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum FillFormat {
+pub enum FillFormat {
     /// draft-gu-ppsp-tracker-protocol-06: CONNECT, then JOIN.
     Xml,
     /// RFC 7846: one CONNECT with a JOIN swarm action.
     Json,
 }
 
-/// Options of `ppsp bench fill`.
+/// Options of the fill (`ppsp bench fill`).
 #[derive(Debug, clap::Args)]
-pub(crate) struct FillArgs {
+pub struct FillArgs {
     /// Tracker to fill, for example http://127.0.0.1:7070/ (the path is used as is).
     #[arg(long, value_name = "URL")]
     tracker: String,
@@ -77,19 +76,28 @@ pub(crate) struct FillArgs {
 /// Attempts per peer before it counts as failed (a connection lost, a 503).
 const ATTEMPTS: u32 = 5;
 
-/// Runs the fill and prints its report on standard output; fails when a peer could not be
-/// registered.
-pub(crate) fn run(args: FillArgs) -> Result<(), CliError> {
-    let plan = Arc::new(FillPlan::from_args(&args)?);
+/// Runs the fill on a runtime of its own and returns its report: a header line, a summary
+/// line (`peers N  failed N  requests N ...`) and the first failure, if any.
+///
+/// # Errors
+///
+/// [`LoadError::PeersNotRegistered`] (with the report) when a peer could not be registered;
+/// other [`LoadError`]s when an option is wrong or the tracker's host does not resolve.
+pub fn run_fill(args: &FillArgs) -> Result<String, LoadError> {
+    let plan = Arc::new(FillPlan::from_args(args)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(LoadError::Runtime)?;
     let outcome = runtime.block_on(fill(Arc::clone(&plan)))?;
-    print!("{}", outcome.render(&plan));
+    let report = outcome.render(&plan);
     if outcome.failed_peers > 0 {
-        return Err(format!("{} peers were not registered", outcome.failed_peers).into());
+        return Err(LoadError::PeersNotRegistered {
+            failed: outcome.failed_peers,
+            report,
+        });
     }
-    Ok(())
+    Ok(report)
 }
 
 #[derive(Debug)]
@@ -107,20 +115,15 @@ struct FillPlan {
 }
 
 impl FillPlan {
-    fn from_args(args: &FillArgs) -> Result<Self, CliError> {
-        let uri = Uri::from_str(&args.tracker)
-            .map_err(|e| format!("--tracker {:?} is not a URL: {e}", args.tracker))?;
-        if uri.scheme_str() != Some("http") {
-            return Err("--tracker must be an http:// URL, like http://127.0.0.1:7070/".into());
-        }
-        let Some(authority) = uri.authority() else {
-            return Err("--tracker has no host".into());
+    fn from_args(args: &FillArgs) -> Result<Self, LoadError> {
+        let uri = crate::tracker_uri(&args.tracker)?;
+        let no_host = || LoadError::NoHost {
+            url: args.tracker.clone(),
         };
-        let host_header = HeaderValue::from_str(authority.as_str())
-            .map_err(|e| format!("--tracker host {authority}: {e}"))?;
-        if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 86_400.0) {
-            return Err("--timeout must be between 0 and 86400 seconds".into());
-        }
+        let authority = uri.authority().ok_or_else(no_host)?;
+        // An authority that parsed as part of a URI is a valid header value.
+        let host_header = HeaderValue::from_str(authority.as_str()).map_err(|_| no_host())?;
+        let timeout = crate::load::seconds(args.timeout, "--timeout")?;
         Ok(Self {
             uri,
             host_header,
@@ -129,18 +132,18 @@ impl FillPlan {
             swarms: args.swarms,
             connections: args.connections.min(args.peers),
             source_addresses: args.source_addresses,
-            timeout: Duration::from_secs_f64(args.timeout),
+            timeout,
             run_tag: StdRng::from_os_rng().random(),
         })
     }
 
     /// A 20-byte PeerID: `f`, the run tag and the index, in hexadecimal.
-    fn peer_id(&self, index: u32) -> Result<PeerId, CliError> {
-        Ok(PeerId::new(format!("f{:08x}{index:011x}", self.run_tag))?)
+    fn peer_id(&self, index: u32) -> Result<PeerId, LoadError> {
+        PeerId::new(format!("f{:08x}{index:011x}", self.run_tag)).map_err(LoadError::Identifier)
     }
 
-    fn swarm_id(&self, index: u32) -> Result<SwarmId, CliError> {
-        Ok(SwarmId::new(format!("fill-swarm-{}", index % self.swarms))?)
+    fn swarm_id(&self, index: u32) -> Result<SwarmId, LoadError> {
+        SwarmId::new(format!("fill-swarm-{}", index % self.swarms)).map_err(LoadError::Identifier)
     }
 
     /// The port peer `index` declares (distinct among neighbours, never 0).
@@ -200,7 +203,7 @@ struct Progress {
     retries: AtomicU64,
 }
 
-async fn fill(plan: Arc<FillPlan>) -> Result<Outcome, CliError> {
+async fn fill(plan: Arc<FillPlan>) -> Result<Outcome, LoadError> {
     let target = resolve(&plan.uri).await?;
     let sources: Vec<Option<IpAddr>> = match target.ip() {
         IpAddr::V4(ip) if ip.is_loopback() => (1..=plan.source_addresses)
@@ -246,15 +249,20 @@ async fn fill(plan: Arc<FillPlan>) -> Result<Outcome, CliError> {
     })
 }
 
-async fn resolve(uri: &Uri) -> Result<SocketAddr, CliError> {
+async fn resolve(uri: &Uri) -> Result<SocketAddr, LoadError> {
     let host = uri.host().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(80);
     tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| format!("resolving {host}: {e}"))?
+        .map_err(|source| LoadError::Resolve {
+            host: host.to_owned(),
+            source,
+        })?
         .next()
-        .ok_or_else(|| format!("{host} has no address").into())
+        .ok_or_else(|| LoadError::NoAddress {
+            host: host.to_owned(),
+        })
 }
 
 async fn report_progress(plan: Arc<FillPlan>, progress: Arc<Progress>) {
