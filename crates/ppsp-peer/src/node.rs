@@ -75,6 +75,9 @@ pub struct NodeConfig {
     pub stun: Option<String>,
     /// Extra trust anchors for `https://` trackers (for example a private CA).
     pub tls_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// Replace an existing [`Output::File`] that is not the swarm's content (otherwise
+    /// joining fails with [`Error::OutputExists`]).
+    pub overwrite: bool,
 }
 
 impl NodeConfig {
@@ -97,6 +100,7 @@ impl NodeConfig {
             credentials: Credentials::Anonymous { trace: None },
             stun: None,
             tls_roots: Vec::new(),
+            overwrite: false,
         }
     }
 }
@@ -529,27 +533,8 @@ impl Node {
             (state, None)
         } else {
             let manifest = Arc::new(Manifest::decode_verified(&document, swarm)?);
-            let (path, final_path, scratch) = match output {
-                Output::File(path) => {
-                    let mut part = path.clone().into_os_string();
-                    part.push(".part");
-                    (PathBuf::from(part), Some(path), false)
-                }
-                Output::Scratch => (
-                    std::env::temp_dir().join(format!(
-                        "ppsp-{}-{:016x}.part",
-                        swarm
-                            .chars()
-                            .filter(char::is_ascii_alphanumeric)
-                            .take(16)
-                            .collect::<String>(),
-                        crate::random_u64()
-                    )),
-                    None,
-                    true,
-                ),
-            };
-            let store = ChunkStore::create_leech(&path, Arc::clone(&manifest), scratch)?;
+            let (store, output) =
+                vod_store(swarm, Arc::clone(&manifest), output, config.overwrite).await?;
             (
                 Swarm::vod(
                     config.peer_id.as_str(),
@@ -557,7 +542,7 @@ impl Node {
                     store,
                     config.swarm.clone(),
                 ),
-                final_path.map(|f| (path, f)),
+                output,
             )
         };
         let server =
@@ -647,6 +632,61 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// The store a VoD leech fetches into, and the (partial, final) paths to rename at the
+/// end. An [`Output::File`] resumes from its `.part` file; when the file itself already
+/// holds the verified content it is used as it is and nothing is fetched; any other
+/// existing file is refused unless `overwrite`.
+async fn vod_store(
+    swarm: &str,
+    manifest: Arc<Manifest>,
+    output: Output,
+    overwrite: bool,
+) -> Result<(ChunkStore, Option<(PathBuf, PathBuf)>), Error> {
+    let path = match output {
+        Output::File(path) => path,
+        Output::Scratch => {
+            let scratch = std::env::temp_dir().join(format!(
+                "ppsp-{}-{:016x}.part",
+                swarm
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(16)
+                    .collect::<String>(),
+                crate::random_u64()
+            ));
+            let store = ChunkStore::create_leech(&scratch, manifest, true)?;
+            return Ok((store, None));
+        }
+    };
+    let mut part = path.clone().into_os_string();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    let blocking = move || -> Result<(ChunkStore, Option<(PathBuf, PathBuf)>), Error> {
+        let chunks = manifest.chunk_count();
+        match crate::store::verify_existing(&path, &manifest)? {
+            Some(held) if held == chunks => {
+                tracing::info!(path = %path.display(), "the output already holds the verified content");
+                return Ok((ChunkStore::open_seed(&path, manifest)?, None));
+            }
+            Some(_) if !overwrite => return Err(Error::OutputExists { path }),
+            Some(_) | None => {}
+        }
+        let store = ChunkStore::resume_leech(&part, manifest)?;
+        if store.held() > 0 {
+            tracing::info!(
+                path = %part.display(),
+                held = store.held(),
+                chunks,
+                "resuming: chunks already in the partial file verified"
+            );
+        }
+        Ok((store, Some((part, path))))
+    };
+    tokio::task::spawn_blocking(blocking)
+        .await
+        .map_err(|e| Error::io("checking the output", std::io::Error::other(e)))?
 }
 
 /// A LEECH JOIN of a live swarm starting at chunk `start`.

@@ -103,6 +103,53 @@ fn write_at(file: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()>
     Ok(())
 }
 
+/// Which chunks of `manifest` the first `valid_len` bytes of `file` hold with the right
+/// hash.
+fn verified_chunks(file: &File, manifest: &Manifest, valid_len: u64) -> std::io::Result<ChunkMap> {
+    let mut have = ChunkMap::new(0, manifest.chunk_count());
+    let mut buf = vec![0u8; manifest.chunk_size() as usize];
+    for index in 0..manifest.chunk_count() {
+        let (Some(len), Some(hash)) = (manifest.chunk_len(index), manifest.hash(index)) else {
+            continue;
+        };
+        let offset = manifest.offset(index);
+        if offset + u64::from(len) > valid_len {
+            break;
+        }
+        let chunk = &mut buf[..len as usize];
+        read_at(file, chunk, offset)?;
+        if verify_chunk(hash, chunk) {
+            have.insert(index);
+        }
+    }
+    Ok(have)
+}
+
+/// How much of the file at `path` is already the content `manifest` describes: `None`
+/// when there is no such file, otherwise the number of chunks that verify.
+///
+/// This reads the whole file: call it from a blocking context.
+///
+/// # Errors
+/// [`Error::Io`] when the file exists but cannot be read.
+pub fn verify_existing(path: &Path, manifest: &Manifest) -> Result<Option<u64>, Error> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+        .len();
+    if len != manifest.total_length() {
+        return Ok(Some(0));
+    }
+    let have = verified_chunks(&file, manifest, len)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(Some(have.count()))
+}
+
 impl ChunkStore {
     fn with(inner: Inner, remove_on_drop: Option<PathBuf>) -> Self {
         Self {
@@ -176,6 +223,44 @@ impl ChunkStore {
                 have,
             },
             scratch.then(|| path.to_path_buf()),
+        ))
+    }
+
+    /// A leech's store continuing in `path`: what the file already holds is read back
+    /// chunk by chunk and each chunk whose hash matches the manifest is kept, so an
+    /// interrupted download resumes where it stopped (and a file that verifies in full is
+    /// complete at once). A missing file is created; one of another length is resized to
+    /// the content first (what lies inside the new length is still checked).
+    ///
+    /// This reads the whole file: call it from a blocking context.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be opened, sized or read.
+    pub fn resume_leech(path: &Path, manifest: Arc<Manifest>) -> Result<Self, Error> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+            .len();
+        if len != manifest.total_length() {
+            file.set_len(manifest.total_length())
+                .map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
+        }
+        let have = verified_chunks(&file, &manifest, len)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Ok(Self::with(
+            Inner::Vod {
+                manifest,
+                file: Arc::new(file),
+                have,
+            },
+            None,
         ))
     }
 
@@ -511,6 +596,46 @@ mod tests {
         std::fs::write(&path, &changed).expect("rewrite");
         assert!(store.get(0).await.is_err());
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn resumed_store_keeps_only_chunks_that_verify() {
+        let content: Vec<u8> = (0..5000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let manifest = Arc::new(
+            Manifest::from_reader("r.bin", 1024, &mut content.as_slice()).expect("manifest"),
+        );
+        let path = temp_path("resume");
+        // Chunks 0 and 2 are right, chunk 1 is damaged, the file stops inside chunk 3.
+        let mut partial = content[..3500].to_vec();
+        partial[1500] ^= 1;
+        std::fs::write(&path, &partial).expect("write");
+        assert_eq!(verify_existing(&path, &manifest).expect("reads"), Some(0));
+        let store = ChunkStore::resume_leech(&path, Arc::clone(&manifest)).expect("store");
+        assert_eq!(store.chunk_map().iter().collect::<Vec<_>>(), vec![0, 2]);
+        assert!(
+            store
+                .put(1, Bytes::copy_from_slice(&content[1024..2048]))
+                .await
+                .is_ok()
+        );
+        assert!(
+            store
+                .put(3, Bytes::copy_from_slice(&content[3072..4096]))
+                .await
+                .is_ok()
+        );
+        assert!(
+            store
+                .put(4, Bytes::copy_from_slice(&content[4096..]))
+                .await
+                .is_ok()
+        );
+        assert!(store.is_complete());
+        drop(store);
+        assert_eq!(std::fs::read(&path).expect("read"), content);
+        assert_eq!(verify_existing(&path, &manifest).expect("reads"), Some(5));
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(verify_existing(&path, &manifest).expect("reads"), None);
     }
 
     #[tokio::test]

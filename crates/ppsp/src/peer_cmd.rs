@@ -90,9 +90,13 @@ pub(crate) enum PeerCommand {
     Get {
         /// The swarm ID printed by the publishing peer.
         swarm: String,
-        /// Where to write the content.
+        /// Where to write the content. An interrupted download continues from FILE.part;
+        /// a FILE that already holds the content is verified and kept as it is.
         #[arg(long, value_name = "FILE")]
         output: PathBuf,
+        /// Replace an existing FILE that is not this swarm's content.
+        #[arg(long)]
+        force: bool,
         /// After the file is written, keep serving peers that are still fetching from this
         /// one, until nobody has for 2 s or for at most SECS seconds (0: exit at once).
         #[arg(long, value_name = "SECS", default_value_t = 10)]
@@ -243,10 +247,12 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
         PeerCommand::Get {
             swarm,
             output,
+            force,
             linger,
             common,
         } => {
-            let config = config_of(&common)?;
+            let mut config = config_of(&common)?;
+            config.overwrite = force;
             ppsp_peer::node::parse_swarm_id(&swarm)?;
             // Found out now rather than when renaming the finished download onto it.
             if output.is_dir() {
@@ -266,7 +272,16 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
                 Output::File(output.clone()),
                 stopped(),
             )
-            .await?;
+            .await
+            .map_err(|err| match err {
+                ppsp_peer::Error::OutputExists { path } => format!(
+                    "--output {} exists and is not this swarm's content; \
+                     pass --force to replace it",
+                    path.display()
+                )
+                .into(),
+                other => CliError::from(other),
+            })?;
             if node.swarm().is_live() {
                 let result = tokio::select! {
                     result = record_live(node.swarm(), &output) => result,
