@@ -607,13 +607,14 @@ impl Engine {
         let len = data.len() as u64;
         match self.swarm.store().put(index, data).await {
             Ok(PutOutcome::Stored) => {
-                self.swarm.add_downloaded(len);
+                self.swarm.add_downloaded(peer, len);
+                self.swarm.note_verified();
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.failures = 0;
                 }
                 self.cancel_others(index);
             }
-            Ok(PutOutcome::Duplicate) => self.swarm.add_downloaded(len),
+            Ok(PutOutcome::Duplicate) => self.swarm.add_downloaded(peer, len),
             Err(Error::CorruptChunk { .. }) => {
                 if self.swarm.store().expected(index).is_none() {
                     // A live chunk that left the window while it was on its way.

@@ -14,6 +14,7 @@ mod body;
 pub mod client;
 pub mod engine;
 pub mod error;
+mod limit;
 pub mod manifest;
 pub mod nat;
 pub mod node;

@@ -27,7 +27,7 @@ use crate::manifest::{
     LiveChunk, LiveManifest, LiveSigner, Manifest, SignedLiveManifest, is_live_swarm,
     live_public_key,
 };
-use crate::server::{DEFAULT_MAX_CONNECTIONS, PeerServer};
+use crate::server::{DEFAULT_MAX_CONNECTIONS, PeerServer, PlayerServer};
 use crate::store::ChunkStore;
 use crate::swarm::{PeerHint, Swarm, SwarmOptions};
 use crate::tracker_client::{
@@ -118,6 +118,7 @@ pub enum Output {
 pub struct Node {
     swarm: Arc<Swarm>,
     server: PeerServer,
+    player: Option<PlayerServer>,
     tracker: Option<TrackerClient>,
     session: Option<TrackerSession>,
     stop: watch::Sender<bool>,
@@ -283,6 +284,7 @@ impl Node {
         Self {
             swarm,
             server,
+            player: None,
             tracker,
             session,
             stop,
@@ -580,9 +582,21 @@ impl Node {
         &self.swarm
     }
 
-    /// The address of the peer (and player) endpoint.
+    /// The address of the peer endpoint (what other peers fetch from).
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Serves the content to local media players on `listener`, a listener of its own:
+    /// other peers only ever reach the peer endpoint.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the listener's address cannot be read.
+    pub fn serve_player(&mut self, listener: TcpListener) -> Result<SocketAddr, Error> {
+        let player = PlayerServer::from_listener(listener, Arc::clone(&self.swarm))?;
+        let addr = player.local_addr();
+        self.player = Some(player);
+        Ok(addr)
     }
 
     /// The tracker client, when the node uses a tracker.

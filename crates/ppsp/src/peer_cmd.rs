@@ -20,8 +20,9 @@ pub(crate) struct Common {
     /// first).
     #[arg(long, value_name = "URL", required = true)]
     tracker: Vec<String>,
-    /// Address of this peer's endpoint for other peers and for a media player (port 0 picks
-    /// a free port). Use 0.0.0.0:PORT to be reachable from other hosts.
+    /// Address of this peer's endpoint for other peers (port 0 picks a free port); for
+    /// `play`, the media player's endpoint (see --peer-listen). Use 0.0.0.0:PORT to be
+    /// reachable from other hosts.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Concurrent chunk uploads to other peers; further requests are answered 503.
@@ -108,6 +109,9 @@ pub(crate) enum PeerCommand {
     Play {
         /// The swarm ID printed by the publishing peer.
         swarm: String,
+        /// Address of the endpoint for other peers (the player's is --listen).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        peer_listen: SocketAddr,
         #[command(flatten)]
         common: Common,
     },
@@ -308,15 +312,22 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             close(node).await;
             result
         }
-        PeerCommand::Play { swarm, common } => {
+        PeerCommand::Play {
+            swarm,
+            peer_listen,
+            common,
+        } => {
             let config = config_of(&common)?;
             ppsp_peer::node::parse_swarm_id(&swarm)?;
-            let (listener, local) = bind(common.listen).await?;
+            let (player_listener, player_local) = bind(common.listen).await?;
+            let (listener, local) = bind(peer_listen).await?;
             ready(&format!("swarm {swarm}"))?;
-            ready(&format!("listening on http://{local}"))?;
+            ready(&format!("listening on http://{player_local}"))?;
+            ready(&format!("peer on http://{local}"))?;
             let mut node =
                 Node::leech_until(&config, listener, &swarm, Output::Scratch, stopped()).await?;
-            tracing::info!("point a media player at http://{local}/");
+            node.serve_player(player_listener)?;
+            tracing::info!("point a media player at http://{player_local}/");
             tokio::select! {
                 result = node.wait_complete() => {
                     result?;

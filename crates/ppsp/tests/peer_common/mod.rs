@@ -135,6 +135,12 @@ impl Proc {
         self.wait_line("listening on http://", Duration::from_secs(30))
     }
 
+    /// The host:port of `play`'s `peer on http://HOST:PORT` line (its endpoint for other
+    /// peers; `listening on` is the player's).
+    pub(crate) fn wait_peer_on(&self) -> String {
+        self.wait_line("peer on http://", Duration::from_secs(30))
+    }
+
     pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
