@@ -723,6 +723,12 @@ fn live_join(id: &SwarmId, start: u64) -> ppsp_proto::Join {
     }
 }
 
+/// Peers asked for the manifest at once.
+const MANIFEST_PARALLEL: usize = 4;
+
+/// Asks the known peers for the manifest, [`MANIFEST_PARALLEL`] at a time (seeds first),
+/// until one serves a document that verifies against the swarm ID. A peer that serves a
+/// bad one is not asked again; between rounds the tracker is asked for more peers.
 async fn fetch_manifest(
     client: &PeerClient,
     tracker: Option<&TrackerClient>,
@@ -733,11 +739,41 @@ async fn fetch_manifest(
 ) -> Result<Bytes, Error> {
     let deadline = tokio::time::Instant::now() + config.manifest_timeout;
     let live = is_live_swarm(id.as_str());
+    let mut banned: std::collections::HashSet<SocketAddr> = std::collections::HashSet::new();
+    let mut announced = false;
     loop {
         // Seeds first: they certainly hold the manifest.
         hints.sort_by_key(|h| !h.seed);
-        for hint in hints.iter().filter(|h| h.addr != local) {
-            match client.manifest(hint.addr, id.as_str()).await {
+        // A peer listed many times is asked once.
+        let mut seen = std::collections::HashSet::new();
+        let mut candidates = hints
+            .iter()
+            .map(|h| h.addr)
+            .filter(|a| *a != local && !banned.contains(a) && seen.insert(*a))
+            .collect::<Vec<_>>()
+            .into_iter();
+        if !announced {
+            tracing::info!(
+                peers = candidates.len(),
+                timeout_secs = config.manifest_timeout.as_secs(),
+                "looking for a peer that serves the manifest"
+            );
+            announced = true;
+        }
+        let mut asking = tokio::task::JoinSet::new();
+        loop {
+            while asking.len() < MANIFEST_PARALLEL {
+                let Some(addr) = candidates.next() else { break };
+                let client = client.clone();
+                let swarm = id.as_str().to_owned();
+                asking.spawn(async move { (addr, client.manifest(addr, &swarm).await) });
+            }
+            let Ok(Some(joined)) = tokio::time::timeout_at(deadline, asking.join_next()).await
+            else {
+                break;
+            };
+            let Ok((addr, answer)) = joined else { continue };
+            match answer {
                 Ok(bytes) => {
                     let valid = if live {
                         SignedLiveManifest::decode_verified(&bytes, id.as_str()).map(|_| ())
@@ -747,11 +783,12 @@ async fn fetch_manifest(
                     match valid {
                         Ok(()) => return Ok(bytes),
                         Err(err) => {
-                            tracing::warn!(peer = %hint.addr, %err, "peer sent a bad manifest")
+                            tracing::warn!(peer = %addr, %err, "ignoring a peer that sent a bad manifest");
+                            banned.insert(addr);
                         }
                     }
                 }
-                Err(err) => tracing::debug!(peer = %hint.addr, %err, "no manifest from peer"),
+                Err(err) => tracing::debug!(peer = %addr, %err, "no manifest from peer"),
             }
         }
         if tokio::time::Instant::now() >= deadline {

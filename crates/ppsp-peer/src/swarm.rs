@@ -79,7 +79,7 @@ pub struct Swarm {
     connections: Arc<AtomicU64>,
     chunks_verified: AtomicU64,
     traffic: Mutex<HashMap<SocketAddr, Traffic>>,
-    problem: Mutex<Option<String>>,
+    problem: Mutex<Option<(tokio::time::Instant, String)>>,
 }
 
 /// Chunk bytes exchanged with one remote peer.
@@ -332,15 +332,18 @@ impl Swarm {
         *self
             .problem
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(problem);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((tokio::time::Instant::now(), problem));
     }
 
-    /// The latest problem recorded by the downloader, if any.
-    pub fn problem(&self) -> Option<String> {
+    /// The problem the downloader recorded last, if it is at most `within` old.
+    pub fn recent_problem(&self, within: std::time::Duration) -> Option<String> {
         self.problem
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() <= within)
+            .map(|(_, text)| text.clone())
     }
 
     /// The counters in the Prometheus text exposition format (served at `/metrics`).

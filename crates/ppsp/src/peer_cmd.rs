@@ -401,18 +401,26 @@ fn progress_line(swarm: &Swarm, rate: f64) -> (String, f64) {
     } else {
         held_bytes as f64 / total as f64
     };
-    (
-        format!(
-            "{:5.1}% {:.1}/{:.1} MiB, {:.1} MiB/s, {} peers, {:.1} MiB uploaded",
-            fraction * 100.0,
-            mib(held_bytes),
-            mib(total),
-            rate,
-            stats.peers_known,
-            mib(stats.uploaded_bytes),
-        ),
-        fraction,
-    )
+    let peers = match stats.peers_known {
+        1 => "1 peer".to_owned(),
+        n => format!("{n} peers"),
+    };
+    let mut line = format!(
+        "{:5.1}% {:.1}/{:.1} MiB, {:.1} MiB/s, {peers}, {:.1} MiB uploaded",
+        fraction * 100.0,
+        mib(held_bytes),
+        mib(total),
+        rate,
+        mib(stats.uploaded_bytes),
+    );
+    if fraction < 1.0
+        && let Some(problem) = swarm.recent_problem(Duration::from_secs(10))
+    {
+        line.push_str(" (");
+        line.push_str(&problem);
+        line.push(')');
+    }
+    (line, fraction)
 }
 
 /// Shows download progress: a bar redrawn in place on a terminal, a plain line every few
