@@ -451,6 +451,14 @@ impl Engine {
         if missing.is_empty() {
             return;
         }
+        if !self.peers.is_empty() {
+            let unheld = missing.iter().filter(|c| c.availability == 0).count();
+            if unheld > 0 && self.in_flight_total() == 0 {
+                self.swarm.note_problem(format!(
+                    "{unheld} chunks held by no known peer, waiting for one"
+                ));
+            }
+        }
         let endgame = Picker::is_endgame(&missing);
         let order = if self.swarm.is_live() {
             // Live: strictly in playback order from the position.

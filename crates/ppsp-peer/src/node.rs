@@ -599,6 +599,18 @@ impl Node {
         Ok(addr)
     }
 
+    /// Returns once the published content is gone (the file removed or resized, or no
+    /// chunk verifying any more), with the reason; never for content still there. Checked
+    /// every two seconds.
+    pub async fn content_lost(&self) -> Error {
+        loop {
+            if let Err(err) = self.swarm.store().check_content() {
+                return err;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
     /// The tracker client, when the node uses a tracker.
     pub fn tracker(&self) -> Option<&TrackerClient> {
         self.tracker.as_ref()

@@ -382,9 +382,10 @@ async fn serve_chunk(swarm: &Arc<Swarm>, index: u64, peer: SocketAddr) -> Respon
             response
         }
         Ok(None) => text(StatusCode::NOT_FOUND, "chunk not held\n"),
+        // The store has dropped the damaged chunk (and logged it): not held any more.
         Err(err) => {
-            tracing::error!(%err, index, "refusing to serve a chunk");
-            text(StatusCode::INTERNAL_SERVER_ERROR, "chunk unreadable\n")
+            tracing::debug!(%err, index, "refusing to serve a chunk");
+            text(StatusCode::NOT_FOUND, "chunk not held\n")
         }
     }
 }

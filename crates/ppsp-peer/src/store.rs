@@ -37,6 +37,10 @@ enum Inner {
         manifest: Arc<Manifest>,
         file: Arc<File>,
         have: ChunkMap,
+        /// The file, for messages and for checking that it is still there.
+        path: PathBuf,
+        /// Chunks found damaged or unreadable when read back.
+        damaged: u64,
     },
     Live {
         latest: Option<SignedLiveManifest>,
@@ -191,6 +195,8 @@ impl ChunkStore {
                 manifest,
                 file: Arc::new(file),
                 have,
+                path: path.to_path_buf(),
+                damaged: 0,
             },
             None,
         ))
@@ -221,6 +227,8 @@ impl ChunkStore {
                 manifest,
                 file: Arc::new(file),
                 have,
+                path: path.to_path_buf(),
+                damaged: 0,
             },
             scratch.then(|| path.to_path_buf()),
         ))
@@ -259,6 +267,8 @@ impl ChunkStore {
                 manifest,
                 file: Arc::new(file),
                 have,
+                path: path.to_path_buf(),
+                damaged: 0,
             },
             None,
         ))
@@ -488,6 +498,7 @@ impl ChunkStore {
                 manifest,
                 file,
                 have,
+                ..
             } => {
                 if !have.contains(index) {
                     return Ok(None);
@@ -506,12 +517,89 @@ impl ChunkStore {
             read_at(&file, &mut buf, offset).map(|()| buf)
         })
         .await
-        .map_err(|e| Error::io("reading a chunk", std::io::Error::other(e)))?
-        .map_err(|e| Error::io("reading a chunk", e))?;
-        if !verify_chunk(&hash, &data) {
-            return Err(Error::CorruptChunk { index });
+        .map_err(|e| Error::io("reading a chunk", std::io::Error::other(e)))?;
+        match data {
+            Ok(data) if verify_chunk(&hash, &data) => Ok(Some(Bytes::from(data))),
+            Ok(_) => {
+                self.lose(index, "no longer matches its hash");
+                Err(Error::CorruptChunk { index })
+            }
+            Err(err) => {
+                self.lose(index, &format!("cannot be read ({err})"));
+                Err(Error::io("reading a chunk", err))
+            }
         }
-        Ok(Some(Bytes::from(data)))
+    }
+
+    /// Stops holding (and so advertising) VoD chunk `index`, whose stored bytes are
+    /// damaged or unreadable. The first loss in a file is logged with the file's name; the
+    /// next ones only counted, so a replaced file does not flood the log.
+    fn lose(&self, index: u64, why: &str) {
+        let removed = match &mut *self.lock() {
+            Inner::Vod {
+                have,
+                path,
+                damaged,
+                ..
+            } if have.contains(index) => {
+                have.remove(index);
+                *damaged += 1;
+                if *damaged == 1 {
+                    tracing::error!(
+                        file = %path.display(),
+                        index,
+                        "chunk {why}: the file changed on disk; no longer offering it (further damaged chunks are counted, not logged)"
+                    );
+                } else {
+                    tracing::debug!(file = %path.display(), index, "chunk {why}");
+                }
+                true
+            }
+            _ => false,
+        };
+        if removed {
+            self.bump();
+        }
+    }
+
+    /// Chunks found damaged or unreadable on disk since the store was opened.
+    pub fn damaged(&self) -> u64 {
+        match &*self.lock() {
+            Inner::Vod { damaged, .. } => *damaged,
+            Inner::Live { .. } => 0,
+        }
+    }
+
+    /// For a VoD store, whether its content is still there: the file exists with the
+    /// content's length and at least one chunk is still held.
+    ///
+    /// # Errors
+    /// [`Error::Swarm`] naming the file and what is wrong with it.
+    pub fn check_content(&self) -> Result<(), Error> {
+        let (path, expected, held) = match &*self.lock() {
+            Inner::Vod {
+                path,
+                manifest,
+                have,
+                ..
+            } => (path.clone(), manifest.total_length(), have.count()),
+            Inner::Live { .. } => return Ok(()),
+        };
+        let gone = |what: String| Err(Error::Swarm(format!("{}: {what}", path.display())));
+        match std::fs::metadata(&path) {
+            Err(err) => return gone(format!("the content is gone ({err})")),
+            Ok(meta) if meta.len() != expected => {
+                return gone(format!(
+                    "the content is gone: {} bytes instead of {expected}",
+                    meta.len()
+                ));
+            }
+            Ok(_) => {}
+        }
+        if held == 0 && expected > 0 {
+            return gone("no chunk of the content verifies any more".to_owned());
+        }
+        Ok(())
     }
 
     /// Waits until chunk `index` is held or `deadline` passes; true when held.
@@ -595,6 +683,13 @@ mod tests {
         changed[10] = 6;
         std::fs::write(&path, &changed).expect("rewrite");
         assert!(store.get(0).await.is_err());
+        // No longer held, so no longer advertised; the rest still is.
+        assert!(!store.has(0));
+        assert_eq!(store.damaged(), 1);
+        assert!(!store.is_complete());
+        assert!(store.check_content().is_ok());
+        std::fs::write(&path, &changed[..100]).expect("truncate");
+        assert!(store.check_content().is_err(), "resized: gone");
         let _ = std::fs::remove_file(&path);
     }
 

@@ -226,9 +226,12 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             let node = Node::seed_file(&config, listener, &path).await?;
             ready(&format!("swarm {}", node.swarm().id()))?;
             ready(&format!("listening on http://{local}"))?;
-            stopped().await;
+            let result = tokio::select! {
+                () = stopped() => Ok(()),
+                lost = node.content_lost() => Err(CliError::from(lost)),
+            };
             close(node).await;
-            Ok(())
+            result
         }
         PeerCommand::Live {
             common,
