@@ -81,3 +81,37 @@ fn chunk_sizes_out_of_bounds_are_reported_in_kib() {
         assert!(log.contains("1..=16384"), "{name}: range not given:\n{log}");
     }
 }
+
+#[test]
+fn a_tracker_without_a_scheme_is_refused_before_any_readiness_line() {
+    let dir = TempDir::new("bad-tracker");
+    let swarm = "5".repeat(64);
+    let output = dir.join("out.bin");
+    let output = output.to_str().expect("utf-8");
+    for (name, args) in [
+        (
+            "get",
+            vec![
+                "peer",
+                "get",
+                &swarm,
+                "--tracker",
+                "127.0.0.1:7070",
+                "--output",
+                output,
+            ],
+        ),
+        ("play-none", vec!["peer", "play", &swarm]),
+    ] {
+        let mut proc = Proc::spawn(&dir, name, &args, false);
+        let status = proc.wait_exit(Duration::from_secs(10));
+        assert!(!status.success(), "{name}: accepted");
+        let log = proc.log_text();
+        assert!(log.contains("tracker"), "{name}: unclear error:\n{log}");
+        assert_eq!(
+            proc.drain_lines(),
+            Vec::<String>::new(),
+            "{name}: readiness lines"
+        );
+    }
+}

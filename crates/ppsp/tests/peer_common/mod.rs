@@ -141,6 +141,11 @@ impl Proc {
         self.wait_line("peer on http://", Duration::from_secs(30))
     }
 
+    /// Standard-output lines printed so far and not yet consumed.
+    pub(crate) fn drain_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
     pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
