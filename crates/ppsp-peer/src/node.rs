@@ -294,7 +294,8 @@ impl Node {
         }
     }
 
-    /// Publishes the file at `path` as a new VoD swarm and serves it (peer mode SEED).
+    /// Publishes the file at `path` as a new VoD swarm and serves it (peer mode SEED). A
+    /// directory is published as one swarm whose manifest lists every file under it.
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be read, [`Error::Tracker`] when the tracker
@@ -312,6 +313,9 @@ impl Node {
         let chunk_size = config.chunk_size;
         let file_path = path.to_path_buf();
         let manifest = tokio::task::spawn_blocking(move || {
+            if file_path.is_dir() {
+                return Manifest::from_dir(&name, chunk_size, &file_path).map(|(m, _)| m);
+            }
             let mut file = std::io::BufReader::new(
                 std::fs::File::open(&file_path)
                     .map_err(|e| Error::io(format!("opening {}", file_path.display()), e))?,
@@ -631,6 +635,15 @@ impl Node {
             && self.swarm.store().is_complete()
             && let Some((part, path)) = self.output.take()
         {
+            // A directory in the way was allowed to be replaced (otherwise joining would
+            // have refused it); an empty one is simply replaced by the rename.
+            if part.is_dir()
+                && path.is_dir()
+                && std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some())
+            {
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| Error::io(format!("replacing {}", path.display()), e))?;
+            }
             std::fs::rename(&part, &path).map_err(|e| {
                 Error::io(
                     format!("renaming {} to {}", part.display(), path.display()),
@@ -673,6 +686,7 @@ async fn vod_store(
     let path = match output {
         Output::File(path) => path,
         Output::Scratch => {
+            // A directory's files go into a scratch folder of that name.
             let scratch = std::env::temp_dir().join(format!(
                 "ppsp-{}-{:016x}.part",
                 swarm
@@ -691,6 +705,12 @@ async fn vod_store(
     let part = PathBuf::from(part);
     let blocking = move || -> Result<(ChunkStore, Option<(PathBuf, PathBuf)>), Error> {
         let chunks = manifest.chunk_count();
+        if path.is_dir() && !manifest.is_directory() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a directory and the swarm is one file; give a file name",
+                path.display()
+            )));
+        }
         match crate::store::verify_existing(&path, &manifest)? {
             Some(held) if held == chunks => {
                 tracing::info!(path = %path.display(), "the output already holds the verified content");

@@ -266,19 +266,84 @@ fn handle_player(swarm: &Arc<Swarm>, req: &Request<Incoming>) -> Response<OutBod
     if req.method() != Method::GET && !head {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
-    // The content is at `/` and under its own name; nothing else is served.
-    let path = req.uri().path();
-    let named = path
-        .strip_prefix('/')
-        .is_some_and(|name| name.is_empty() || name == swarm.name());
-    if !named {
-        return text(StatusCode::NOT_FOUND, "not found\n");
-    }
     let range = req
         .headers()
         .get(hyper::header::RANGE)
         .and_then(|v| v.to_str().ok());
+    let Ok(path) = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8() else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let relative = path.strip_prefix('/').unwrap_or(&path);
+    if let Some(manifest) = swarm.store().vod_manifest()
+        && manifest.is_directory()
+    {
+        // A directory: each file at its relative path, and an index at `/`.
+        if relative.is_empty() {
+            return player_index(&manifest, head);
+        }
+        return match manifest.file(relative) {
+            Some(file) => player::respond_file(swarm, file, file.media_type(), range, head),
+            None => text(StatusCode::NOT_FOUND, "no such file\n"),
+        };
+    }
+    // One file (or a live stream): at `/` and under its own name; nothing else.
+    if !(relative.is_empty() || relative == swarm.name()) {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
     player::respond(swarm, range, head)
+}
+
+/// The index of a directory swarm: an HTML list linking each file.
+fn player_index(manifest: &crate::manifest::Manifest, head: bool) -> Response<OutBody> {
+    use std::fmt::Write as _;
+    let escape = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}');
+    let mut page = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{0}</title></head>\n<body><h1>{0}</h1>\n<ul>\n",
+        escape(manifest.name())
+    );
+    for file in manifest.files() {
+        let href = percent_encoding::utf8_percent_encode(file.path(), PATH).to_string();
+        let _ = writeln!(
+            page,
+            "<li><a href=\"/{}\">{}</a> ({} bytes)</li>",
+            escape(&href),
+            escape(file.path()),
+            file.length()
+        );
+    }
+    page.push_str("</ul>\n</body></html>\n");
+    let length = page.len();
+    let body = if head {
+        OutBody::empty()
+    } else {
+        OutBody::full(page)
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(v) = length.to_string().parse() {
+        headers.insert(hyper::header::CONTENT_LENGTH, v);
+    }
+    response
 }
 
 async fn handle(

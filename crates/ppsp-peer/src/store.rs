@@ -35,10 +35,11 @@ pub enum PutOutcome {
 enum Inner {
     Vod {
         manifest: Arc<Manifest>,
-        file: Arc<File>,
+        /// One per file of the manifest.
+        files: Vec<Arc<File>>,
         have: ChunkMap,
-        /// The file, for messages and for checking that it is still there.
-        path: PathBuf,
+        /// The files' paths, for messages and for checking that they are still there.
+        paths: Vec<PathBuf>,
         /// Chunks found damaged or unreadable when read back.
         damaged: u64,
     },
@@ -69,7 +70,11 @@ impl Drop for ChunkStore {
     fn drop(&mut self) {
         if let Some(path) = &self.remove_on_drop {
             // Best effort: a scratch file left behind is harmless.
-            let _ = std::fs::remove_file(path);
+            if path.is_dir() {
+                let _ = std::fs::remove_dir_all(path);
+            } else {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
@@ -107,49 +112,150 @@ fn write_at(file: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()>
     Ok(())
 }
 
-/// Which chunks of `manifest` the first `valid_len` bytes of `file` hold with the right
-/// hash.
-fn verified_chunks(file: &File, manifest: &Manifest, valid_len: u64) -> std::io::Result<ChunkMap> {
+/// Where each file of `manifest` lives under `root`: `root` itself for a single file,
+/// `root/PATH` for each file of a directory (paths a manifest accepts cannot leave `root`).
+pub fn content_paths(root: &Path, manifest: &Manifest) -> Vec<PathBuf> {
+    if !manifest.is_directory() {
+        return vec![root.to_path_buf()];
+    }
+    manifest
+        .files()
+        .iter()
+        .map(|f| {
+            f.path()
+                .split('/')
+                .fold(root.to_path_buf(), |p, c| p.join(c))
+        })
+        .collect()
+}
+
+/// Which chunks the files hold with the right hash; `valid` is how many bytes of each file
+/// were there before it was sized (bytes past that are not checked).
+fn verified_chunks(
+    files: &[Arc<File>],
+    manifest: &Manifest,
+    valid: &[u64],
+) -> std::io::Result<ChunkMap> {
     let mut have = ChunkMap::new(0, manifest.chunk_count());
     let mut buf = vec![0u8; manifest.chunk_size() as usize];
-    for index in 0..manifest.chunk_count() {
-        let (Some(len), Some(hash)) = (manifest.chunk_len(index), manifest.hash(index)) else {
+    for (i, span) in manifest.files().iter().enumerate() {
+        let (Some(file), Some(valid)) = (files.get(i), valid.get(i)) else {
             continue;
         };
-        let offset = manifest.offset(index);
-        if offset + u64::from(len) > valid_len {
-            break;
-        }
-        let chunk = &mut buf[..len as usize];
-        read_at(file, chunk, offset)?;
-        if verify_chunk(hash, chunk) {
-            have.insert(index);
+        for index in span.chunks() {
+            let (Some(len), Some(hash)) = (manifest.chunk_len(index), manifest.hash(index)) else {
+                continue;
+            };
+            let offset = span.offset_of(index);
+            if offset + u64::from(len) > *valid {
+                break;
+            }
+            let chunk = &mut buf[..len as usize];
+            read_at(file, chunk, offset)?;
+            if verify_chunk(hash, chunk) {
+                have.insert(index);
+            }
         }
     }
     Ok(have)
 }
 
-/// How much of the file at `path` is already the content `manifest` describes: `None`
-/// when there is no such file, otherwise the number of chunks that verify.
+/// How the files of a store are opened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OpenMode {
+    /// Read only; each file must already have its length.
+    Seed,
+    /// Read and write, created with their folders and sized; emptied first when `truncate`.
+    Leech { truncate: bool },
+}
+
+/// The files of a store, as [`open_files`] found them.
+struct Opened {
+    files: Vec<Arc<File>>,
+    paths: Vec<PathBuf>,
+    /// The length each file had before it was sized.
+    lengths: Vec<u64>,
+}
+
+/// Opens the files of `manifest` under `root`.
+fn open_files(root: &Path, manifest: &Manifest, mode: OpenMode) -> Result<Opened, Error> {
+    let paths = content_paths(root, manifest);
+    let mut files = Vec::with_capacity(paths.len());
+    let mut lengths = Vec::with_capacity(paths.len());
+    for (path, span) in paths.iter().zip(manifest.files()) {
+        let file = match mode {
+            OpenMode::Seed => File::open(path),
+            OpenMode::Leech { truncate } => {
+                if let Some(parent) = path.parent()
+                    && manifest.is_directory()
+                {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+                }
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(truncate)
+                    .open(path)
+            }
+        }
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+            .len();
+        if len != span.length() {
+            if mode == OpenMode::Seed {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is {len} bytes, the manifest says {}",
+                    path.display(),
+                    span.length()
+                )));
+            }
+            file.set_len(span.length())
+                .map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
+        }
+        files.push(Arc::new(file));
+        lengths.push(len);
+    }
+    Ok(Opened {
+        files,
+        paths,
+        lengths,
+    })
+}
+
+/// How much of the content `manifest` describes is already at `path` (a file, or a
+/// directory for directory content): `None` when nothing is there, otherwise the number
+/// of chunks that verify (a file of the wrong length counts none of its chunks).
 ///
-/// This reads the whole file: call it from a blocking context.
+/// This reads every file: call it from a blocking context.
 ///
 /// # Errors
-/// [`Error::Io`] when the file exists but cannot be read.
+/// [`Error::Io`] when a file exists but cannot be read.
 pub fn verify_existing(path: &Path, manifest: &Manifest) -> Result<Option<u64>, Error> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
-    };
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
-        .len();
-    if len != manifest.total_length() {
+    if !path.exists() {
+        return Ok(None);
+    }
+    if manifest.is_directory() != path.is_dir() {
         return Ok(Some(0));
     }
-    let have = verified_chunks(&file, manifest, len)
+    let mut files = Vec::new();
+    let mut valid = Vec::new();
+    for (file_path, span) in content_paths(path, manifest).iter().zip(manifest.files()) {
+        let Ok(file) = File::open(file_path) else {
+            return Ok(Some(0));
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", file_path.display()), e))?
+            .len();
+        // Only files of the right length count, so a longer file is not taken as done.
+        valid.push(if len == span.length() { len } else { 0 });
+        files.push(Arc::new(file));
+    }
+    let have = verified_chunks(&files, manifest, &valid)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     Ok(Some(have.count()))
 }
@@ -171,107 +277,72 @@ impl ChunkStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A seed's store: `path` holds the whole content `manifest` describes.
-    ///
-    /// # Errors
-    /// [`Error::Io`] when the file cannot be opened or its length differs.
-    pub fn open_seed(path: &Path, manifest: Arc<Manifest>) -> Result<Self, Error> {
-        let file =
-            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
-            .len();
-        if len != manifest.total_length() {
-            return Err(Error::InvalidArgument(format!(
-                "{} is {len} bytes, the manifest says {}",
-                path.display(),
-                manifest.total_length()
-            )));
-        }
-        let have = ChunkMap::full(0, manifest.chunk_count());
-        Ok(Self::with(
+    fn vod(
+        manifest: Arc<Manifest>,
+        opened: Opened,
+        have: ChunkMap,
+        remove_on_drop: Option<PathBuf>,
+    ) -> Self {
+        Self::with(
             Inner::Vod {
                 manifest,
-                file: Arc::new(file),
+                files: opened.files,
                 have,
-                path: path.to_path_buf(),
+                paths: opened.paths,
                 damaged: 0,
             },
-            None,
-        ))
+            remove_on_drop,
+        )
     }
 
-    /// A leech's store writing into `path` (created or truncated, then sized to the
-    /// content). With `scratch` the file is deleted when the store is dropped.
+    /// A seed's store: `path` holds the whole content `manifest` describes (the file, or
+    /// the directory of a directory manifest).
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be created.
+    /// [`Error::Io`] when a file cannot be opened, [`Error::InvalidArgument`] when its
+    /// length differs.
+    pub fn open_seed(path: &Path, manifest: Arc<Manifest>) -> Result<Self, Error> {
+        let opened = open_files(path, &manifest, OpenMode::Seed)?;
+        let have = ChunkMap::full(0, manifest.chunk_count());
+        Ok(Self::vod(manifest, opened, have, None))
+    }
+
+    /// A leech's store writing into `path` (created or emptied, then sized to the
+    /// content; a directory for directory content). With `scratch` it is deleted when the
+    /// store is dropped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be created.
     pub fn create_leech(
         path: &Path,
         manifest: Arc<Manifest>,
         scratch: bool,
     ) -> Result<Self, Error> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        file.set_len(manifest.total_length())
-            .map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
+        let opened = open_files(path, &manifest, OpenMode::Leech { truncate: true })?;
         let have = ChunkMap::new(0, manifest.chunk_count());
-        Ok(Self::with(
-            Inner::Vod {
-                manifest,
-                file: Arc::new(file),
-                have,
-                path: path.to_path_buf(),
-                damaged: 0,
-            },
+        Ok(Self::vod(
+            manifest,
+            opened,
+            have,
             scratch.then(|| path.to_path_buf()),
         ))
     }
 
-    /// A leech's store continuing in `path`: what the file already holds is read back
+    /// A leech's store continuing in `path`: what the files already hold is read back
     /// chunk by chunk and each chunk whose hash matches the manifest is kept, so an
-    /// interrupted download resumes where it stopped (and a file that verifies in full is
-    /// complete at once). A missing file is created; one of another length is resized to
-    /// the content first (what lies inside the new length is still checked).
+    /// interrupted download resumes where it stopped (and content that verifies in full is
+    /// complete at once). Missing files are created; one of another length is resized
+    /// first (what lies inside the new length is still checked).
     ///
-    /// This reads the whole file: call it from a blocking context.
+    /// This reads every file: call it from a blocking context.
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be opened, sized or read.
+    /// [`Error::Io`] when a file cannot be opened, sized or read.
     pub fn resume_leech(path: &Path, manifest: Arc<Manifest>) -> Result<Self, Error> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
-            .len();
-        if len != manifest.total_length() {
-            file.set_len(manifest.total_length())
-                .map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
-        }
-        let have = verified_chunks(&file, &manifest, len)
+        let opened = open_files(path, &manifest, OpenMode::Leech { truncate: false })?;
+        let have = verified_chunks(&opened.files, &manifest, &opened.lengths)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        Ok(Self::with(
-            Inner::Vod {
-                manifest,
-                file: Arc::new(file),
-                have,
-                path: path.to_path_buf(),
-                damaged: 0,
-            },
-            None,
-        ))
+        Ok(Self::vod(manifest, opened, have, None))
     }
 
     /// A live store (source or leech), empty until manifests and chunks arrive.
@@ -447,7 +518,15 @@ impl ChunkStore {
         }
         let target = match &*self.lock() {
             Inner::Vod { have, .. } if have.contains(index) => return Ok(PutOutcome::Duplicate),
-            Inner::Vod { manifest, file, .. } => Some((Arc::clone(file), manifest.offset(index))),
+            Inner::Vod {
+                manifest, files, ..
+            } => {
+                let file = manifest
+                    .file_of(index)
+                    .and_then(|i| files.get(i))
+                    .ok_or(Error::CorruptChunk { index })?;
+                Some((Arc::clone(file), manifest.offset(index)))
+            }
             Inner::Live { data: held, .. } if held.contains_key(&index) => {
                 return Ok(PutOutcome::Duplicate);
             }
@@ -496,15 +575,18 @@ impl ChunkStore {
         let (file, offset, len, hash) = match &*self.lock() {
             Inner::Vod {
                 manifest,
-                file,
+                files,
                 have,
                 ..
             } => {
                 if !have.contains(index) {
                     return Ok(None);
                 }
-                let (Some(len), Some(hash)) = (manifest.chunk_len(index), manifest.hash(index))
-                else {
+                let (Some(len), Some(hash), Some(file)) = (
+                    manifest.chunk_len(index),
+                    manifest.hash(index),
+                    manifest.file_of(index).and_then(|i| files.get(i)),
+                ) else {
                     return Ok(None);
                 };
                 (Arc::clone(file), manifest.offset(index), len, *hash)
@@ -538,12 +620,18 @@ impl ChunkStore {
         let removed = match &mut *self.lock() {
             Inner::Vod {
                 have,
-                path,
+                paths,
+                manifest,
                 damaged,
                 ..
             } if have.contains(index) => {
                 have.remove(index);
                 *damaged += 1;
+                let path = manifest
+                    .file_of(index)
+                    .and_then(|i| paths.get(i))
+                    .cloned()
+                    .unwrap_or_default();
                 if *damaged == 1 {
                     tracing::error!(
                         file = %path.display(),
@@ -576,28 +664,43 @@ impl ChunkStore {
     /// # Errors
     /// [`Error::Swarm`] naming the file and what is wrong with it.
     pub fn check_content(&self) -> Result<(), Error> {
-        let (path, expected, held) = match &*self.lock() {
+        let (paths, lengths, held, chunks) = match &*self.lock() {
             Inner::Vod {
-                path,
+                paths,
                 manifest,
                 have,
                 ..
-            } => (path.clone(), manifest.total_length(), have.count()),
+            } => (
+                paths.clone(),
+                manifest
+                    .files()
+                    .iter()
+                    .map(|f| f.length())
+                    .collect::<Vec<_>>(),
+                have.count(),
+                manifest.chunk_count(),
+            ),
             Inner::Live { .. } => return Ok(()),
         };
-        let gone = |what: String| Err(Error::Swarm(format!("{}: {what}", path.display())));
-        match std::fs::metadata(&path) {
-            Err(err) => return gone(format!("the content is gone ({err})")),
-            Ok(meta) if meta.len() != expected => {
-                return gone(format!(
-                    "the content is gone: {} bytes instead of {expected}",
-                    meta.len()
-                ));
+        for (path, expected) in paths.iter().zip(lengths) {
+            let gone = |what: String| Err(Error::Swarm(format!("{}: {what}", path.display())));
+            match std::fs::metadata(path) {
+                Err(err) => return gone(format!("the content is gone ({err})")),
+                Ok(meta) if meta.len() != expected => {
+                    return gone(format!(
+                        "the content is gone: {} bytes instead of {expected}",
+                        meta.len()
+                    ));
+                }
+                Ok(_) => {}
             }
-            Ok(_) => {}
         }
-        if held == 0 && expected > 0 {
-            return gone("no chunk of the content verifies any more".to_owned());
+        if held == 0 && chunks > 0 {
+            let root = paths.first().cloned().unwrap_or_default();
+            return Err(Error::Swarm(format!(
+                "{}: no chunk of the content verifies any more",
+                root.display()
+            )));
         }
         Ok(())
     }

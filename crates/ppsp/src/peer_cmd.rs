@@ -61,9 +61,10 @@ pub(crate) struct Common {
 /// Peer subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum PeerCommand {
-    /// Publish a file as a new swarm (peer mode SEED) and serve it until stopped.
+    /// Publish a file, or a directory as one swarm, (peer mode SEED) and serve it until
+    /// stopped.
     Seed {
-        /// The file to publish.
+        /// The file or directory to publish.
         path: PathBuf,
         #[command(flatten)]
         common: Common,
@@ -95,8 +96,9 @@ pub(crate) enum PeerCommand {
     Get {
         /// The swarm ID or the ppsp: share link printed by the publishing peer.
         swarm: String,
-        /// Where to write the content. An interrupted download continues from FILE.part;
-        /// a FILE that already holds the content is verified and kept as it is.
+        /// Where to write the content (a directory, for a directory swarm). An interrupted
+        /// download continues from FILE.part; a FILE that already holds the content is
+        /// verified and kept as it is.
         #[arg(long, value_name = "FILE")]
         output: PathBuf,
         /// Replace an existing FILE that is not this swarm's content.
@@ -330,14 +332,6 @@ async fn run_async(cmd: PeerCommand, quiet: bool) -> Result<(), CliError> {
             let (swarm, trackers) = swarm_and_trackers(&swarm, &common)?;
             let mut config = config_of(&common, trackers)?;
             config.overwrite = force;
-            // Found out now rather than when renaming the finished download onto it.
-            if output.is_dir() {
-                return Err(format!(
-                    "--output {} is a directory; give a file name",
-                    output.display()
-                )
-                .into());
-            }
             let (listener, local) = bind(&common.listen).await?;
             ready(&format!("swarm {swarm}"))?;
             ready(&format!("listening on http://{local}"))?;
@@ -389,9 +383,6 @@ async fn run_async(cmd: PeerCommand, quiet: bool) -> Result<(), CliError> {
             let (swarm, trackers) = swarm_and_trackers(&swarm, &common)?;
             let mut config = config_of(&common, trackers)?;
             config.overwrite = force;
-            if output.as_ref().is_some_and(|o| o.is_dir()) {
-                return Err("--output is a directory; give a file name".into());
-            }
             let (player_listener, player_local) = bind(&common.listen).await?;
             let (listener, local) = bind(&peer_listen).await?;
             ready(&format!("swarm {swarm}"))?;

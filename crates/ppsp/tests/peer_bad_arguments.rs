@@ -33,19 +33,38 @@ fn malformed_swarm_ids_are_refused_before_joining() {
 }
 
 #[test]
-fn a_directory_as_output_is_refused_before_downloading() {
+fn a_directory_as_output_of_a_one_file_swarm_is_refused() {
     let dir = TempDir::new("bad-output");
     let (_tracker, url) = tracker(&dir);
+    let content = dir.join("content.bin");
+    std::fs::write(&content, vec![7u8; 5000]).expect("content");
+    let seed = Proc::spawn(
+        &dir,
+        "seed",
+        &[
+            "peer",
+            "seed",
+            content.to_str().expect("utf-8"),
+            "--tracker",
+            &url,
+        ],
+        false,
+    );
+    let swarm = seed.wait_line("swarm ", Duration::from_secs(30));
     let target = dir.join("a-directory");
     std::fs::create_dir(&target).expect("mkdir");
     let target = target.to_str().expect("utf-8");
-    let swarm = "5".repeat(64);
     let args = ["peer", "get", &swarm, "--tracker", &url, "--output", target];
     let mut proc = Proc::spawn(&dir, "get", &args, false);
-    let status = proc.wait_exit(Duration::from_secs(10));
+    let status = proc.wait_exit(Duration::from_secs(30));
     assert!(!status.success(), "a directory was accepted as --output");
     let log = proc.log_text();
     assert!(log.contains("is a directory"), "unclear error:\n{log}");
+    assert_eq!(
+        std::fs::read_dir(target).expect("dir").count(),
+        0,
+        "written into"
+    );
 }
 
 #[test]
