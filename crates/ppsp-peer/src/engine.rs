@@ -333,14 +333,14 @@ impl Engine {
             if !peer.ready(now) {
                 continue;
             }
-            if !peer.proven && !peer.map_pending {
-                if probing >= self.config.max_probing {
-                    continue;
-                }
-                probing += 1;
-            }
             let map_stale = peer.map.is_none() || !peer.complete || live;
             if !peer.map_pending && map_stale && peer.map_due <= now {
+                if !peer.proven {
+                    if probing >= self.config.max_probing {
+                        continue;
+                    }
+                    probing += 1;
+                }
                 peer.map_pending = true;
                 peer.map_due = now + self.config.map_interval;
                 let client = self.client.clone();
@@ -915,6 +915,41 @@ mod tests {
                 .recent_problem(Duration::from_secs(5))
                 .is_some()
         );
+    }
+
+    #[tokio::test]
+    async fn a_thousand_listed_peers_cost_a_bounded_number_of_connections() {
+        let (mut engine, _path) = engine();
+        let now = Instant::now();
+        // One address listed 1,000 times is one peer.
+        let once: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        for _ in 0..1000 {
+            engine.add_hint(
+                PeerHint {
+                    addr: once,
+                    seed: false,
+                },
+                now,
+            );
+        }
+        assert_eq!(engine.peers.len(), 1);
+        // 1,000 different addresses: at most max_peers kept, at most max_probing tried at
+        // once before any has answered.
+        for port in 1000..2000u16 {
+            engine.add_hint(
+                PeerHint {
+                    addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                    seed: false,
+                },
+                now,
+            );
+        }
+        assert_eq!(engine.peers.len(), engine.config.max_peers);
+        engine.poll_peers(now);
+        assert_eq!(engine.tasks.len(), engine.config.max_probing);
+        engine.poll_peers(now);
+        assert_eq!(engine.tasks.len(), engine.config.max_probing, "no new probes");
+        engine.abort_all();
     }
 
     #[tokio::test]
