@@ -948,7 +948,11 @@ mod tests {
         engine.poll_peers(now);
         assert_eq!(engine.tasks.len(), engine.config.max_probing);
         engine.poll_peers(now);
-        assert_eq!(engine.tasks.len(), engine.config.max_probing, "no new probes");
+        assert_eq!(
+            engine.tasks.len(),
+            engine.config.max_probing,
+            "no new probes"
+        );
         engine.abort_all();
     }
 

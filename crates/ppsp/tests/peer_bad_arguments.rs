@@ -134,3 +134,31 @@ fn a_tracker_without_a_scheme_is_refused_before_any_readiness_line() {
         );
     }
 }
+
+#[test]
+fn a_swarm_nobody_serves_says_so_and_gives_up_after_manifest_timeout() {
+    let dir = TempDir::new("nobody");
+    let (_tracker, url) = tracker(&dir);
+    let swarm = "6".repeat(64);
+    let output = dir.join("out.bin");
+    let args = [
+        "peer",
+        "get",
+        &swarm,
+        "--tracker",
+        &url,
+        "--output",
+        output.to_str().expect("utf-8"),
+        "--manifest-timeout",
+        "1",
+    ];
+    let mut proc = Proc::spawn(&dir, "get", &args, false);
+    let status = proc.wait_exit(Duration::from_secs(20));
+    assert!(!status.success());
+    let log = proc.log_text();
+    assert!(
+        log.contains("looking for a peer that serves the manifest"),
+        "{log}"
+    );
+    assert!(log.contains("no peer served a valid manifest"), "{log}");
+}
