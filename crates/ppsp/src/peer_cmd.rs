@@ -194,6 +194,9 @@ fn config_of(common: &Common, trackers: Vec<String>) -> Result<NodeConfig, CliEr
         config.tls_roots = ppsp_peer::tracker_client::load_pem_certificates(path)?;
     }
     config.swarm.upload_slots = common.upload_slots.max(1);
+    // One host gets at most half of the slots (and at least four), so that it cannot take
+    // them all, while a few leeches behind one address still get a fair share.
+    config.swarm.uploads_per_address = (config.swarm.upload_slots / 2).max(4);
     config.swarm.upload_rate = common.upload_rate.map(|k| k.saturating_mul(1024));
     config.find_interval = Duration::from_secs(common.find_interval.max(1));
     let interval = Duration::from_secs(common.report_interval.max(1));
@@ -332,6 +335,15 @@ async fn run_async(cmd: PeerCommand, quiet: bool) -> Result<(), CliError> {
             let (swarm, trackers) = swarm_and_trackers(&swarm, &common)?;
             let mut config = config_of(&common, trackers)?;
             config.overwrite = force;
+            // A live recording cannot be checked against anything: never replace a file
+            // unasked.
+            if ppsp_peer::manifest::is_live_swarm(&swarm) && output.exists() && !force {
+                return Err(format!(
+                    "--output {} exists; pass --force to replace it with the recording",
+                    output.display()
+                )
+                .into());
+            }
             let (listener, local) = bind(&common.listen).await?;
             ready(&format!("swarm {swarm}"))?;
             ready(&format!("listening on http://{local}"))?;

@@ -6,7 +6,7 @@ mod peer_common;
 
 use std::time::Duration;
 
-use peer_common::{Proc, TempDir, http_json, random_file, tracker, wait_until};
+use peer_common::{Proc, TempDir, authority, http_json, random_file, tracker, wait_until};
 
 const CHUNK: usize = 32 * 1024;
 
@@ -14,7 +14,17 @@ fn seed(dir: &TempDir, name: &str, url: &str, path: &str) -> (Proc, String, Stri
     let proc = Proc::spawn(
         dir,
         name,
-        &["peer", "seed", path, "--tracker", url, "--chunk-kib", "32"],
+        &[
+            "peer",
+            "seed",
+            path,
+            "--tracker",
+            url,
+            "--chunk-kib",
+            "32",
+            "--report-interval",
+            "1",
+        ],
         false,
     );
     let swarm = proc.wait_line("swarm ", Duration::from_secs(30));
@@ -75,6 +85,20 @@ fn a_changed_seed_file_is_not_served_and_its_loss_ends_the_seed() {
         map["complete"], false,
         "the damaged seed still claims it all"
     );
+    // The tracker learns the reduced chunk map from the seed's next STAT_REPORT.
+    let seed_id = http_json(&damaged_addr, &format!("/ppsp/v1/{swarm}/stats"))["peer_id"]
+        .as_str()
+        .expect("peer_id")
+        .to_owned();
+    wait_until(Duration::from_secs(15), "the tracker's chunk map", || {
+        let stats = http_json(authority(&url), "/api/stats");
+        stats["swarms"].as_array().is_some_and(|swarms| {
+            swarms
+                .iter()
+                .flat_map(|s| s["peers"].as_array().cloned().unwrap_or_default())
+                .any(|p| p["peer_id"] == seed_id && p["chunks_held"].as_u64() == Some(63))
+        })
+    });
 
     // Another seed of the same content: the leech completes from it.
     let (_good, good_swarm, _) = seed(&dir, "good", &url, second.to_str().expect("utf-8"));
