@@ -1101,4 +1101,20 @@ mod tests {
         let err = Manifest::decode(wire).expect_err("refused");
         assert!(err.to_string().contains("../x"), "{err}");
     }
+
+    proptest::proptest! {
+        /// Whatever a manifest from the network says, a path it is allowed to carry never
+        /// leads out of the folder it is written under.
+        #[test]
+        fn accepted_paths_stay_under_their_root(path in "[a-z./\\\\:%-]{1,24}") {
+            if check_relative_path(&path).is_ok() {
+                for component in std::path::Path::new(&path).components() {
+                    proptest::prop_assert!(
+                        matches!(component, std::path::Component::Normal(_)),
+                        "{path:?} has {component:?}"
+                    );
+                }
+            }
+        }
+    }
 }
