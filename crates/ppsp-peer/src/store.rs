@@ -837,6 +837,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn directory_stores_resume_file_by_file() {
+        let root = temp_path("dir-src");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        let first: Vec<u8> = (0..3000u32).map(|i| (i % 253) as u8).collect();
+        let second: Vec<u8> = (0..1500u32).map(|i| (i % 241) as u8).collect();
+        std::fs::write(root.join("a.bin"), &first).expect("write");
+        std::fs::write(root.join("sub/b.bin"), &second).expect("write");
+        let (manifest, paths) = Manifest::from_dir("pkg", 1024, &root).expect("manifest");
+        assert_eq!(paths, content_paths(&root, &manifest));
+        let manifest = Arc::new(manifest);
+        let seed = ChunkStore::open_seed(&root, Arc::clone(&manifest)).expect("seed");
+        // Chunk 3 is the first of sub/b.bin.
+        assert_eq!(
+            seed.get(3).await.expect("reads").as_deref(),
+            Some(&second[..1024])
+        );
+
+        // A partial copy: a.bin complete, sub/b.bin missing.
+        let copy = temp_path("dir-copy");
+        std::fs::create_dir_all(&copy).expect("mkdir");
+        std::fs::write(copy.join("a.bin"), &first).expect("write");
+        assert_eq!(verify_existing(&copy, &manifest).expect("reads"), Some(0));
+        let store = ChunkStore::resume_leech(&copy, Arc::clone(&manifest)).expect("store");
+        assert_eq!(store.chunk_map().iter().collect::<Vec<_>>(), vec![0, 1, 2]);
+        for index in 3..5 {
+            let data = seed.get(index).await.expect("reads").expect("held");
+            assert_eq!(store.put(index, data).await.ok(), Some(PutOutcome::Stored));
+        }
+        assert!(store.is_complete());
+        drop(store);
+        assert_eq!(std::fs::read(copy.join("sub/b.bin")).expect("read"), second);
+        assert_eq!(verify_existing(&copy, &manifest).expect("reads"), Some(5));
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&copy);
+    }
+
+    #[tokio::test]
     async fn live_store_follows_manifests() {
         let signer = LiveSigner::generate().expect("key");
         let data = Bytes::from_static(b"live chunk zero");
