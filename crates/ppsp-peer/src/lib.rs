@@ -1,6 +1,7 @@
 //! The PPSP peer: talks to trackers, exchanges verified chunks with other peers, and serves
 //! content to a local media player.
 //!
+//! * [`link`]: share links (`ppsp:` URIs with swarm ID and trackers).
 //! * [`manifest`]: what a swarm carries (VoD manifests, signed live manifests), swarm IDs.
 //! * [`store`]: verified chunk storage.
 //! * [`protocol`], [`server`], [`client`]: the HTTP peer protocol.
@@ -14,6 +15,8 @@ mod body;
 pub mod client;
 pub mod engine;
 pub mod error;
+mod limit;
+pub mod link;
 pub mod manifest;
 pub mod nat;
 pub mod node;

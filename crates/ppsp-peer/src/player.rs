@@ -16,6 +16,7 @@ use hyper::{Response, StatusCode};
 use tokio::sync::mpsc;
 
 use crate::body::OutBody;
+use crate::manifest::FileSpan;
 use crate::store::LIVE_RETENTION;
 use crate::swarm::Swarm;
 
@@ -113,7 +114,7 @@ fn simple(status: StatusCode, text: &'static str) -> Response<OutBody> {
     response
 }
 
-/// Answers a player request for `swarm`.
+/// Answers a player request for `swarm` (the whole content of a single-file swarm).
 pub(crate) fn respond(swarm: &Arc<Swarm>, range: Option<&str>, head: bool) -> Response<OutBody> {
     if swarm.is_live() {
         return respond_live(swarm, head);
@@ -121,7 +122,21 @@ pub(crate) fn respond(swarm: &Arc<Swarm>, range: Option<&str>, head: bool) -> Re
     let Some(manifest) = swarm.store().vod_manifest() else {
         return simple(StatusCode::SERVICE_UNAVAILABLE, "no manifest yet\n");
     };
-    let total = manifest.total_length();
+    match manifest.files().first() {
+        Some(file) => respond_file(swarm, file, swarm.content_type(), range, head),
+        None => simple(StatusCode::NOT_FOUND, "no content\n"),
+    }
+}
+
+/// Answers a player request for one file of a VoD swarm, served as `content_type`.
+pub(crate) fn respond_file(
+    swarm: &Arc<Swarm>,
+    file: &FileSpan,
+    content_type: &'static str,
+    range: Option<&str>,
+    head: bool,
+) -> Response<OutBody> {
+    let total = file.length();
     let (status, start, end) = match parse_range(range, total) {
         RangeSpec::Full => (StatusCode::OK, 0, total.checked_sub(1)),
         RangeSpec::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, Some(end)),
@@ -137,7 +152,7 @@ pub(crate) fn respond(swarm: &Arc<Swarm>, range: Option<&str>, head: bool) -> Re
     let body = match end {
         Some(end) if !head => {
             let (tx, rx) = mpsc::channel(PIPE_DEPTH);
-            tokio::spawn(feed_vod(Arc::clone(swarm), start, end, tx));
+            tokio::spawn(feed_vod(Arc::clone(swarm), file.clone(), start, end, tx));
             OutBody::streaming(rx)
         }
         _ => OutBody::empty(),
@@ -151,7 +166,7 @@ pub(crate) fn respond(swarm: &Arc<Swarm>, range: Option<&str>, head: bool) -> Re
     );
     headers.insert(
         CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(swarm.content_type()),
+        hyper::header::HeaderValue::from_static(content_type),
     );
     if let Ok(v) = length.to_string().parse() {
         headers.insert(CONTENT_LENGTH, v);
@@ -164,15 +179,19 @@ pub(crate) fn respond(swarm: &Arc<Swarm>, range: Option<&str>, head: bool) -> Re
     response
 }
 
-/// Sends bytes `start..=end`, chunk by chunk, waiting for chunks still on their way.
-async fn feed_vod(swarm: Arc<Swarm>, start: u64, end: u64, tx: mpsc::Sender<Bytes>) {
+/// Sends bytes `start..=end` of `file`, chunk by chunk, waiting for chunks still on their
+/// way.
+async fn feed_vod(
+    swarm: Arc<Swarm>,
+    file: FileSpan,
+    start: u64,
+    end: u64,
+    tx: mpsc::Sender<Bytes>,
+) {
     let store = swarm.store();
-    let Some(manifest) = store.vod_manifest() else {
-        return;
-    };
     let mut offset = start;
     while offset <= end {
-        let chunk = manifest.chunk_of(offset);
+        let chunk = file.chunk_at(offset);
         if !store.has(chunk) {
             swarm.set_position(chunk);
             let deadline = tokio::time::Instant::now() + CHUNK_WAIT;
@@ -193,7 +212,7 @@ async fn feed_vod(swarm: Arc<Swarm>, start: u64, end: u64, tx: mpsc::Sender<Byte
                 return;
             }
         };
-        let chunk_start = manifest.offset(chunk);
+        let chunk_start = file.offset_of(chunk);
         let from = usize::try_from(offset - chunk_start).unwrap_or(usize::MAX);
         let to = usize::try_from(end + 1 - chunk_start)
             .unwrap_or(usize::MAX)

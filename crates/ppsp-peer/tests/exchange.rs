@@ -175,7 +175,7 @@ async fn upload_slots_answer_busy_when_full() {
         upload_slots: 1,
         // 16 KiB at 32 KiB/s: each upload holds its slot for a while.
         upload_rate: Some(32 * 1024),
-        corrupt_uploads: false,
+        ..SwarmOptions::default()
     };
     let (swarm, server, data, _cleanup) = small_swarm(options).await;
     let client = PeerClient::new(None, None, Duration::from_secs(10));

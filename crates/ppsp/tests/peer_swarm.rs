@@ -216,7 +216,8 @@ fn leech_completes_after_the_seed_left() {
         ],
         false,
     );
-    let viewer_addr = viewer.wait_listening();
+    viewer.wait_listening();
+    let viewer_addr = viewer.wait_peer_on();
     wait_until(
         Duration::from_secs(60),
         "the viewer to hold every chunk",

@@ -135,6 +135,17 @@ impl Proc {
         self.wait_line("listening on http://", Duration::from_secs(30))
     }
 
+    /// The host:port of `play`'s `peer on http://HOST:PORT` line (its endpoint for other
+    /// peers; `listening on` is the player's).
+    pub(crate) fn wait_peer_on(&self) -> String {
+        self.wait_line("peer on http://", Duration::from_secs(30))
+    }
+
+    /// Standard-output lines printed so far and not yet consumed.
+    pub(crate) fn drain_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
     pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
