@@ -89,9 +89,11 @@ spawn hls-encoder ffmpeg "${encoder_args[@]}" -f hls -hls_time 1 -hls_list_size 
     -hls_flags delete_segments+independent_segments "$work/hls/index.m3u8"
 sleep 3
 viewers=()
+viewer_peers=()
 for viewer in 1 2 3 4; do
     spawn "hls-viewer$viewer" "$PPSP" peer play "$swarm" --tracker "$tracker" --find-interval 1
     viewers+=("$(line_of "$work/hls-viewer$viewer.out" "listening on ")")
+    viewer_peers+=("$(line_of "$work/hls-viewer$viewer.out" "peer on ")")
 done
 read -r took pts < <(first_frame "${viewers[0]}/index.m3u8")
 behind=$(echo "$(now) - $hls_started - ($pts - 1.4)" | bc -l)
@@ -160,6 +162,6 @@ peer_stat() { curl -s "$1/ppsp/v1/$swarm/stats" | python3 -c "import json,sys; p
 source_addr=$(line_of "$work/hls-source.out" "listening on ")
 uploaded=$(peer_stat "$source_addr" uploaded_bytes)
 received=0
-for v in "${viewers[@]}"; do received=$((received + $(peer_stat "$v" downloaded_bytes))); done
+for v in "${viewer_peers[@]}"; do received=$((received + $(peer_stat "$v" downloaded_bytes))); done
 printf '  4 viewers received %d bytes; the source uploaded %d (%.2f copies of the stream)\n' \
     "$received" "$uploaded" "$(echo "4 * $uploaded / $received" | bc -l)"

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
+use crate::limit::AddressSlot;
+
 /// Either a body known in full, or a stream of pieces produced while it is sent (the
 /// player endpoint waits for chunks still on their way). An upload slot, when one is held,
 /// is released only once the body is finished or dropped.
@@ -15,7 +17,24 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 pub(crate) struct OutBody {
     data: Option<Bytes>,
     stream: Option<mpsc::Receiver<Bytes>>,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<UploadPermit>,
+}
+
+/// An upload slot (of the swarm's total, and of the requesting address's share), held
+/// until the answer carrying the chunk is sent or dropped.
+#[derive(Debug)]
+pub(crate) struct UploadPermit {
+    _slot: OwnedSemaphorePermit,
+    _per_address: AddressSlot,
+}
+
+impl UploadPermit {
+    pub(crate) fn new(slot: OwnedSemaphorePermit, per_address: AddressSlot) -> Self {
+        Self {
+            _slot: slot,
+            _per_address: per_address,
+        }
+    }
 }
 
 impl OutBody {
@@ -30,7 +49,7 @@ impl OutBody {
         }
     }
 
-    pub(crate) fn with_permit(data: Bytes, permit: OwnedSemaphorePermit) -> Self {
+    pub(crate) fn with_permit(data: Bytes, permit: UploadPermit) -> Self {
         Self {
             data: Some(data),
             stream: None,

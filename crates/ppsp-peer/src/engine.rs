@@ -49,6 +49,14 @@ pub struct EngineConfig {
     pub max_failures: u32,
     /// For live: how many chunks behind the live edge a new viewer starts.
     pub live_start_behind: u64,
+    /// Longest wait for one chunk; a peer that takes longer has failed that request.
+    pub chunk_timeout: Duration,
+    /// Most peers being tried at once that have not answered yet (so a tracker listing
+    /// thousands of dead addresses costs a bounded number of connection attempts).
+    pub max_probing: usize,
+    /// How long a forgotten peer is not taken back from the tracker or other peers; doubled
+    /// each time the same peer is forgotten again.
+    pub bench_time: Duration,
 }
 
 impl Default for EngineConfig {
@@ -63,9 +71,18 @@ impl Default for EngineConfig {
             max_peers: 64,
             max_failures: 6,
             live_start_behind: 2,
+            chunk_timeout: Duration::from_secs(10),
+            max_probing: 16,
+            bench_time: Duration::from_secs(30),
         }
     }
 }
+
+/// A peer with requests outstanding this long and none answered meanwhile is slow: it
+/// ranks behind peers answering well, and its chunks may be fetched from the seed.
+const SLOW_ANSWER: Duration = Duration::from_secs(2);
+/// The same for a peer that has not delivered a chunk yet: it has shown nothing.
+const SLOW_FIRST_ANSWER: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 struct Remote {
@@ -79,6 +96,14 @@ struct Remote {
     manifest_due: Instant,
     in_flight: u32,
     failures: u32,
+    /// Consecutive 503 answers (busy or refusing); each doubles the back-off.
+    busy: u32,
+    /// True once the peer answered anything usable.
+    proven: bool,
+    /// Since when requests have been outstanding to the peer without one completing.
+    waiting_since: Option<Instant>,
+    /// True once the peer delivered a chunk that verified.
+    delivered: bool,
     backoff_until: Instant,
 }
 
@@ -95,6 +120,10 @@ impl Remote {
             manifest_due: now,
             in_flight: 0,
             failures: 0,
+            busy: 0,
+            proven: false,
+            waiting_since: None,
+            delivered: false,
             backoff_until: now,
         }
     }
@@ -109,6 +138,33 @@ impl Remote {
 
     fn ready(&self, now: Instant) -> bool {
         self.backoff_until <= now
+    }
+
+    /// Failed or busy answers since the last good one.
+    fn strikes(&self) -> u32 {
+        self.failures + self.busy
+    }
+
+    /// Answering well lately: no failure, no 503, not backing off, and not sitting on
+    /// requests for longer than [`SLOW_ANSWER`] ([`SLOW_FIRST_ANSWER`] before its first
+    /// chunk).
+    fn healthy(&self, now: Instant) -> bool {
+        let patience = if self.delivered {
+            SLOW_ANSWER
+        } else {
+            SLOW_FIRST_ANSWER
+        };
+        self.strikes() == 0
+            && self.ready(now)
+            && self
+                .waiting_since
+                .is_none_or(|since| now.duration_since(since) < patience)
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.busy = 0;
+        self.proven = true;
     }
 }
 
@@ -136,6 +192,9 @@ pub struct Engine {
     picker: Picker,
     peers: HashMap<SocketAddr, Remote>,
     banned: HashSet<SocketAddr>,
+    /// Forgotten peers not taken back before the instant given, and how often each was
+    /// forgotten.
+    benched: HashMap<SocketAddr, (Instant, u32)>,
     own: HashSet<SocketAddr>,
     requests: HashMap<u64, Vec<(SocketAddr, AbortHandle)>>,
     tasks: JoinSet<Event>,
@@ -180,6 +239,7 @@ impl Engine {
             config,
             peers: HashMap::new(),
             banned: HashSet::new(),
+            benched: HashMap::new(),
             own: own.into_iter().collect(),
             requests: HashMap::new(),
             tasks: JoinSet::new(),
@@ -199,6 +259,13 @@ impl Engine {
         }
         if let Some(peer) = self.peers.get_mut(&hint.addr) {
             peer.seed_hint |= hint.seed;
+            return;
+        }
+        if self
+            .benched
+            .get(&hint.addr)
+            .is_some_and(|(until, _)| *until > now)
+        {
             return;
         }
         if self.peers.len() >= self.config.max_peers {
@@ -257,12 +324,23 @@ impl Engine {
     fn poll_peers(&mut self, now: Instant) {
         let live = self.swarm.is_live();
         let swarm_id = self.swarm.id().to_owned();
+        let mut probing = self
+            .peers
+            .values()
+            .filter(|p| !p.proven && p.map_pending)
+            .count();
         for (addr, peer) in &mut self.peers {
             if !peer.ready(now) {
                 continue;
             }
             let map_stale = peer.map.is_none() || !peer.complete || live;
             if !peer.map_pending && map_stale && peer.map_due <= now {
+                if !peer.proven {
+                    if probing >= self.config.max_probing {
+                        continue;
+                    }
+                    probing += 1;
+                }
                 peer.map_pending = true;
                 peer.map_due = now + self.config.map_interval;
                 let client = self.client.clone();
@@ -373,6 +451,14 @@ impl Engine {
         if missing.is_empty() {
             return;
         }
+        if !self.peers.is_empty() {
+            let unheld = missing.iter().filter(|c| c.availability == 0).count();
+            if unheld > 0 && self.in_flight_total() == 0 {
+                self.swarm.note_problem(format!(
+                    "{unheld} chunks held by no known peer, waiting for one"
+                ));
+            }
+        }
         let endgame = Picker::is_endgame(&missing);
         let order = if self.swarm.is_live() {
             // Live: strictly in playback order from the position.
@@ -403,11 +489,13 @@ impl Engine {
             .iter()
             .filter(|(addr, p)| p.has(index) && p.ready(now) && !asked.contains(addr));
         // A chunk another peer holds is left to that peer, even when it is busy right
-        // now: the publishing seed's upload goes to chunks nobody else has.
+        // now: the publishing seed's upload goes to chunks nobody else has. Only a holder
+        // that has been answering well counts, so no peer can keep a leech from the seed
+        // by claiming chunks it then does not deliver.
         let other_holder = self
             .peers
             .values()
-            .any(|p| !p.seed_hint && p.has(index) && p.failures == 0);
+            .any(|p| !p.seed_hint && p.has(index) && p.healthy(now));
         let live = self.swarm.is_live();
         holders
             .filter(|(_, p)| {
@@ -418,13 +506,15 @@ impl Engine {
                 };
                 p.in_flight < limit && (live || seeds_allowed || !other_holder || !p.seed_hint)
             })
-            // Leeches first, then leeches that completed, then the publishing seed.
+            // Peers answering well first; among them leeches, then leeches that completed,
+            // then the publishing seed.
             .min_by_key(|(addr, p)| {
                 (
+                    !p.healthy(now),
                     p.seed_hint,
                     p.complete,
                     p.in_flight,
-                    p.failures,
+                    p.strikes(),
                     tie(**addr, index),
                 )
             })
@@ -435,12 +525,23 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&addr) else {
             return;
         };
+        if peer.in_flight == 0 {
+            peer.waiting_since = Some(Instant::now());
+        }
         peer.in_flight += 1;
         let client = self.client.clone();
         let swarm_id = self.swarm.id().to_owned();
         let max_len = self.max_chunk;
+        let limit = self.config.chunk_timeout;
         let handle = self.tasks.spawn(async move {
-            let result = client.chunk(addr, &swarm_id, index, max_len).await;
+            let result = tokio::time::timeout(limit, client.chunk(addr, &swarm_id, index, max_len))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(FetchError::Failed(Error::peer(
+                        addr,
+                        format!("no chunk within {limit:?}"),
+                    )))
+                });
             Event::Chunk {
                 peer: addr,
                 index,
@@ -464,6 +565,8 @@ impl Engine {
         }
         if registered && let Some(peer) = self.peers.get_mut(&addr) {
             peer.in_flight = peer.in_flight.saturating_sub(1);
+            // Whatever the answer, the peer answered: the clock restarts for the rest.
+            peer.waiting_since = (peer.in_flight > 0).then(Instant::now);
         }
     }
 
@@ -473,23 +576,64 @@ impl Engine {
             handle.abort();
             if let Some(peer) = self.peers.get_mut(&addr) {
                 peer.in_flight = peer.in_flight.saturating_sub(1);
+                if peer.in_flight == 0 {
+                    peer.waiting_since = None;
+                }
             }
         }
     }
 
+    /// A request to `addr` failed (connection, timeout, bad answer, 5xx): the peer backs
+    /// off for twice as long each time, and is forgotten (and benched) after
+    /// [`EngineConfig::max_failures`] in a row, or after two when it never answered.
     fn fail(&mut self, addr: SocketAddr, err: &dyn std::fmt::Display) {
         let max = self.config.max_failures;
         let Some(peer) = self.peers.get_mut(&addr) else {
             return;
         };
         peer.failures += 1;
-        let backoff = Duration::from_millis(200 << peer.failures.min(6));
+        let backoff = Duration::from_millis(200 << peer.strikes().min(7));
         peer.backoff_until = Instant::now() + backoff;
         tracing::debug!(peer = %addr, %err, failures = peer.failures, "peer request failed");
-        if peer.failures >= max {
-            tracing::info!(peer = %addr, "forgetting an unreachable peer");
-            self.forget(addr);
+        let limit = if peer.proven { max } else { max.min(2) };
+        if peer.proven {
+            self.swarm
+                .note_problem(format!("peer {addr} failing ({err}), fetching elsewhere"));
         }
+        if peer.failures >= limit {
+            tracing::info!(peer = %addr, %err, "forgetting a peer that keeps failing");
+            self.bench(addr);
+        }
+    }
+
+    /// `addr` answered 503: busy (or pretending). The back-off doubles with each 503 in a
+    /// row, up to half a minute, and the peer ranks behind peers answering well.
+    fn busy(&mut self, addr: SocketAddr) {
+        let Some(peer) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        peer.busy += 1;
+        let backoff = Duration::from_millis(50 << peer.busy.min(9));
+        peer.backoff_until = Instant::now() + backoff;
+        if peer.busy >= 4 {
+            self.swarm.note_problem(format!(
+                "peer {addr} answered busy {} times in a row, fetching elsewhere",
+                peer.busy
+            ));
+        }
+    }
+
+    /// Forgets `addr` and does not take it back for a while (longer each time).
+    fn bench(&mut self, addr: SocketAddr) {
+        let now = Instant::now();
+        self.benched.retain(|_, (until, _)| *until > now);
+        // Bounded: past this many, the oldest entries would have expired anyway.
+        if self.benched.len() < 4096 {
+            let times = self.benched.get(&addr).map_or(0, |(_, n)| *n) + 1;
+            let pause = self.config.bench_time * (1 << (times - 1).min(5));
+            self.benched.insert(addr, (now + pause, times));
+        }
+        self.forget(addr);
     }
 
     fn forget(&mut self, addr: SocketAddr) {
@@ -524,8 +668,14 @@ impl Engine {
                         let edge = self.swarm.store().live_edge().map(|(end, _)| end);
                         if let Some(p) = self.peers.get_mut(&peer) {
                             p.map_pending = false;
-                            // The answer was a long poll: ask again right away.
-                            p.map_due = now;
+                            // The answer was a long poll: ask again right away, unless it
+                            // came back unchanged at once (a peer ignoring `since` must
+                            // not make this a busy loop).
+                            p.map_due = if p.map_version == Some(remote.version) {
+                                now + self.config.map_interval
+                            } else {
+                                now
+                            };
                             p.map_version = Some(remote.version);
                             // A live peer with chunks past our edge has a newer manifest.
                             if let (Some(edge), Some(last)) = (edge, remote.map.last())
@@ -536,14 +686,21 @@ impl Engine {
                             p.map = Some(remote.map);
                             self.availability = None;
                             p.complete = remote.complete;
-                            p.failures = 0;
+                            p.succeeded();
                         }
                     }
-                    Err(FetchError::Busy | FetchError::NotHeld) => {
+                    Err(FetchError::NotHeld) => {
                         if let Some(p) = self.peers.get_mut(&peer) {
                             p.map_pending = false;
                             p.map_due = now + self.config.map_interval;
                         }
+                    }
+                    Err(FetchError::Busy) => {
+                        if let Some(p) = self.peers.get_mut(&peer) {
+                            p.map_pending = false;
+                            p.map_due = now + self.config.map_interval;
+                        }
+                        self.busy(peer);
                     }
                     Err(FetchError::Failed(err)) => {
                         if let Some(p) = self.peers.get_mut(&peer) {
@@ -580,11 +737,7 @@ impl Engine {
                 self.finish_request(index, peer);
                 match result {
                     Ok(data) => self.on_chunk(peer, index, data).await?,
-                    Err(FetchError::Busy) => {
-                        if let Some(p) = self.peers.get_mut(&peer) {
-                            p.backoff_until = Instant::now() + Duration::from_millis(100);
-                        }
-                    }
+                    Err(FetchError::Busy) => self.busy(peer),
                     Err(FetchError::NotHeld) => {
                         // Our copy of its map is stale (or, for live, the chunk aged out).
                         if let Some(p) = self.peers.get_mut(&peer) {
@@ -594,6 +747,12 @@ impl Engine {
                             }
                             p.complete = false;
                             p.map_due = Instant::now();
+                        }
+                        // A VoD map only grows, unless the peer found the chunk damaged:
+                        // either way it should not be asked first again at once, and a
+                        // peer that claims chunks it never serves sinks behind the others.
+                        if !self.swarm.is_live() {
+                            self.busy(peer);
                         }
                     }
                     Err(FetchError::Failed(err)) => self.fail(peer, &err),
@@ -607,13 +766,15 @@ impl Engine {
         let len = data.len() as u64;
         match self.swarm.store().put(index, data).await {
             Ok(PutOutcome::Stored) => {
-                self.swarm.add_downloaded(len);
+                self.swarm.add_downloaded(peer, len);
+                self.swarm.note_verified();
                 if let Some(p) = self.peers.get_mut(&peer) {
-                    p.failures = 0;
+                    p.succeeded();
+                    p.delivered = true;
                 }
                 self.cancel_others(index);
             }
-            Ok(PutOutcome::Duplicate) => self.swarm.add_downloaded(len),
+            Ok(PutOutcome::Duplicate) => self.swarm.add_downloaded(peer, len),
             Err(Error::CorruptChunk { .. }) => {
                 if self.swarm.store().expected(index).is_none() {
                     // A live chunk that left the window while it was on its way.
@@ -680,6 +841,7 @@ mod tests {
         }
         remote.complete = map.is_full();
         remote.map = Some(map);
+        remote.proven = true;
         remote.in_flight = in_flight;
         remote
     }
@@ -706,6 +868,92 @@ mod tests {
         // A peer backing off is not asked.
         engine.peers.get_mut(&seed).expect("seed").backoff_until = now + Duration::from_secs(5);
         assert_eq!(engine.choose_peer(0, now, true), None);
+    }
+
+    #[tokio::test]
+    async fn a_holder_that_fails_or_stalls_does_not_keep_chunks_from_the_seed() {
+        let (mut engine, _path) = engine();
+        let seed: SocketAddr = "127.0.0.1:1000".parse().expect("addr");
+        let fake: SocketAddr = "127.0.0.1:2000".parse().expect("addr");
+        engine
+            .peers
+            .insert(seed, peer(true, &[0, 1, 2, 3, 4, 5, 6, 7], 0));
+        engine
+            .peers
+            .insert(fake, peer(false, &[0, 1, 2, 3, 4, 5, 6, 7], 0));
+        let now = Instant::now();
+        assert_eq!(engine.choose_peer(3, now, false), Some(fake));
+        // One 503 and the seed is asked instead, and the 503s grow its back-off.
+        engine.busy(fake);
+        let first = engine.peers[&fake].backoff_until;
+        assert_eq!(engine.choose_peer(3, Instant::now(), false), Some(seed));
+        engine.busy(fake);
+        assert!(engine.peers[&fake].backoff_until - Instant::now() > first - now);
+        // Sitting on requests without answering counts the same.
+        let fake_peer = engine.peers.get_mut(&fake).expect("fake");
+        fake_peer.busy = 0;
+        fake_peer.backoff_until = now;
+        fake_peer.waiting_since = Some(now - SLOW_FIRST_ANSWER);
+        fake_peer.in_flight = 1;
+        assert_eq!(engine.choose_peer(3, Instant::now(), false), Some(seed));
+        // Failing again and again: forgotten, and not taken back from the next hint.
+        for _ in 0..engine.config.max_failures {
+            engine.fail(fake, &"refused");
+        }
+        assert!(!engine.peers.contains_key(&fake));
+        engine.add_hint(
+            PeerHint {
+                addr: fake,
+                seed: false,
+            },
+            Instant::now(),
+        );
+        assert!(!engine.peers.contains_key(&fake), "benched");
+        assert!(
+            engine
+                .swarm
+                .recent_problem(Duration::from_secs(5))
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_thousand_listed_peers_cost_a_bounded_number_of_connections() {
+        let (mut engine, _path) = engine();
+        let now = Instant::now();
+        // One address listed 1,000 times is one peer.
+        let once: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        for _ in 0..1000 {
+            engine.add_hint(
+                PeerHint {
+                    addr: once,
+                    seed: false,
+                },
+                now,
+            );
+        }
+        assert_eq!(engine.peers.len(), 1);
+        // 1,000 different addresses: at most max_peers kept, at most max_probing tried at
+        // once before any has answered.
+        for port in 1000..2000u16 {
+            engine.add_hint(
+                PeerHint {
+                    addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                    seed: false,
+                },
+                now,
+            );
+        }
+        assert_eq!(engine.peers.len(), engine.config.max_peers);
+        engine.poll_peers(now);
+        assert_eq!(engine.tasks.len(), engine.config.max_probing);
+        engine.poll_peers(now);
+        assert_eq!(
+            engine.tasks.len(),
+            engine.config.max_probing,
+            "no new probes"
+        );
+        engine.abort_all();
     }
 
     #[tokio::test]

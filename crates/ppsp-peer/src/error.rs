@@ -40,6 +40,13 @@ pub enum Error {
     /// The content could not be obtained from the swarm.
     #[error("swarm: {0}")]
     Swarm(String),
+    /// The output file exists and is not the swarm's content (nor its partial download);
+    /// it is replaced only when overwriting was asked for.
+    #[error("{} exists and is not this swarm's content; it is only replaced when overwriting is asked for", path.display())]
+    OutputExists {
+        /// The existing file.
+        path: std::path::PathBuf,
+    },
     /// The caller stopped the peer (Ctrl-C, SIGTERM) before it had joined the swarm.
     #[error("interrupted while joining the swarm")]
     Interrupted,

@@ -1,6 +1,7 @@
 //! The PPSP peer: talks to trackers, exchanges verified chunks with other peers, and serves
 //! content to a local media player.
 //!
+//! * [`link`]: share links (`ppsp:` URIs with swarm ID and trackers).
 //! * [`manifest`]: what a swarm carries (VoD manifests, signed live manifests), swarm IDs.
 //! * [`store`]: verified chunk storage.
 //! * [`protocol`], [`server`], [`client`]: the HTTP peer protocol.
@@ -18,6 +19,8 @@ pub mod engine;
 pub mod error;
 pub mod hls;
 pub mod hls_live;
+mod limit;
+pub mod link;
 pub mod manifest;
 pub mod nat;
 pub mod node;

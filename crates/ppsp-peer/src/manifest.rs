@@ -146,16 +146,127 @@ struct ManifestWire {
     name: String,
     chunk_size: u32,
     total_length: u64,
+    /// Only for a directory: its files in order. Absent for a single file, so the
+    /// encoding (and swarm ID) of single-file content does not depend on this field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    files: Vec<FileWire>,
     chunks: Vec<String>,
 }
 
-/// Description of video-on-demand content.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWire {
+    path: String,
+    length: u64,
+}
+
+/// Most files a directory manifest may list.
+pub const MAX_FILES: usize = 65_536;
+/// Longest relative path of a file in a directory manifest, in bytes.
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// Checks a relative path from a directory manifest: `/`-separated components, none empty,
+/// `.` or `..`, no backslash, colon or control character, at most [`MAX_PATH_LEN`] bytes and
+/// each component at most [`MAX_NAME_LEN`] bytes. Such a path can never leave the directory
+/// it is written under, on any platform.
+///
+/// # Errors
+/// [`Error::Manifest`] naming the path and what is wrong with it.
+pub fn check_relative_path(path: &str) -> Result<(), Error> {
+    let refuse = |why: &str| Err(bad(format!("file path {path:?} {why}")));
+    if path.is_empty() || path.len() > MAX_PATH_LEN {
+        return refuse("is empty or too long");
+    }
+    if path.starts_with('/') {
+        return refuse("is absolute");
+    }
+    for component in path.split('/') {
+        if component.is_empty() || component == "." || component == ".." {
+            return refuse("has an empty, . or .. component");
+        }
+        if component.len() > MAX_NAME_LEN {
+            return refuse("has a component that is too long");
+        }
+        if component
+            .chars()
+            .any(|c| c.is_control() || c == '\\' || c == ':')
+        {
+            return refuse("has a backslash, colon or control character");
+        }
+    }
+    Ok(())
+}
+
+/// One file of the content: where it sits in the swarm's chunks. Every file starts on a
+/// chunk boundary, so each chunk belongs to exactly one file and a file's bytes are the
+/// chunks [`FileSpan::chunks`] in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSpan {
+    path: String,
+    length: u64,
+    first_chunk: u64,
+    chunk_count: u64,
+    chunk_size: u32,
+}
+
+impl FileSpan {
+    /// The path relative to the content's root, `/`-separated (the content's name for a
+    /// single file).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Length in bytes.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// The chunks holding this file's bytes.
+    pub fn chunks(&self) -> std::ops::Range<u64> {
+        self.first_chunk..self.first_chunk + self.chunk_count
+    }
+
+    /// The chunk holding byte `offset` of this file.
+    pub fn chunk_at(&self, offset: u64) -> u64 {
+        self.first_chunk + offset / u64::from(self.chunk_size)
+    }
+
+    /// Where chunk `index` (one of [`FileSpan::chunks`]) starts in this file.
+    pub fn offset_of(&self, index: u64) -> u64 {
+        index.saturating_sub(self.first_chunk) * u64::from(self.chunk_size)
+    }
+
+    /// Media type guessed from the file name's extension.
+    pub fn media_type(&self) -> &'static str {
+        guess_content_type(&self.path)
+    }
+}
+
+/// Description of video-on-demand content: one file, or a directory of files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
     name: String,
     chunk_size: u32,
     total_length: u64,
     hashes: Vec<ChunkHash>,
+    /// Listed files (empty for a single file).
+    files: Vec<FileWire>,
+    /// Where each file's chunks are; one span named after the content for a single file.
+    spans: Vec<FileSpan>,
+}
+
+impl PartialEq for FileWire {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path && self.length == other.length
+    }
+}
+
+impl Eq for FileWire {}
+
+impl std::fmt::Debug for FileWire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.path, self.length)
+    }
 }
 
 impl Manifest {
@@ -170,10 +281,94 @@ impl Manifest {
         total_length: u64,
         hashes: Vec<ChunkHash>,
     ) -> Result<Self, Error> {
+        Self::with_files(name, chunk_size, total_length, Vec::new(), hashes)
+    }
+
+    /// Builds the manifest of a directory: `files` are (relative path, length) in order,
+    /// `hashes` their chunks, each file starting on a new chunk.
+    ///
+    /// # Errors
+    /// [`Error::Manifest`] when a path is unsafe or repeated, there are too many files, or
+    /// the hashes do not match the lengths.
+    pub fn directory(
+        name: &str,
+        chunk_size: u32,
+        files: Vec<(String, u64)>,
+        hashes: Vec<ChunkHash>,
+    ) -> Result<Self, Error> {
+        if files.is_empty() {
+            return Err(bad("a directory manifest lists no file"));
+        }
+        let total = files
+            .iter()
+            .try_fold(0u64, |sum, (_, len)| sum.checked_add(*len))
+            .ok_or_else(|| bad("total length overflows"))?;
+        let files = files
+            .into_iter()
+            .map(|(path, length)| FileWire { path, length })
+            .collect();
+        Self::with_files(name, chunk_size, total, files, hashes)
+    }
+
+    fn with_files(
+        name: &str,
+        chunk_size: u32,
+        total_length: u64,
+        files: Vec<FileWire>,
+        hashes: Vec<ChunkHash>,
+    ) -> Result<Self, Error> {
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
             return Err(bad(format!("chunk size {chunk_size} out of bounds")));
         }
-        let expected = total_length.div_ceil(u64::from(chunk_size));
+        let name = sanitize_name(name);
+        let size = u64::from(chunk_size);
+        let mut spans = Vec::new();
+        if files.is_empty() {
+            spans.push(FileSpan {
+                path: name.clone(),
+                length: total_length,
+                first_chunk: 0,
+                chunk_count: total_length.div_ceil(size),
+                chunk_size,
+            });
+        } else {
+            if files.len() > MAX_FILES {
+                return Err(bad(format!("{} files is more than the limit", files.len())));
+            }
+            let mut seen = std::collections::HashSet::new();
+            let mut next = 0u64;
+            let mut sum = 0u64;
+            for file in &files {
+                check_relative_path(&file.path)?;
+                // One path may not be both a file and a folder, nor listed twice.
+                if !seen.insert(file.path.as_str()) {
+                    return Err(bad(format!("file path {:?} listed twice", file.path)));
+                }
+                let count = file.length.div_ceil(size);
+                spans.push(FileSpan {
+                    path: file.path.clone(),
+                    length: file.length,
+                    first_chunk: next,
+                    chunk_count: count,
+                    chunk_size,
+                });
+                next = next.saturating_add(count);
+                sum = sum.saturating_add(file.length);
+            }
+            for file in &files {
+                let mut prefix = file.path.as_str();
+                while let Some((parent, _)) = prefix.rsplit_once('/') {
+                    if seen.contains(parent) {
+                        return Err(bad(format!("{parent:?} is both a file and a folder")));
+                    }
+                    prefix = parent;
+                }
+            }
+            if sum != total_length {
+                return Err(bad("file lengths do not add up to the total length"));
+            }
+        }
+        let expected: u64 = spans.iter().map(|s| s.chunk_count).sum();
         if expected > MAX_CHUNKS {
             return Err(bad(format!("{expected} chunks is more than the limit")));
         }
@@ -184,11 +379,86 @@ impl Manifest {
             )));
         }
         Ok(Self {
-            name: sanitize_name(name),
+            name,
             chunk_size,
             total_length,
             hashes,
+            files,
+            spans,
         })
+    }
+
+    /// Hashes every regular file under `root` (recursively, in path order, symbolic links
+    /// left out) into a directory manifest named `name`. Returns the manifest and the
+    /// files' paths on disk, in manifest order.
+    ///
+    /// This reads every file: call it from a blocking context.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be read, [`Error::Manifest`] when it holds
+    /// no file, a name that is not valid UTF-8 or a path a manifest cannot carry.
+    pub fn from_dir(
+        name: &str,
+        chunk_size: u32,
+        root: &std::path::Path,
+    ) -> Result<(Self, Vec<std::path::PathBuf>), Error> {
+        let mut found = Vec::new();
+        collect_files(root, "", &mut found)?;
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let size = usize::try_from(chunk_size).map_err(|_| bad("chunk size too large"))?;
+        let mut buf = vec![0u8; size];
+        let mut hashes = Vec::new();
+        let mut files = Vec::new();
+        for (relative, path) in &found {
+            let mut reader = std::io::BufReader::new(
+                std::fs::File::open(path)
+                    .map_err(|e| Error::io(format!("opening {}", path.display()), e))?,
+            );
+            let mut length = 0u64;
+            loop {
+                let filled = read_full(&mut reader, &mut buf)
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                if filled == 0 {
+                    break;
+                }
+                hashes.push(hash_chunk(&buf[..filled]));
+                length += filled as u64;
+                if filled < size {
+                    break;
+                }
+            }
+            files.push((relative.clone(), length));
+        }
+        let manifest = Self::directory(name, chunk_size, files, hashes)?;
+        Ok((manifest, found.into_iter().map(|(_, p)| p).collect()))
+    }
+
+    /// The content's files with their chunk ranges, in order (one, named after the
+    /// content, for a single file).
+    pub fn files(&self) -> &[FileSpan] {
+        &self.spans
+    }
+
+    /// The file at `path` (relative, `/`-separated), if the content has one.
+    pub fn file(&self, path: &str) -> Option<&FileSpan> {
+        self.spans.iter().find(|s| s.path == path)
+    }
+
+    /// True when the content is a directory of files rather than one file.
+    pub fn is_directory(&self) -> bool {
+        !self.files.is_empty()
+    }
+
+    /// The file holding chunk `index`, as its position in [`Manifest::files`].
+    pub fn file_of(&self, index: u64) -> Option<usize> {
+        if index >= self.chunk_count() {
+            return None;
+        }
+        // The last span starting at or before `index` that is not empty.
+        let pos = self.spans.partition_point(|s| s.first_chunk <= index);
+        (0..pos)
+            .rev()
+            .find(|i| self.spans[*i].chunks().contains(&index))
     }
 
     /// Hashes a whole file read from `reader`, `chunk_size` bytes at a time.
@@ -227,6 +497,7 @@ impl Manifest {
             name: self.name.clone(),
             chunk_size: self.chunk_size,
             total_length: self.total_length,
+            files: self.files.clone(),
             chunks: self.hashes.iter().map(|h| to_hex(h)).collect(),
         };
         // Serialising plain strings and integers cannot fail.
@@ -256,7 +527,13 @@ impl Manifest {
             .iter()
             .map(|h| from_hex::<32>(h).ok_or_else(|| bad("chunk hash is not 64 hex digits")))
             .collect::<Result<Vec<_>, _>>()?;
-        let manifest = Self::new(&wire.name, wire.chunk_size, wire.total_length, hashes)?;
+        let manifest = Self::with_files(
+            &wire.name,
+            wire.chunk_size,
+            wire.total_length,
+            wire.files,
+            hashes,
+        )?;
         if manifest.name != wire.name {
             return Err(bad("content name is not in canonical form"));
         }
@@ -300,25 +577,64 @@ impl Manifest {
         usize::try_from(index).ok().and_then(|i| self.hashes.get(i))
     }
 
-    /// Byte offset of chunk `index` in the content.
+    /// Byte offset of chunk `index` in its file (in the content, for a single file).
     pub fn offset(&self, index: u64) -> u64 {
-        index.saturating_mul(u64::from(self.chunk_size))
+        match self.file_of(index) {
+            Some(file) => self.spans[file].offset_of(index),
+            None => index.saturating_mul(u64::from(self.chunk_size)),
+        }
     }
 
     /// Length of chunk `index`, or `None` past the end.
     pub fn chunk_len(&self, index: u64) -> Option<u32> {
-        if index >= self.chunk_count() {
-            return None;
-        }
-        let start = self.offset(index);
-        let len = (self.total_length - start).min(u64::from(self.chunk_size));
+        let span = &self.spans[self.file_of(index)?];
+        let start = span.offset_of(index);
+        let len = (span.length - start).min(u64::from(self.chunk_size));
         u32::try_from(len).ok()
     }
 
-    /// The chunk holding byte `offset`.
+    /// The chunk holding byte `offset` of a single file's content.
     pub fn chunk_of(&self, offset: u64) -> u64 {
         offset / u64::from(self.chunk_size)
     }
+}
+
+/// Adds the regular files under `dir` to `out` as (relative path, path on disk).
+fn collect_files(
+    dir: &std::path::Path,
+    prefix: &str,
+    out: &mut Vec<(String, std::path::PathBuf)>,
+) -> Result<(), Error> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("reading {}", entry.path().display()), e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return Err(bad(format!(
+                "{} is not a UTF-8 name",
+                entry.path().display()
+            )));
+        };
+        let relative = if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if kind.is_dir() {
+            collect_files(&entry.path(), &relative, out)?;
+        } else if kind.is_file() {
+            check_relative_path(&relative)?;
+            out.push((relative, entry.path()));
+        }
+    }
+    if out.len() > MAX_FILES {
+        return Err(bad(format!("more than {MAX_FILES} files")));
+    }
+    Ok(())
 }
 
 fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -738,5 +1054,83 @@ mod tests {
         let err = SignedLiveManifest::decode_verified(&forged, &id).expect_err("forged");
         assert!(err.to_string().contains("signature"), "{err}");
         assert!(SignedLiveManifest::decode_verified(signed.encoded(), "live-00").is_err());
+    }
+
+    #[test]
+    fn directory_manifests_place_each_file_on_chunk_boundaries() {
+        let hashes = |n: usize| vec![hash_chunk(b"x"); n];
+        let files = vec![
+            ("a.txt".to_owned(), 1500),
+            ("empty".to_owned(), 0),
+            ("sub/b.ts".to_owned(), 2048),
+        ];
+        let m = Manifest::directory("pkg", 1024, files, hashes(4)).expect("manifest");
+        assert!(m.is_directory());
+        assert_eq!(m.total_length(), 3548);
+        let b = m.file("sub/b.ts").expect("file");
+        assert_eq!(b.chunks(), 2..4);
+        assert_eq!(b.chunk_at(1500), 3);
+        assert_eq!(b.offset_of(3), 1024);
+        assert_eq!(b.media_type(), "video/mp2t");
+        assert_eq!(m.file("empty").expect("empty").chunks(), 2..2);
+        assert_eq!(m.chunk_len(1), Some(476));
+        assert_eq!(m.chunk_len(3), Some(1024));
+        assert_eq!(m.file_of(2), Some(2));
+        assert_eq!(m.offset(3), 1024);
+        let back = Manifest::decode(&m.encode()).expect("decodes");
+        assert_eq!(back, m);
+        // A single file's encoding has no files field: its swarm ID did not change.
+        let single = Manifest::new("one.bin", 1024, 10, hashes(1)).expect("manifest");
+        assert!(
+            !String::from_utf8(single.encode())
+                .expect("utf-8")
+                .contains("files")
+        );
+        assert_eq!(single.files()[0].path(), "one.bin");
+    }
+
+    #[test]
+    fn unsafe_paths_in_a_directory_manifest_are_refused() {
+        for path in [
+            "../escape",
+            "a/../../b",
+            "/etc/passwd",
+            "a//b",
+            "./a",
+            "a\\b",
+            "c:x",
+            "",
+            "a/\u{7}",
+        ] {
+            let files = vec![(path.to_owned(), 1)];
+            assert!(
+                Manifest::directory("d", 1024, files, vec![hash_chunk(b"x")]).is_err(),
+                "{path:?} accepted"
+            );
+        }
+        let twice = vec![("a".to_owned(), 1), ("a".to_owned(), 1)];
+        assert!(Manifest::directory("d", 1024, twice, vec![hash_chunk(b"x"); 2]).is_err());
+        let nested = vec![("a".to_owned(), 1), ("a/b".to_owned(), 1)];
+        assert!(Manifest::directory("d", 1024, nested, vec![hash_chunk(b"x"); 2]).is_err());
+        // The same refusal for a manifest arriving over the network.
+        let wire = br#"{"version":1,"kind":"vod","name":"d","chunk_size":1024,"total_length":1,"files":[{"path":"../x","length":1}],"chunks":["0000000000000000000000000000000000000000000000000000000000000000"]}"#;
+        let err = Manifest::decode(wire).expect_err("refused");
+        assert!(err.to_string().contains("../x"), "{err}");
+    }
+
+    proptest::proptest! {
+        /// Whatever a manifest from the network says, a path it is allowed to carry never
+        /// leads out of the folder it is written under.
+        #[test]
+        fn accepted_paths_stay_under_their_root(path in "[a-z./\\\\:%-]{1,24}") {
+            if check_relative_path(&path).is_ok() {
+                for component in std::path::Path::new(&path).components() {
+                    proptest::prop_assert!(
+                        matches!(component, std::path::Component::Normal(_)),
+                        "{path:?} has {component:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -27,7 +27,7 @@ use crate::manifest::{
     LiveChunk, LiveManifest, LiveSigner, Manifest, SignedLiveManifest, is_live_swarm,
     live_public_key,
 };
-use crate::server::{DEFAULT_MAX_CONNECTIONS, PeerServer};
+use crate::server::{DEFAULT_MAX_CONNECTIONS, PeerServer, PlayerServer};
 use crate::store::ChunkStore;
 use crate::swarm::{PeerHint, Swarm, SwarmOptions};
 use crate::tracker_client::{
@@ -75,6 +75,9 @@ pub struct NodeConfig {
     pub stun: Option<String>,
     /// Extra trust anchors for `https://` trackers (for example a private CA).
     pub tls_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// Replace an existing [`Output::File`] that is not the swarm's content (otherwise
+    /// joining fails with [`Error::OutputExists`]).
+    pub overwrite: bool,
 }
 
 impl NodeConfig {
@@ -97,6 +100,7 @@ impl NodeConfig {
             credentials: Credentials::Anonymous { trace: None },
             stun: None,
             tls_roots: Vec::new(),
+            overwrite: false,
         }
     }
 }
@@ -114,6 +118,7 @@ pub enum Output {
 pub struct Node {
     swarm: Arc<Swarm>,
     server: PeerServer,
+    player: Option<PlayerServer>,
     tracker: Option<TrackerClient>,
     session: Option<TrackerSession>,
     stop: watch::Sender<bool>,
@@ -279,6 +284,7 @@ impl Node {
         Self {
             swarm,
             server,
+            player: None,
             tracker,
             session,
             stop,
@@ -288,7 +294,8 @@ impl Node {
         }
     }
 
-    /// Publishes the file at `path` as a new VoD swarm and serves it (peer mode SEED).
+    /// Publishes the file at `path` as a new VoD swarm and serves it (peer mode SEED). A
+    /// directory is published as one swarm whose manifest lists every file under it.
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be read, [`Error::Tracker`] when the tracker
@@ -306,6 +313,9 @@ impl Node {
         let chunk_size = config.chunk_size;
         let file_path = path.to_path_buf();
         let manifest = tokio::task::spawn_blocking(move || {
+            if file_path.is_dir() {
+                return Manifest::from_dir(&name, chunk_size, &file_path).map(|(m, _)| m);
+            }
             let mut file = std::io::BufReader::new(
                 std::fs::File::open(&file_path)
                     .map_err(|e| Error::io(format!("opening {}", file_path.display()), e))?,
@@ -571,27 +581,8 @@ impl Node {
             (state, None)
         } else {
             let manifest = Arc::new(Manifest::decode_verified(&document, swarm)?);
-            let (path, final_path, scratch) = match output {
-                Output::File(path) => {
-                    let mut part = path.clone().into_os_string();
-                    part.push(".part");
-                    (PathBuf::from(part), Some(path), false)
-                }
-                Output::Scratch => (
-                    std::env::temp_dir().join(format!(
-                        "ppsp-{}-{:016x}.part",
-                        swarm
-                            .chars()
-                            .filter(char::is_ascii_alphanumeric)
-                            .take(16)
-                            .collect::<String>(),
-                        crate::random_u64()
-                    )),
-                    None,
-                    true,
-                ),
-            };
-            let store = ChunkStore::create_leech(&path, Arc::clone(&manifest), scratch)?;
+            let (store, output) =
+                vod_store(swarm, Arc::clone(&manifest), output, config.overwrite).await?;
             (
                 Swarm::vod(
                     config.peer_id.as_str(),
@@ -599,7 +590,7 @@ impl Node {
                     store,
                     config.swarm.clone(),
                 ),
-                final_path.map(|f| (path, f)),
+                output,
             )
         };
         let server =
@@ -637,9 +628,33 @@ impl Node {
         &self.swarm
     }
 
-    /// The address of the peer (and player) endpoint.
+    /// The address of the peer endpoint (what other peers fetch from).
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Serves the content to local media players on `listener`, a listener of its own:
+    /// other peers only ever reach the peer endpoint.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the listener's address cannot be read.
+    pub fn serve_player(&mut self, listener: TcpListener) -> Result<SocketAddr, Error> {
+        let player = PlayerServer::from_listener(listener, Arc::clone(&self.swarm))?;
+        let addr = player.local_addr();
+        self.player = Some(player);
+        Ok(addr)
+    }
+
+    /// Returns once the published content is gone (the file removed or resized, or no
+    /// chunk verifying any more), with the reason; never for content still there. Checked
+    /// every two seconds.
+    pub async fn content_lost(&self) -> Error {
+        loop {
+            if let Err(err) = self.swarm.store().check_content() {
+                return err;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
     }
 
     /// The tracker client, when the node uses a tracker.
@@ -662,6 +677,15 @@ impl Node {
             && self.swarm.store().is_complete()
             && let Some((part, path)) = self.output.take()
         {
+            // A directory in the way was allowed to be replaced (otherwise joining would
+            // have refused it); an empty one is simply replaced by the rename.
+            if part.is_dir()
+                && path.is_dir()
+                && std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some())
+            {
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| Error::io(format!("replacing {}", path.display()), e))?;
+            }
             std::fs::rename(&part, &path).map_err(|e| {
                 Error::io(
                     format!("renaming {} to {}", part.display(), path.display()),
@@ -691,6 +715,68 @@ impl Node {
     }
 }
 
+/// The store a VoD leech fetches into, and the (partial, final) paths to rename at the
+/// end. An [`Output::File`] resumes from its `.part` file; when the file itself already
+/// holds the verified content it is used as it is and nothing is fetched; any other
+/// existing file is refused unless `overwrite`.
+async fn vod_store(
+    swarm: &str,
+    manifest: Arc<Manifest>,
+    output: Output,
+    overwrite: bool,
+) -> Result<(ChunkStore, Option<(PathBuf, PathBuf)>), Error> {
+    let path = match output {
+        Output::File(path) => path,
+        Output::Scratch => {
+            // A directory's files go into a scratch folder of that name.
+            let scratch = std::env::temp_dir().join(format!(
+                "ppsp-{}-{:016x}.part",
+                swarm
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .take(16)
+                    .collect::<String>(),
+                crate::random_u64()
+            ));
+            let store = ChunkStore::create_leech(&scratch, manifest, true)?;
+            return Ok((store, None));
+        }
+    };
+    let mut part = path.clone().into_os_string();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    let blocking = move || -> Result<(ChunkStore, Option<(PathBuf, PathBuf)>), Error> {
+        let chunks = manifest.chunk_count();
+        if path.is_dir() && !manifest.is_directory() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a directory and the swarm is one file; give a file name",
+                path.display()
+            )));
+        }
+        match crate::store::verify_existing(&path, &manifest)? {
+            Some(held) if held == chunks => {
+                tracing::info!(path = %path.display(), "the output already holds the verified content");
+                return Ok((ChunkStore::open_seed(&path, manifest)?, None));
+            }
+            Some(_) if !overwrite => return Err(Error::OutputExists { path }),
+            Some(_) | None => {}
+        }
+        let store = ChunkStore::resume_leech(&part, manifest)?;
+        if store.held() > 0 {
+            tracing::info!(
+                path = %part.display(),
+                held = store.held(),
+                chunks,
+                "resuming: chunks already in the partial file verified"
+            );
+        }
+        Ok((store, Some((part, path))))
+    };
+    tokio::task::spawn_blocking(blocking)
+        .await
+        .map_err(|e| Error::io("checking the output", std::io::Error::other(e)))?
+}
+
 /// A LEECH JOIN of a live swarm starting at chunk `start`.
 fn live_join(id: &SwarmId, start: u64) -> ppsp_proto::Join {
     ppsp_proto::Join {
@@ -711,6 +797,12 @@ fn live_join(id: &SwarmId, start: u64) -> ppsp_proto::Join {
     }
 }
 
+/// Peers asked for the manifest at once.
+const MANIFEST_PARALLEL: usize = 4;
+
+/// Asks the known peers for the manifest, [`MANIFEST_PARALLEL`] at a time (seeds first),
+/// until one serves a document that verifies against the swarm ID. A peer that serves a
+/// bad one is not asked again; between rounds the tracker is asked for more peers.
 async fn fetch_manifest(
     client: &PeerClient,
     tracker: Option<&TrackerClient>,
@@ -721,11 +813,41 @@ async fn fetch_manifest(
 ) -> Result<Bytes, Error> {
     let deadline = tokio::time::Instant::now() + config.manifest_timeout;
     let live = is_live_swarm(id.as_str());
+    let mut banned: std::collections::HashSet<SocketAddr> = std::collections::HashSet::new();
+    let mut announced = false;
     loop {
         // Seeds first: they certainly hold the manifest.
         hints.sort_by_key(|h| !h.seed);
-        for hint in hints.iter().filter(|h| h.addr != local) {
-            match client.manifest(hint.addr, id.as_str()).await {
+        // A peer listed many times is asked once.
+        let mut seen = std::collections::HashSet::new();
+        let mut candidates = hints
+            .iter()
+            .map(|h| h.addr)
+            .filter(|a| *a != local && !banned.contains(a) && seen.insert(*a))
+            .collect::<Vec<_>>()
+            .into_iter();
+        if !announced {
+            tracing::info!(
+                peers = candidates.len(),
+                timeout_secs = config.manifest_timeout.as_secs(),
+                "looking for a peer that serves the manifest"
+            );
+            announced = true;
+        }
+        let mut asking = tokio::task::JoinSet::new();
+        loop {
+            while asking.len() < MANIFEST_PARALLEL {
+                let Some(addr) = candidates.next() else { break };
+                let client = client.clone();
+                let swarm = id.as_str().to_owned();
+                asking.spawn(async move { (addr, client.manifest(addr, &swarm).await) });
+            }
+            let Ok(Some(joined)) = tokio::time::timeout_at(deadline, asking.join_next()).await
+            else {
+                break;
+            };
+            let Ok((addr, answer)) = joined else { continue };
+            match answer {
                 Ok(bytes) => {
                     let valid = if live {
                         SignedLiveManifest::decode_verified(&bytes, id.as_str()).map(|_| ())
@@ -735,11 +857,12 @@ async fn fetch_manifest(
                     match valid {
                         Ok(()) => return Ok(bytes),
                         Err(err) => {
-                            tracing::warn!(peer = %hint.addr, %err, "peer sent a bad manifest")
+                            tracing::warn!(peer = %addr, %err, "ignoring a peer that sent a bad manifest");
+                            banned.insert(addr);
                         }
                     }
                 }
-                Err(err) => tracing::debug!(peer = %hint.addr, %err, "no manifest from peer"),
+                Err(err) => tracing::debug!(peer = %addr, %err, "no manifest from peer"),
             }
         }
         if tokio::time::Instant::now() >= deadline {

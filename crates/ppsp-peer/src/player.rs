@@ -1,6 +1,8 @@
-//! The local endpoint for a media player.
+//! The local endpoint for a media player, on a listener of its own
+//! ([`PlayerServer`](crate::server::PlayerServer)).
 //!
-//! `GET /` (any path outside the peer protocol) returns the content. Video-on-demand
+//! `GET /` (or the swarm's name) returns the content of a single-file swarm; a directory
+//! swarm serves each file at its path and an index at `/`. Video-on-demand
 //! content honours a single `Range: bytes=...` range with `206 Partial Content`; the body
 //! is sent from the requested offset as soon as each chunk is there, and the chunk a
 //! response is waiting for becomes the playback position, so the downloader fetches it (and
@@ -25,7 +27,7 @@ use tokio::sync::mpsc;
 use crate::body::OutBody;
 use crate::error::Error;
 use crate::hls::{HlsIndex, HlsResource, HlsSegment, HlsVariant, media_playlist};
-use crate::manifest::guess_content_type;
+use crate::manifest::{FileSpan, Manifest, guess_content_type};
 use crate::store::LIVE_RETENTION;
 use crate::swarm::Swarm;
 use crate::ts::{RandomAccessPoint, TsScanner, Verdict};
@@ -207,8 +209,7 @@ const PREFLIGHT_MAX_AGE: &str = "600";
 /// Response headers a cross-origin script may read besides the CORS-safelisted ones.
 const EXPOSED_HEADERS: &str = "Content-Length, Content-Range, Accept-Ranges";
 
-/// Answers a request for the player endpoint (any path outside the peer protocol):
-/// `GET` and `HEAD` of the content, `OPTIONS` (CORS preflight), with the CORS headers
+/// Answers a request for the player endpoint: `GET` and `HEAD` of the content, `OPTIONS` (CORS preflight), with the CORS headers
 /// the swarm's [`CorsPolicy`] calls for; other methods get `405`.
 pub(crate) async fn handle<B>(swarm: &Arc<Swarm>, req: &Request<B>) -> Response<OutBody> {
     let policy = &swarm.options().cors;
@@ -275,20 +276,26 @@ fn simple(status: StatusCode, text: &'static str) -> Response<OutBody> {
     response
 }
 
-/// Answers a player request for `path` of `swarm`.
+/// Answers a player request for `path` of `swarm`: a live stream (raw, or HLS playlists
+/// and segments), one file of a directory swarm (an index of them at `/`), or the content
+/// of a single-file swarm (at `/` and under its own name).
 async fn respond(
     swarm: &Arc<Swarm>,
     path: &str,
     range: Option<&str>,
     head: bool,
 ) -> Response<OutBody> {
+    let Ok(decoded) = percent_encoding::percent_decode_str(path).decode_utf8() else {
+        return simple(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let relative = decoded.strip_prefix('/').unwrap_or(&decoded);
     if swarm.is_live() {
         let index = swarm
             .store()
             .live_manifest()
             .and_then(|m| m.manifest().hls.clone());
         return match index {
-            Some(index) => respond_hls(swarm, &index, path, head).await,
+            Some(index) => respond_hls(swarm, &index, relative, head).await,
             None if swarm.content_type() == HLS_MEDIA_TYPE => {
                 let mut response = simple(StatusCode::SERVICE_UNAVAILABLE, "no HLS playlist yet\n");
                 response
@@ -296,13 +303,99 @@ async fn respond(
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 response
             }
-            None => respond_live(swarm, head),
+            None if is_whole_content(swarm, relative) => respond_live(swarm, head),
+            None => simple(StatusCode::NOT_FOUND, "not found\n"),
         };
     }
     let Some(manifest) = swarm.store().vod_manifest() else {
         return simple(StatusCode::SERVICE_UNAVAILABLE, "no manifest yet\n");
     };
-    let total = manifest.total_length();
+    if manifest.is_directory() {
+        if relative.is_empty() {
+            return directory_index(&manifest, head);
+        }
+        return match manifest.file(relative) {
+            Some(file) => respond_file(swarm, file, file.media_type(), range, head),
+            None => simple(StatusCode::NOT_FOUND, "no such file\n"),
+        };
+    }
+    if !is_whole_content(swarm, relative) {
+        return simple(StatusCode::NOT_FOUND, "not found\n");
+    }
+    match manifest.files().first() {
+        Some(file) => respond_file(swarm, file, swarm.content_type(), range, head),
+        None => simple(StatusCode::NOT_FOUND, "no content\n"),
+    }
+}
+
+/// Whether `relative` names the content of a single-file or raw live swarm: `/` or the
+/// swarm's own name.
+fn is_whole_content(swarm: &Swarm, relative: &str) -> bool {
+    relative.is_empty() || relative == swarm.name()
+}
+
+/// The index of a directory swarm: an HTML list linking each file.
+fn directory_index(manifest: &Manifest, head: bool) -> Response<OutBody> {
+    use std::fmt::Write as _;
+    let escape = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}');
+    let mut page = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{0}</title></head>\n<body><h1>{0}</h1>\n<ul>\n",
+        escape(manifest.name())
+    );
+    for file in manifest.files() {
+        let href = percent_encoding::utf8_percent_encode(file.path(), PATH).to_string();
+        let _ = writeln!(
+            page,
+            "<li><a href=\"/{}\">{}</a> ({} bytes)</li>",
+            escape(&href),
+            escape(file.path()),
+            file.length()
+        );
+    }
+    page.push_str("</ul>\n</body></html>\n");
+    let length = page.len();
+    let body = if head {
+        OutBody::empty()
+    } else {
+        OutBody::full(page)
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(v) = length.to_string().parse() {
+        headers.insert(CONTENT_LENGTH, v);
+    }
+    response
+}
+
+/// Answers a player request for one file of a VoD swarm, served as `content_type`.
+fn respond_file(
+    swarm: &Arc<Swarm>,
+    file: &FileSpan,
+    content_type: &'static str,
+    range: Option<&str>,
+    head: bool,
+) -> Response<OutBody> {
+    let total = file.length();
     let (status, start, end) = match parse_range(range, total) {
         RangeSpec::Full => (StatusCode::OK, 0, total.checked_sub(1)),
         RangeSpec::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, Some(end)),
@@ -318,7 +411,7 @@ async fn respond(
     let body = match end {
         Some(end) if !head => {
             let (tx, rx) = mpsc::channel(PIPE_DEPTH);
-            tokio::spawn(feed_vod(Arc::clone(swarm), start, end, tx));
+            tokio::spawn(feed_vod(Arc::clone(swarm), file.clone(), start, end, tx));
             OutBody::streaming(rx)
         }
         _ => OutBody::empty(),
@@ -327,7 +420,7 @@ async fn respond(
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(swarm.content_type()));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = length.to_string().parse() {
         headers.insert(CONTENT_LENGTH, v);
     }
@@ -339,15 +432,19 @@ async fn respond(
     response
 }
 
-/// Sends bytes `start..=end`, chunk by chunk, waiting for chunks still on their way.
-async fn feed_vod(swarm: Arc<Swarm>, start: u64, end: u64, tx: mpsc::Sender<Bytes>) {
+/// Sends bytes `start..=end` of `file`, chunk by chunk, waiting for chunks still on their
+/// way.
+async fn feed_vod(
+    swarm: Arc<Swarm>,
+    file: FileSpan,
+    start: u64,
+    end: u64,
+    tx: mpsc::Sender<Bytes>,
+) {
     let store = swarm.store();
-    let Some(manifest) = store.vod_manifest() else {
-        return;
-    };
     let mut offset = start;
     while offset <= end {
-        let chunk = manifest.chunk_of(offset);
+        let chunk = file.chunk_at(offset);
         if !store.has(chunk) {
             swarm.set_position(chunk);
             let deadline = tokio::time::Instant::now() + CHUNK_WAIT;
@@ -368,7 +465,7 @@ async fn feed_vod(swarm: Arc<Swarm>, start: u64, end: u64, tx: mpsc::Sender<Byte
                 return;
             }
         };
-        let chunk_start = manifest.offset(chunk);
+        let chunk_start = file.offset_of(chunk);
         let from = usize::try_from(offset - chunk_start).unwrap_or(usize::MAX);
         let to = usize::try_from(end + 1 - chunk_start)
             .unwrap_or(usize::MAX)

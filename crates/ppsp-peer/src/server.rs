@@ -1,8 +1,17 @@
-//! The peer's HTTP server: the peer protocol for other peers and the player endpoint.
+//! The peer's HTTP servers: [`PeerServer`] answers the peer protocol (and `/metrics`) for
+//! other peers, [`PlayerServer`] serves the content to a local media player. They are
+//! separate listeners so that other peers can never reach the player (or move its playback
+//! position), and player traffic never bypasses the upload limits.
+//!
+//! Every peer connection has a write timeout (a peer that stops reading loses its
+//! connection and its upload slot), an idle timeout and a header timeout; each remote
+//! address holds at most [`MAX_CONNECTIONS_PER_ADDRESS`] connections and
+//! [`SwarmOptions::uploads_per_address`](crate::swarm::SwarmOptions) upload slots.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -14,20 +23,37 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_io_timeout::TimeoutStream;
 
-use crate::body::OutBody;
+use crate::body::{OutBody, UploadPermit};
 use crate::error::Error;
+use crate::limit::PerAddress;
 use crate::player;
 use crate::protocol::{self, ChunkMapWire, LISTEN_HEADER, PeerRequest};
 use crate::swarm::Swarm;
 
 /// Longest time a request head may take to arrive.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A peer connection on which nothing arrives for this long is closed (above the peer
+/// client's 20 s pool idle time, so a pooled connection is dropped by its client first).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A peer connection whose answer cannot be written for this long (the other side stopped
+/// reading) is closed, which frees its upload slot.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default bound on simultaneous connections to one peer.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Most simultaneous connections from one remote address; more are closed at once.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
 
-/// A running peer server; stops (with every open connection) when dropped.
+/// Which endpoint a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Peer,
+    Player,
+}
+
+/// A running peer-protocol server; stops (with every open connection) when dropped.
 #[derive(Debug)]
 pub struct PeerServer {
     local_addr: SocketAddr,
@@ -70,7 +96,12 @@ impl PeerServer {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::io("reading the bound address", e))?;
-        let task = tokio::spawn(accept_loop(listener, swarm, max_connections.max(1)));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            swarm,
+            max_connections.max(1),
+            Role::Peer,
+        ));
         Ok(Self { local_addr, task })
     }
 
@@ -80,8 +111,48 @@ impl PeerServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, swarm: Arc<Swarm>, max_connections: usize) {
+/// A running player endpoint: the content over plain HTTP with Range support, for a local
+/// media player. Stops (with every open connection) when dropped.
+#[derive(Debug)]
+pub struct PlayerServer {
+    local_addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PlayerServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PlayerServer {
+    /// Serves `swarm` to media players on `listener` (bind it on loopback unless players
+    /// on other hosts are meant to reach it).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the listener's address cannot be read.
+    pub fn from_listener(listener: TcpListener, swarm: Arc<Swarm>) -> Result<Self, Error> {
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", e))?;
+        let task = tokio::spawn(accept_loop(
+            listener,
+            swarm,
+            DEFAULT_MAX_CONNECTIONS,
+            Role::Player,
+        ));
+        Ok(Self { local_addr, task })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+async fn accept_loop(listener: TcpListener, swarm: Arc<Swarm>, max_connections: usize, role: Role) {
     let slots = Arc::new(Semaphore::new(max_connections));
+    let per_address = Arc::new(PerAddress::default());
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
@@ -93,27 +164,50 @@ async fn accept_loop(listener: TcpListener, swarm: Arc<Swarm>, max_connections: 
             Err(err) => {
                 // Usually running out of file descriptors: back off instead of spinning.
                 tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Some(address_slot) = per_address.try_take(remote.ip(), MAX_CONNECTIONS_PER_ADDRESS)
+        else {
+            tracing::debug!(%remote, "too many connections from one address");
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let swarm = Arc::clone(&swarm);
         connections.spawn(async move {
-            let _permit = permit;
+            let _slots = (permit, address_slot);
+            let _open = swarm.connection_opened();
             let service = service_fn(move |req| {
                 let swarm = Arc::clone(&swarm);
-                async move { Ok::<_, Infallible>(handle(&swarm, remote, &req).await) }
+                async move {
+                    let response = match role {
+                        Role::Peer => handle(&swarm, remote, &req).await,
+                        Role::Player => player::handle(&swarm, &req).await,
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
-            // Idle keep-alive connections are fine (peers reuse them), but a request head
-            // must arrive promptly, so slow clients cannot pin connection slots.
-            if let Err(err) = http1::Builder::new()
+            let mut builder = http1::Builder::new();
+            builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+                .keep_alive(true);
+            let result = if role == Role::Peer {
+                let mut timed = TimeoutStream::new(stream);
+                timed.set_read_timeout(Some(IDLE_TIMEOUT));
+                timed.set_write_timeout(Some(WRITE_TIMEOUT));
+                builder
+                    .serve_connection(TokioIo::new(Box::pin(timed)), service)
+                    .await
+            } else {
+                // A player's response may wait for chunks (or, live, never end), so only
+                // the request head is timed.
+                builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+            };
+            if let Err(err) = result {
                 tracing::debug!(%remote, %err, "connection ended with an error");
             }
         });
@@ -155,21 +249,33 @@ fn announced_endpoint(req: &Request<Incoming>, remote: SocketAddr) -> Option<Soc
     (addr.port() != 0 && addr.ip().to_canonical() == remote.ip().to_canonical()).then_some(addr)
 }
 
+/// Where a peer serves its counters in the Prometheus text format.
+pub const METRICS_PATH: &str = "/metrics";
+
+fn metrics(swarm: &Swarm) -> Response<OutBody> {
+    let mut response = Response::new(OutBody::full(swarm.prometheus_text()));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
 async fn handle(
     swarm: &Arc<Swarm>,
     remote: SocketAddr,
     req: &Request<Incoming>,
 ) -> Response<OutBody> {
-    let path = req.uri().path();
-    // The player endpoint: everything outside the peer protocol (its own methods and CORS).
-    if !path.starts_with(protocol::PREFIX) {
-        return player::handle(swarm, req).await;
-    }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    let head = req.method() == Method::HEAD;
+    if req.method() != Method::GET && !head {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
+    let path = req.uri().path();
+    if path == METRICS_PATH {
+        return metrics(swarm);
+    }
     let Some(request) = protocol::parse_path(path) else {
-        return text(StatusCode::NOT_FOUND, "unknown peer protocol request\n");
+        return text(StatusCode::NOT_FOUND, "not a peer protocol request\n");
     };
     let wanted = match &request {
         PeerRequest::Manifest(s)
@@ -180,7 +286,8 @@ async fn handle(
     if wanted != swarm.id() {
         return text(StatusCode::NOT_FOUND, "unknown swarm\n");
     }
-    if let Some(endpoint) = announced_endpoint(req, remote) {
+    let announced = announced_endpoint(req, remote);
+    if let Some(endpoint) = announced {
         swarm.remember_inbound(endpoint);
     }
     match request {
@@ -211,21 +318,33 @@ async fn handle(
             ))
         }
         PeerRequest::Stats(_) => json(&swarm.stats()),
-        PeerRequest::Chunk(_, index) => serve_chunk(swarm, index).await,
+        PeerRequest::Chunk(_, index) => {
+            serve_chunk(swarm, index, announced.unwrap_or(remote)).await
+        }
     }
 }
 
-async fn serve_chunk(swarm: &Arc<Swarm>, index: u64) -> Response<OutBody> {
+fn busy(message: &'static str) -> Response<OutBody> {
+    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// Sends chunk `index` to the peer at `peer`, within the upload slots (in total and per
+/// address) and the upload rate.
+async fn serve_chunk(swarm: &Arc<Swarm>, index: u64, peer: SocketAddr) -> Response<OutBody> {
     if !swarm.store().has(index) {
         return text(StatusCode::NOT_FOUND, "chunk not held\n");
     }
-    let Ok(permit) = Arc::clone(swarm.upload_slots()).try_acquire_owned() else {
-        let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "all upload slots busy\n");
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+    let Some(per_address) = swarm.upload_slot_for(peer.ip()) else {
+        return busy("all upload slots for this address busy\n");
     };
+    let Ok(slot) = Arc::clone(swarm.upload_slots()).try_acquire_owned() else {
+        return busy("all upload slots busy\n");
+    };
+    let permit = UploadPermit::new(slot, per_address);
     match swarm.store().get(index).await {
         Ok(Some(mut data)) => {
             if swarm.options().corrupt_uploads && !data.is_empty() {
@@ -234,7 +353,7 @@ async fn serve_chunk(swarm: &Arc<Swarm>, index: u64) -> Response<OutBody> {
                 data = Bytes::from(bad);
             }
             swarm.pace_upload(data.len() as u64).await;
-            swarm.add_uploaded(data.len() as u64);
+            swarm.add_uploaded(peer, data.len() as u64);
             let mut response = Response::new(OutBody::with_permit(data, permit));
             response.headers_mut().insert(
                 CONTENT_TYPE,
@@ -243,9 +362,10 @@ async fn serve_chunk(swarm: &Arc<Swarm>, index: u64) -> Response<OutBody> {
             response
         }
         Ok(None) => text(StatusCode::NOT_FOUND, "chunk not held\n"),
+        // The store has dropped the damaged chunk (and logged it): not held any more.
         Err(err) => {
-            tracing::error!(%err, index, "refusing to serve a chunk");
-            text(StatusCode::INTERNAL_SERVER_ERROR, "chunk unreadable\n")
+            tracing::debug!(%err, index, "refusing to serve a chunk");
+            text(StatusCode::NOT_FOUND, "chunk not held\n")
         }
     }
 }

@@ -35,8 +35,13 @@ pub enum PutOutcome {
 enum Inner {
     Vod {
         manifest: Arc<Manifest>,
-        file: Arc<File>,
+        /// One per file of the manifest.
+        files: Vec<Arc<File>>,
         have: ChunkMap,
+        /// The files' paths, for messages and for checking that they are still there.
+        paths: Vec<PathBuf>,
+        /// Chunks found damaged or unreadable when read back.
+        damaged: u64,
     },
     Live {
         latest: Option<SignedLiveManifest>,
@@ -65,7 +70,11 @@ impl Drop for ChunkStore {
     fn drop(&mut self) {
         if let Some(path) = &self.remove_on_drop {
             // Best effort: a scratch file left behind is harmless.
-            let _ = std::fs::remove_file(path);
+            if path.is_dir() {
+                let _ = std::fs::remove_dir_all(path);
+            } else {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
@@ -103,6 +112,154 @@ fn write_at(file: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()>
     Ok(())
 }
 
+/// Where each file of `manifest` lives under `root`: `root` itself for a single file,
+/// `root/PATH` for each file of a directory (paths a manifest accepts cannot leave `root`).
+pub fn content_paths(root: &Path, manifest: &Manifest) -> Vec<PathBuf> {
+    if !manifest.is_directory() {
+        return vec![root.to_path_buf()];
+    }
+    manifest
+        .files()
+        .iter()
+        .map(|f| {
+            f.path()
+                .split('/')
+                .fold(root.to_path_buf(), |p, c| p.join(c))
+        })
+        .collect()
+}
+
+/// Which chunks the files hold with the right hash; `valid` is how many bytes of each file
+/// were there before it was sized (bytes past that are not checked).
+fn verified_chunks(
+    files: &[Arc<File>],
+    manifest: &Manifest,
+    valid: &[u64],
+) -> std::io::Result<ChunkMap> {
+    let mut have = ChunkMap::new(0, manifest.chunk_count());
+    let mut buf = vec![0u8; manifest.chunk_size() as usize];
+    for (i, span) in manifest.files().iter().enumerate() {
+        let (Some(file), Some(valid)) = (files.get(i), valid.get(i)) else {
+            continue;
+        };
+        for index in span.chunks() {
+            let (Some(len), Some(hash)) = (manifest.chunk_len(index), manifest.hash(index)) else {
+                continue;
+            };
+            let offset = span.offset_of(index);
+            if offset + u64::from(len) > *valid {
+                break;
+            }
+            let chunk = &mut buf[..len as usize];
+            read_at(file, chunk, offset)?;
+            if verify_chunk(hash, chunk) {
+                have.insert(index);
+            }
+        }
+    }
+    Ok(have)
+}
+
+/// How the files of a store are opened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OpenMode {
+    /// Read only; each file must already have its length.
+    Seed,
+    /// Read and write, created with their folders and sized; emptied first when `truncate`.
+    Leech { truncate: bool },
+}
+
+/// The files of a store, as [`open_files`] found them.
+struct Opened {
+    files: Vec<Arc<File>>,
+    paths: Vec<PathBuf>,
+    /// The length each file had before it was sized.
+    lengths: Vec<u64>,
+}
+
+/// Opens the files of `manifest` under `root`.
+fn open_files(root: &Path, manifest: &Manifest, mode: OpenMode) -> Result<Opened, Error> {
+    let paths = content_paths(root, manifest);
+    let mut files = Vec::with_capacity(paths.len());
+    let mut lengths = Vec::with_capacity(paths.len());
+    for (path, span) in paths.iter().zip(manifest.files()) {
+        let file = match mode {
+            OpenMode::Seed => File::open(path),
+            OpenMode::Leech { truncate } => {
+                if let Some(parent) = path.parent()
+                    && manifest.is_directory()
+                {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+                }
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(truncate)
+                    .open(path)
+            }
+        }
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+            .len();
+        if len != span.length() {
+            if mode == OpenMode::Seed {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is {len} bytes, the manifest says {}",
+                    path.display(),
+                    span.length()
+                )));
+            }
+            file.set_len(span.length())
+                .map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
+        }
+        files.push(Arc::new(file));
+        lengths.push(len);
+    }
+    Ok(Opened {
+        files,
+        paths,
+        lengths,
+    })
+}
+
+/// How much of the content `manifest` describes is already at `path` (a file, or a
+/// directory for directory content): `None` when nothing is there, otherwise the number
+/// of chunks that verify (a file of the wrong length counts none of its chunks).
+///
+/// This reads every file: call it from a blocking context.
+///
+/// # Errors
+/// [`Error::Io`] when a file exists but cannot be read.
+pub fn verify_existing(path: &Path, manifest: &Manifest) -> Result<Option<u64>, Error> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    if manifest.is_directory() != path.is_dir() {
+        return Ok(Some(0));
+    }
+    let mut files = Vec::new();
+    let mut valid = Vec::new();
+    for (file_path, span) in content_paths(path, manifest).iter().zip(manifest.files()) {
+        let Ok(file) = File::open(file_path) else {
+            return Ok(Some(0));
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", file_path.display()), e))?
+            .len();
+        // Only files of the right length count, so a longer file is not taken as done.
+        valid.push(if len == span.length() { len } else { 0 });
+        files.push(Arc::new(file));
+    }
+    let have = verified_chunks(&files, manifest, &valid)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(Some(have.count()))
+}
+
 impl ChunkStore {
     fn with(inner: Inner, remove_on_drop: Option<PathBuf>) -> Self {
         Self {
@@ -120,63 +277,72 @@ impl ChunkStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A seed's store: `path` holds the whole content `manifest` describes.
-    ///
-    /// # Errors
-    /// [`Error::Io`] when the file cannot be opened or its length differs.
-    pub fn open_seed(path: &Path, manifest: Arc<Manifest>) -> Result<Self, Error> {
-        let file =
-            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
-            .len();
-        if len != manifest.total_length() {
-            return Err(Error::InvalidArgument(format!(
-                "{} is {len} bytes, the manifest says {}",
-                path.display(),
-                manifest.total_length()
-            )));
-        }
-        let have = ChunkMap::full(0, manifest.chunk_count());
-        Ok(Self::with(
+    fn vod(
+        manifest: Arc<Manifest>,
+        opened: Opened,
+        have: ChunkMap,
+        remove_on_drop: Option<PathBuf>,
+    ) -> Self {
+        Self::with(
             Inner::Vod {
                 manifest,
-                file: Arc::new(file),
+                files: opened.files,
                 have,
+                paths: opened.paths,
+                damaged: 0,
             },
-            None,
-        ))
+            remove_on_drop,
+        )
     }
 
-    /// A leech's store writing into `path` (created or truncated, then sized to the
-    /// content). With `scratch` the file is deleted when the store is dropped.
+    /// A seed's store: `path` holds the whole content `manifest` describes (the file, or
+    /// the directory of a directory manifest).
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be created.
+    /// [`Error::Io`] when a file cannot be opened, [`Error::InvalidArgument`] when its
+    /// length differs.
+    pub fn open_seed(path: &Path, manifest: Arc<Manifest>) -> Result<Self, Error> {
+        let opened = open_files(path, &manifest, OpenMode::Seed)?;
+        let have = ChunkMap::full(0, manifest.chunk_count());
+        Ok(Self::vod(manifest, opened, have, None))
+    }
+
+    /// A leech's store writing into `path` (created or emptied, then sized to the
+    /// content; a directory for directory content). With `scratch` it is deleted when the
+    /// store is dropped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be created.
     pub fn create_leech(
         path: &Path,
         manifest: Arc<Manifest>,
         scratch: bool,
     ) -> Result<Self, Error> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        file.set_len(manifest.total_length())
-            .map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
+        let opened = open_files(path, &manifest, OpenMode::Leech { truncate: true })?;
         let have = ChunkMap::new(0, manifest.chunk_count());
-        Ok(Self::with(
-            Inner::Vod {
-                manifest,
-                file: Arc::new(file),
-                have,
-            },
+        Ok(Self::vod(
+            manifest,
+            opened,
+            have,
             scratch.then(|| path.to_path_buf()),
         ))
+    }
+
+    /// A leech's store continuing in `path`: what the files already hold is read back
+    /// chunk by chunk and each chunk whose hash matches the manifest is kept, so an
+    /// interrupted download resumes where it stopped (and content that verifies in full is
+    /// complete at once). Missing files are created; one of another length is resized
+    /// first (what lies inside the new length is still checked).
+    ///
+    /// This reads every file: call it from a blocking context.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be opened, sized or read.
+    pub fn resume_leech(path: &Path, manifest: Arc<Manifest>) -> Result<Self, Error> {
+        let opened = open_files(path, &manifest, OpenMode::Leech { truncate: false })?;
+        let have = verified_chunks(&opened.files, &manifest, &opened.lengths)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Ok(Self::vod(manifest, opened, have, None))
     }
 
     /// A live store (source or leech), empty until manifests and chunks arrive.
@@ -352,7 +518,15 @@ impl ChunkStore {
         }
         let target = match &*self.lock() {
             Inner::Vod { have, .. } if have.contains(index) => return Ok(PutOutcome::Duplicate),
-            Inner::Vod { manifest, file, .. } => Some((Arc::clone(file), manifest.offset(index))),
+            Inner::Vod {
+                manifest, files, ..
+            } => {
+                let file = manifest
+                    .file_of(index)
+                    .and_then(|i| files.get(i))
+                    .ok_or(Error::CorruptChunk { index })?;
+                Some((Arc::clone(file), manifest.offset(index)))
+            }
             Inner::Live { data: held, .. } if held.contains_key(&index) => {
                 return Ok(PutOutcome::Duplicate);
             }
@@ -401,14 +575,18 @@ impl ChunkStore {
         let (file, offset, len, hash) = match &*self.lock() {
             Inner::Vod {
                 manifest,
-                file,
+                files,
                 have,
+                ..
             } => {
                 if !have.contains(index) {
                     return Ok(None);
                 }
-                let (Some(len), Some(hash)) = (manifest.chunk_len(index), manifest.hash(index))
-                else {
+                let (Some(len), Some(hash), Some(file)) = (
+                    manifest.chunk_len(index),
+                    manifest.hash(index),
+                    manifest.file_of(index).and_then(|i| files.get(i)),
+                ) else {
                     return Ok(None);
                 };
                 (Arc::clone(file), manifest.offset(index), len, *hash)
@@ -421,12 +599,110 @@ impl ChunkStore {
             read_at(&file, &mut buf, offset).map(|()| buf)
         })
         .await
-        .map_err(|e| Error::io("reading a chunk", std::io::Error::other(e)))?
-        .map_err(|e| Error::io("reading a chunk", e))?;
-        if !verify_chunk(&hash, &data) {
-            return Err(Error::CorruptChunk { index });
+        .map_err(|e| Error::io("reading a chunk", std::io::Error::other(e)))?;
+        match data {
+            Ok(data) if verify_chunk(&hash, &data) => Ok(Some(Bytes::from(data))),
+            Ok(_) => {
+                self.lose(index, "no longer matches its hash");
+                Err(Error::CorruptChunk { index })
+            }
+            Err(err) => {
+                self.lose(index, &format!("cannot be read ({err})"));
+                Err(Error::io("reading a chunk", err))
+            }
         }
-        Ok(Some(Bytes::from(data)))
+    }
+
+    /// Stops holding (and so advertising) VoD chunk `index`, whose stored bytes are
+    /// damaged or unreadable. The first loss in a file is logged with the file's name; the
+    /// next ones only counted, so a replaced file does not flood the log.
+    fn lose(&self, index: u64, why: &str) {
+        let removed = match &mut *self.lock() {
+            Inner::Vod {
+                have,
+                paths,
+                manifest,
+                damaged,
+                ..
+            } if have.contains(index) => {
+                have.remove(index);
+                *damaged += 1;
+                let path = manifest
+                    .file_of(index)
+                    .and_then(|i| paths.get(i))
+                    .cloned()
+                    .unwrap_or_default();
+                if *damaged == 1 {
+                    tracing::error!(
+                        file = %path.display(),
+                        index,
+                        "chunk {why}: the file changed on disk; no longer offering it (further damaged chunks are counted, not logged)"
+                    );
+                } else {
+                    tracing::debug!(file = %path.display(), index, "chunk {why}");
+                }
+                true
+            }
+            _ => false,
+        };
+        if removed {
+            self.bump();
+        }
+    }
+
+    /// Chunks found damaged or unreadable on disk since the store was opened.
+    pub fn damaged(&self) -> u64 {
+        match &*self.lock() {
+            Inner::Vod { damaged, .. } => *damaged,
+            Inner::Live { .. } => 0,
+        }
+    }
+
+    /// For a VoD store, whether its content is still there: the file exists with the
+    /// content's length and at least one chunk is still held.
+    ///
+    /// # Errors
+    /// [`Error::Swarm`] naming the file and what is wrong with it.
+    pub fn check_content(&self) -> Result<(), Error> {
+        let (paths, lengths, held, chunks) = match &*self.lock() {
+            Inner::Vod {
+                paths,
+                manifest,
+                have,
+                ..
+            } => (
+                paths.clone(),
+                manifest
+                    .files()
+                    .iter()
+                    .map(|f| f.length())
+                    .collect::<Vec<_>>(),
+                have.count(),
+                manifest.chunk_count(),
+            ),
+            Inner::Live { .. } => return Ok(()),
+        };
+        for (path, expected) in paths.iter().zip(lengths) {
+            let gone = |what: String| Err(Error::Swarm(format!("{}: {what}", path.display())));
+            match std::fs::metadata(path) {
+                Err(err) => return gone(format!("the content is gone ({err})")),
+                Ok(meta) if meta.len() != expected => {
+                    return gone(format!(
+                        "the content is gone: {} bytes instead of {expected}",
+                        meta.len()
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+        if held == 0 && chunks > 0 {
+            let root = paths.first().cloned().unwrap_or_default();
+            return Err(Error::Swarm(format!(
+                "{}: no chunk of the content verifies any more",
+                root.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Waits until chunk `index` is held or `deadline` passes; true when held.
@@ -510,7 +786,91 @@ mod tests {
         changed[10] = 6;
         std::fs::write(&path, &changed).expect("rewrite");
         assert!(store.get(0).await.is_err());
+        // No longer held, so no longer advertised; the rest still is.
+        assert!(!store.has(0));
+        assert_eq!(store.damaged(), 1);
+        assert!(!store.is_complete());
+        assert!(store.check_content().is_ok());
+        std::fs::write(&path, &changed[..100]).expect("truncate");
+        assert!(store.check_content().is_err(), "resized: gone");
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn resumed_store_keeps_only_chunks_that_verify() {
+        let content: Vec<u8> = (0..5000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let manifest = Arc::new(
+            Manifest::from_reader("r.bin", 1024, &mut content.as_slice()).expect("manifest"),
+        );
+        let path = temp_path("resume");
+        // Chunks 0 and 2 are right, chunk 1 is damaged, the file stops inside chunk 3.
+        let mut partial = content[..3500].to_vec();
+        partial[1500] ^= 1;
+        std::fs::write(&path, &partial).expect("write");
+        assert_eq!(verify_existing(&path, &manifest).expect("reads"), Some(0));
+        let store = ChunkStore::resume_leech(&path, Arc::clone(&manifest)).expect("store");
+        assert_eq!(store.chunk_map().iter().collect::<Vec<_>>(), vec![0, 2]);
+        assert!(
+            store
+                .put(1, Bytes::copy_from_slice(&content[1024..2048]))
+                .await
+                .is_ok()
+        );
+        assert!(
+            store
+                .put(3, Bytes::copy_from_slice(&content[3072..4096]))
+                .await
+                .is_ok()
+        );
+        assert!(
+            store
+                .put(4, Bytes::copy_from_slice(&content[4096..]))
+                .await
+                .is_ok()
+        );
+        assert!(store.is_complete());
+        drop(store);
+        assert_eq!(std::fs::read(&path).expect("read"), content);
+        assert_eq!(verify_existing(&path, &manifest).expect("reads"), Some(5));
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(verify_existing(&path, &manifest).expect("reads"), None);
+    }
+
+    #[tokio::test]
+    async fn directory_stores_resume_file_by_file() {
+        let root = temp_path("dir-src");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        let first: Vec<u8> = (0..3000u32).map(|i| (i % 253) as u8).collect();
+        let second: Vec<u8> = (0..1500u32).map(|i| (i % 241) as u8).collect();
+        std::fs::write(root.join("a.bin"), &first).expect("write");
+        std::fs::write(root.join("sub/b.bin"), &second).expect("write");
+        let (manifest, paths) = Manifest::from_dir("pkg", 1024, &root).expect("manifest");
+        assert_eq!(paths, content_paths(&root, &manifest));
+        let manifest = Arc::new(manifest);
+        let seed = ChunkStore::open_seed(&root, Arc::clone(&manifest)).expect("seed");
+        // Chunk 3 is the first of sub/b.bin.
+        assert_eq!(
+            seed.get(3).await.expect("reads").as_deref(),
+            Some(&second[..1024])
+        );
+
+        // A partial copy: a.bin complete, sub/b.bin missing.
+        let copy = temp_path("dir-copy");
+        std::fs::create_dir_all(&copy).expect("mkdir");
+        std::fs::write(copy.join("a.bin"), &first).expect("write");
+        assert_eq!(verify_existing(&copy, &manifest).expect("reads"), Some(0));
+        let store = ChunkStore::resume_leech(&copy, Arc::clone(&manifest)).expect("store");
+        assert_eq!(store.chunk_map().iter().collect::<Vec<_>>(), vec![0, 1, 2]);
+        for index in 3..5 {
+            let data = seed.get(index).await.expect("reads").expect("held");
+            assert_eq!(store.put(index, data).await.ok(), Some(PutOutcome::Stored));
+        }
+        assert!(store.is_complete());
+        drop(store);
+        assert_eq!(std::fs::read(copy.join("sub/b.bin")).expect("read"), second);
+        assert_eq!(verify_existing(&copy, &manifest).expect("reads"), Some(5));
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&copy);
     }
 
     #[tokio::test]

@@ -1,13 +1,15 @@
 //! The state of one swarm that a peer's server, downloader and player share.
 
-use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
+use crate::limit::{AddressSlot, PerAddress};
 use crate::manifest::{Manifest, guess_content_type};
 use crate::protocol::PeerStats;
 use crate::store::ChunkStore;
@@ -30,6 +32,9 @@ pub struct PeerHint {
 pub struct SwarmOptions {
     /// Concurrent chunk uploads; further requests are answered 503.
     pub upload_slots: usize,
+    /// Most of the upload slots one remote address may hold at once, so that one host
+    /// (however many connections or endpoints it opens) cannot take them all.
+    pub uploads_per_address: usize,
     /// Upload bandwidth cap in bytes per second (`None`: no cap).
     pub upload_rate: Option<u64>,
     /// Test hook: flip a byte in every chunk served, to exercise other peers' verification.
@@ -43,6 +48,7 @@ impl Default for SwarmOptions {
     fn default() -> Self {
         Self {
             upload_slots: 8,
+            uploads_per_address: 4,
             upload_rate: None,
             corrupt_uploads: false,
             cors: crate::player::CorsPolicy::default(),
@@ -72,6 +78,30 @@ pub struct Swarm {
     hints_rx: Mutex<Option<mpsc::UnboundedReceiver<PeerHint>>>,
     seen: Mutex<HashSet<SocketAddr>>,
     next_upload: Mutex<tokio::time::Instant>,
+    uploads_by_address: Arc<PerAddress>,
+    connections: Arc<AtomicU64>,
+    chunks_verified: AtomicU64,
+    traffic: Mutex<HashMap<SocketAddr, Traffic>>,
+    problem: Mutex<Option<(tokio::time::Instant, String)>>,
+}
+
+/// Chunk bytes exchanged with one remote peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes sent to it.
+    pub uploaded: u64,
+    /// Bytes received from it (verified chunks only).
+    pub downloaded: u64,
+}
+
+/// An open inbound connection, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct OpenConnection(Arc<AtomicU64>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Swarm {
@@ -105,6 +135,11 @@ impl Swarm {
             hints_rx: Mutex::new(Some(hints_rx)),
             seen: Mutex::new(HashSet::new()),
             next_upload: Mutex::new(tokio::time::Instant::now()),
+            uploads_by_address: Arc::new(PerAddress::default()),
+            connections: Arc::new(AtomicU64::new(0)),
+            chunks_verified: AtomicU64::new(0),
+            traffic: Mutex::new(HashMap::new()),
+            problem: Mutex::new(None),
         })
     }
 
@@ -159,6 +194,11 @@ impl Swarm {
     /// The chunks.
     pub fn store(&self) -> &ChunkStore {
         &self.store
+    }
+
+    /// The content's name (a file name for VoD, the stream name for live).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// True for a live swarm.
@@ -224,12 +264,170 @@ impl Swarm {
         tokio::time::sleep_until(end).await;
     }
 
-    pub(crate) fn add_uploaded(&self, n: u64) {
-        self.uploaded.fetch_add(n, Ordering::Relaxed);
+    /// One of `ip`'s share of upload slots, unless it holds them all.
+    pub(crate) fn upload_slot_for(&self, ip: IpAddr) -> Option<AddressSlot> {
+        self.uploads_by_address
+            .try_take(ip, self.options.uploads_per_address.max(1))
     }
 
-    pub(crate) fn add_downloaded(&self, n: u64) {
+    /// Counts an inbound connection while the returned guard lives.
+    pub(crate) fn connection_opened(&self) -> OpenConnection {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(&self.connections))
+    }
+
+    /// Inbound connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    fn add_traffic(&self, peer: SocketAddr, update: impl FnOnce(&mut Traffic)) {
+        let mut traffic = self
+            .traffic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if traffic.len() >= MAX_REMEMBERED_PEERS && !traffic.contains_key(&peer) {
+            return;
+        }
+        update(traffic.entry(peer).or_default());
+    }
+
+    pub(crate) fn add_uploaded(&self, peer: SocketAddr, n: u64) {
+        self.uploaded.fetch_add(n, Ordering::Relaxed);
+        self.add_traffic(peer, |t| t.uploaded += n);
+    }
+
+    pub(crate) fn add_downloaded(&self, peer: SocketAddr, n: u64) {
         self.downloaded.fetch_add(n, Ordering::Relaxed);
+        self.add_traffic(peer, |t| t.downloaded += n);
+    }
+
+    pub(crate) fn note_verified(&self) {
+        self.chunks_verified.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Chunks received that verified and were stored.
+    pub fn chunks_verified(&self) -> u64 {
+        self.chunks_verified.load(Ordering::Relaxed)
+    }
+
+    /// Chunks received that failed verification.
+    pub fn chunks_rejected(&self) -> u64 {
+        self.corrupt_received.load(Ordering::Relaxed)
+    }
+
+    /// Bytes exchanged with each remote peer (at most a few thousand are remembered).
+    pub fn traffic(&self) -> Vec<(SocketAddr, Traffic)> {
+        let mut all: Vec<_> = self
+            .traffic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(a, t)| (*a, *t))
+            .collect();
+        all.sort_unstable_by_key(|(a, _)| *a);
+        all
+    }
+
+    /// Records why the download is not going as it should (a peer failing, a fallback),
+    /// for the progress line.
+    pub(crate) fn note_problem(&self, problem: String) {
+        *self
+            .problem
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((tokio::time::Instant::now(), problem));
+    }
+
+    /// The problem the downloader recorded last, if it is at most `within` old.
+    pub fn recent_problem(&self, within: std::time::Duration) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() <= within)
+            .map(|(_, text)| text.clone())
+    }
+
+    /// The counters in the Prometheus text exposition format (served at `/metrics`).
+    pub fn prometheus_text(&self) -> String {
+        let mut out = String::new();
+        let swarm = &self.id;
+        let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name}{{swarm=\"{swarm}\"}} {value}");
+        };
+        counter(
+            "ppsp_peer_uploaded_bytes_total",
+            "Chunk bytes sent to other peers.",
+            "counter",
+            self.uploaded(),
+        );
+        counter(
+            "ppsp_peer_downloaded_bytes_total",
+            "Chunk bytes received from other peers.",
+            "counter",
+            self.downloaded(),
+        );
+        counter(
+            "ppsp_peer_chunks_verified_total",
+            "Chunks received whose hash matched.",
+            "counter",
+            self.chunks_verified(),
+        );
+        counter(
+            "ppsp_peer_chunks_rejected_total",
+            "Chunks received whose hash did not match.",
+            "counter",
+            self.chunks_rejected(),
+        );
+        counter(
+            "ppsp_peer_chunks_held",
+            "Chunks this peer holds.",
+            "gauge",
+            self.store.held(),
+        );
+        counter(
+            "ppsp_peer_peers_connected",
+            "Peers the downloader is exchanging with.",
+            "gauge",
+            self.peers_known(),
+        );
+        counter(
+            "ppsp_peer_inbound_connections",
+            "Open connections from other peers.",
+            "gauge",
+            self.connections_open(),
+        );
+        counter(
+            "ppsp_peer_peers_banned_total",
+            "Peers dropped for sending corrupt data.",
+            "counter",
+            self.peers_banned(),
+        );
+        let traffic = self.traffic();
+        for (name, help, pick) in [
+            (
+                "ppsp_peer_peer_uploaded_bytes_total",
+                "Chunk bytes sent, per remote peer.",
+                (|t: &Traffic| t.uploaded) as fn(&Traffic) -> u64,
+            ),
+            (
+                "ppsp_peer_peer_downloaded_bytes_total",
+                "Verified chunk bytes received, per remote peer.",
+                |t: &Traffic| t.downloaded,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (peer, t) in &traffic {
+                let _ = writeln!(
+                    out,
+                    "{name}{{swarm=\"{swarm}\",peer=\"{peer}\"}} {}",
+                    pick(t)
+                );
+            }
+        }
+        out
     }
 
     pub(crate) fn note_corrupt(&self) {

@@ -1,16 +1,18 @@
-//! The player endpoint over HTTP: CORS headers, the preflight `OPTIONS`, other methods.
+//! The player endpoint over HTTP: CORS headers, the preflight `OPTIONS`, other methods; the
+//! peer endpoint beside it answers none of them.
 
 use std::sync::Arc;
 
 use ppsp_peer::manifest::Manifest;
 use ppsp_peer::player::CorsPolicy;
-use ppsp_peer::server::PeerServer;
+use ppsp_peer::server::{PeerServer, PlayerServer};
 use ppsp_peer::store::ChunkStore;
 use ppsp_peer::swarm::{Swarm, SwarmOptions};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 struct Seed {
     server: PeerServer,
+    player: PlayerServer,
     swarm: Arc<Swarm>,
     path: std::path::PathBuf,
 }
@@ -38,18 +40,27 @@ async fn seed(cors: CorsPolicy) -> Seed {
     let server = PeerServer::start("127.0.0.1:0".parse().expect("addr"), Arc::clone(&swarm), 8)
         .await
         .expect("server");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("player listener");
+    let player = PlayerServer::from_listener(listener, Arc::clone(&swarm)).expect("player");
     Seed {
         server,
+        player,
         swarm,
         path,
     }
 }
 
-/// Sends one request and returns the status and the head's header lines (lower-cased names).
+/// Sends one request to the player endpoint and returns the status and the head's header
+/// lines (lower-cased names).
 async fn request(seed: &Seed, head: &str) -> (u16, Vec<(String, String)>) {
-    let mut stream = tokio::net::TcpStream::connect(seed.server.local_addr())
-        .await
-        .expect("connect");
+    request_to(seed.player.local_addr(), head).await
+}
+
+/// Sends one request to `addr` and returns the status and the head's header lines.
+async fn request_to(addr: std::net::SocketAddr, head: &str) -> (u16, Vec<(String, String)>) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let text = format!("{head}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     stream.write_all(text.as_bytes()).await.expect("send");
     let mut answer = Vec::new();
@@ -116,10 +127,14 @@ async fn any_origin_by_default_with_preflight() {
     let (status, headers) = request(&seed, "POST / HTTP/1.1\r\nContent-Length: 0").await;
     assert_eq!(status, 405);
     assert_eq!(header(&headers, "allow"), Some("GET, HEAD, OPTIONS"));
-    // The peer protocol keeps its own rules.
+    // The peer endpoint keeps its own rules: no preflight, no content, no CORS headers.
+    let peer = seed.server.local_addr();
     let id = seed.swarm.id().to_owned();
-    let (status, _) = request(&seed, &format!("OPTIONS /ppsp/v1/{id}/manifest HTTP/1.1")).await;
+    let (status, _) = request_to(peer, &format!("OPTIONS /ppsp/v1/{id}/manifest HTTP/1.1")).await;
     assert_eq!(status, 405);
+    let (status, headers) = request_to(peer, "GET / HTTP/1.1\r\nOrigin: http://page.example").await;
+    assert_eq!(status, 404);
+    assert_eq!(header(&headers, "access-control-allow-origin"), None);
 }
 
 #[tokio::test]

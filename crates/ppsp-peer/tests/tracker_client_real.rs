@@ -59,13 +59,22 @@ impl RealTracker {
         let server = Server::new(config).expect("server");
         let tracker = Arc::clone(server.tracker());
         let view: SnapshotFn = Box::new(move || {
-            let snapshot = tracker.snapshot();
-            let peers = snapshot
+            let now = ppsp_server::ppsp_tracker_core::Timestamp::now();
+            let sessions = ready(tracker.totals()).expect("totals").sessions as usize;
+            let query = ppsp_server::ppsp_tracker_core::SwarmQuery {
+                offset: 0,
+                limit: usize::MAX,
+                filter: None,
+            };
+            let page = ready(tracker.swarms(now, &query)).expect("swarms");
+            let peers = page
                 .swarms
                 .iter()
+                .filter_map(|s| ready(tracker.swarm(now, &s.swarm_id, 0, usize::MAX)).ok()?)
                 .flat_map(|swarm| {
-                    swarm.peers.iter().map(|peer| PeerView {
-                        swarm: swarm.swarm_id.to_string(),
+                    let id = swarm.summary.swarm_id.to_string();
+                    swarm.peers.into_iter().map(move |peer| PeerView {
+                        swarm: id.clone(),
                         peer: peer.peer_id.to_string(),
                         mode: peer.mode,
                         uploaded_bytes: peer.uploaded_bytes,
@@ -75,7 +84,7 @@ impl RealTracker {
                     })
                 })
                 .collect();
-            (snapshot.sessions, peers)
+            (sessions, peers)
         });
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.serve(listeners, async move {
@@ -490,4 +499,16 @@ async fn plain_credentials_over_https() {
         "{error}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs a future of the memory store's tracker, which never waits, on this thread.
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::yield_now();
+    }
 }

@@ -273,6 +273,144 @@ impl ChunkMap {
     }
 }
 
+/// Bookkeeping charged per stored segment on top of its bitmap bytes, so that many tiny
+/// segments cost what they really take in memory.
+pub const SEGMENT_OVERHEAD_BYTES: usize = 48;
+
+impl ChunkMap {
+    /// One past the last chunk of the range.
+    pub fn end(&self) -> u64 {
+        self.first.saturating_add(self.len)
+    }
+
+    /// The part of the map inside `from..end` (half open), as a map of its own.
+    pub fn slice(&self, from: u64, end: u64) -> Self {
+        let lo = from.max(self.first);
+        let hi = end.min(self.end());
+        if lo >= hi {
+            return Self::new(lo, 0);
+        }
+        let mut out = Self::new(lo, hi - lo);
+        out.or_from_range(self, lo, hi);
+        out
+    }
+
+    /// ORs the chunks of `other` that lie in `lo..hi` into `self`.
+    fn or_from_range(&mut self, other: &Self, lo: u64, hi: u64) {
+        for chunk in other.iter().skip_while(|c| *c < lo).take_while(|c| *c < hi) {
+            self.insert(chunk);
+        }
+    }
+
+    /// Heap bytes the bitmap holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// What a peer reported holding of one clip: disjoint chunk maps in increasing order.
+///
+/// A new report replaces exactly the bits its range covers and keeps the rest. Ranges that
+/// touch are merged; ranges with a gap between them stay apart, so the memory a set takes
+/// is what the peer reported, never the span between two far-apart segments.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChunkSet {
+    segments: Vec<ChunkMap>,
+}
+
+impl ChunkSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The stored segments, in increasing order.
+    pub fn segments(&self) -> &[ChunkMap] {
+        &self.segments
+    }
+
+    /// True when no segment is stored.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// The set with `map` applied: the bits of `map`'s range replaced by `map`'s bits.
+    /// Nothing is changed in `self`, so a caller can check the cost before committing.
+    pub fn with(&self, map: &ChunkMap) -> Self {
+        if map.is_empty() {
+            return self.clone();
+        }
+        let (lo, hi) = (map.first(), map.end());
+        let mut segments: Vec<ChunkMap> = Vec::with_capacity(self.segments.len() + 2);
+        for segment in &self.segments {
+            if segment.end() <= lo || segment.first() >= hi {
+                segments.push(segment.clone());
+                continue;
+            }
+            if segment.first() < lo {
+                segments.push(segment.slice(segment.first(), lo));
+            }
+            if segment.end() > hi {
+                segments.push(segment.slice(hi, segment.end()));
+            }
+        }
+        segments.push(map.clone());
+        segments.sort_by_key(ChunkMap::first);
+        let mut merged: Vec<ChunkMap> = Vec::with_capacity(segments.len());
+        for segment in segments {
+            match merged.last_mut() {
+                // Adjacent: the union spans exactly the two ranges, no gap.
+                Some(last) if last.end() == segment.first() => *last = last.union(&segment),
+                _ => merged.push(segment),
+            }
+        }
+        Self { segments: merged }
+    }
+
+    /// Memory charged for the set: bitmap bytes plus [`SEGMENT_OVERHEAD_BYTES`] a segment.
+    pub fn charged_bytes(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|s| s.heap_bytes() + SEGMENT_OVERHEAD_BYTES)
+            .sum()
+    }
+
+    /// Chunks held over every segment.
+    pub fn count(&self) -> u64 {
+        self.segments.iter().map(ChunkMap::count).sum()
+    }
+
+    /// Chunks the segments cover, held or not.
+    pub fn covered(&self) -> u64 {
+        self.segments.iter().map(ChunkMap::len).sum()
+    }
+
+    /// True when a chunk of the inclusive range `from..=to` is held.
+    pub fn any_in(&self, from: u64, to: u64) -> bool {
+        self.segments.iter().any(|s| s.any_in(from, to))
+    }
+
+    /// True when `chunk` is held.
+    pub fn contains(&self, chunk: u64) -> bool {
+        self.segments.iter().any(|s| s.contains(chunk))
+    }
+
+    /// Lowest chunk covered, if any.
+    pub fn first(&self) -> Option<u64> {
+        self.segments.first().map(ChunkMap::first)
+    }
+
+    /// Highest chunk covered, if any.
+    pub fn last(&self) -> Option<u64> {
+        self.segments.last().and_then(ChunkMap::last)
+    }
+
+    /// Held chunks in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.segments.iter().flat_map(ChunkMap::iter)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,5 +473,60 @@ mod tests {
         let back = ChunkMap::from_base64(0, 1 << 20, &text, 1 << 20).expect("round trip");
         assert_eq!(back, map);
         assert_eq!(back.count(), map.iter().count() as u64);
+    }
+
+    fn set_of(held: &[(u64, u64, &[u64])]) -> ChunkSet {
+        held.iter()
+            .fold(ChunkSet::new(), |set, (first, len, chunks)| {
+                let mut map = ChunkMap::new(*first, *len);
+                for c in *chunks {
+                    map.insert(*c);
+                }
+                set.with(&map)
+            })
+    }
+
+    #[test]
+    fn chunk_set_replaces_covered_bits_and_keeps_the_rest() {
+        let set = set_of(&[(0, 16, &[1, 2, 3]), (0, 16, &[5])]);
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![5]);
+        let set = set_of(&[(0, 16, &[5]), (21, 5, &[22, 25])]);
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![5, 22, 25]);
+        assert_eq!(set.segments().len(), 2);
+        let set = set.with(&{
+            let mut m = ChunkMap::new(4, 20);
+            m.insert(10);
+            m
+        });
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![10, 25]);
+        // 0..4, 4..24 and 24..26 touch: merged into one segment.
+        assert_eq!(set.segments().len(), 1);
+        assert!(set.any_in(9, 11));
+        assert!(!set.any_in(11, 24));
+    }
+
+    #[test]
+    fn far_apart_segments_are_charged_for_their_bits_only() {
+        let set = set_of(&[
+            (0, 8, &[1]),
+            (1 << 40, 8, &[(1 << 40) + 1]),
+            (1 << 50, 8, &[]),
+        ]);
+        assert_eq!(set.segments().len(), 3);
+        assert_eq!(set.charged_bytes(), 3 * (1 + SEGMENT_OVERHEAD_BYTES));
+        assert_eq!(set.count(), 2);
+        assert_eq!(set.first(), Some(0));
+    }
+
+    #[test]
+    fn slice_keeps_the_bits_of_its_range() {
+        let mut map = ChunkMap::new(3, 20);
+        for c in [3, 4, 10, 22] {
+            map.insert(c);
+        }
+        let part = map.slice(4, 11);
+        assert_eq!((part.first(), part.len()), (4, 7));
+        assert_eq!(part.iter().collect::<Vec<_>>(), vec![4, 10]);
+        assert!(map.slice(30, 40).is_empty());
     }
 }

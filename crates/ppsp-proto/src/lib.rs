@@ -15,13 +15,15 @@
 
 pub mod chunkmap;
 pub mod error;
+pub mod format;
 pub mod json;
 pub mod model;
 pub mod stun;
 pub mod xml;
 
-pub use chunkmap::ChunkMap;
+pub use chunkmap::{ChunkMap, ChunkSet};
 pub use error::{DecodeError, DecodeErrorKind, Limits};
+pub use format::Format;
 pub use model::*;
 
 /// The media type of the RFC 7846 JSON protocol.

@@ -275,7 +275,7 @@ pub enum MediaType {
 }
 
 /// One `Segment` of a `ChunkSegments` list: a chunk range, optionally with a bitmap.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Segment {
     /// First chunk, inclusive.
     pub from: Option<u64>,
@@ -314,7 +314,7 @@ impl Segment {
 }
 
 /// `ChunkSegments`: chunk ranges of one media type.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ChunkSegments {
     /// `@type`
     pub media: MediaType,
@@ -323,7 +323,7 @@ pub struct ChunkSegments {
 }
 
 /// `Clip`: a content scope (JOIN start point, FIND chunk scope, ChunkMap report).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Clip {
     /// Clip name, as in the MPD.
     pub name: String,
@@ -336,7 +336,7 @@ pub struct Clip {
 }
 
 /// SASL credentials carried by an XML CONNECT.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SaslAuth {
     /// Mechanism name, for example `PLAIN` or `ANONYMOUS` (upper case, 1..20 characters).
     pub mechanism: String,
@@ -354,7 +354,7 @@ pub enum SwarmActionKind {
 }
 
 /// RFC 7846 `swarm_action`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SwarmAction {
     /// Swarm acted on.
     pub swarm_id: SwarmId,
@@ -365,7 +365,7 @@ pub struct SwarmAction {
 }
 
 /// CONNECT: register with the tracker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Connect {
     /// XML: SASL mechanism and initial response. Absent in JSON (authentication is HTTP's).
     pub auth: Option<SaslAuth>,
@@ -378,7 +378,7 @@ pub struct Connect {
 }
 
 /// JOIN (XML): enter a swarm.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Join {
     /// Swarm to join.
     pub swarm_id: SwarmId,
@@ -395,14 +395,14 @@ pub struct Join {
 }
 
 /// LEAVE (XML): quit one swarm.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Leave {
     /// Swarm to leave.
     pub swarm_id: SwarmId,
 }
 
 /// FIND: ask for candidate peers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Find {
     /// Swarm searched.
     pub swarm_id: SwarmId,
@@ -415,7 +415,7 @@ pub struct Find {
 }
 
 /// `ChunkMapReport`: which chunks of a swarm the peer holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ChunkMapReport {
     /// Swarm the map belongs to.
     pub swarm_id: SwarmId,
@@ -424,7 +424,7 @@ pub struct ChunkMapReport {
 }
 
 /// Transfer statistics for one swarm (`StreamStatsReport` / RFC 7846 `stream_stats`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct StreamStats {
     /// Swarm the numbers belong to.
     pub swarm_id: Option<SwarmId>,
@@ -439,7 +439,7 @@ pub struct StreamStats {
 }
 
 /// One reported statistic.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Stat {
     /// `ChunkMap`
     ChunkMap(ChunkMapReport),
@@ -452,14 +452,14 @@ pub enum Stat {
 }
 
 /// STAT_REPORT. An empty list is a keep-alive (RFC 7846 STAT_REPORT without `stat_report`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct StatReport {
     /// The reported statistics.
     pub stats: Vec<Stat>,
 }
 
 /// What a request asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RequestBody {
     /// CONNECT (both formats).
     Connect(Connect),
@@ -544,7 +544,7 @@ impl fmt::Display for Method {
 }
 
 /// A request from a peer to a tracker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Request {
     /// Requesting peer.
     pub peer_id: PeerId,
@@ -653,7 +653,7 @@ impl fmt::Display for Status {
 }
 
 /// One candidate in a peer list.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PeerInfo {
     /// Candidate's identity.
     pub peer_id: PeerId,
@@ -671,7 +671,7 @@ pub struct PeerInfo {
 
 /// The answer for one swarm: the XML `SwarmID` + `PeerInfoList`, or an RFC 7846
 /// `swarm_result`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SwarmResult {
     /// The swarm.
     pub swarm_id: SwarmId,
@@ -682,7 +682,7 @@ pub struct SwarmResult {
 }
 
 /// A response from a tracker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Response {
     /// Outcome.
     pub status: Status,
@@ -710,7 +710,7 @@ impl Response {
 }
 
 /// Either direction of a message, for decoders that do not know in advance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Message {
     /// A request.
     Request(Request),

@@ -206,8 +206,8 @@ pub struct TrackerSection {
     pub max_expire_time_secs: u64,
     /// Seconds a replaced AuthToken is still accepted.
     pub token_grace_secs: u64,
-    /// Responses remembered per PeerID for retransmitted requests.
-    pub replay_cache_len: usize,
+    /// Bytes of responses remembered, for the whole tracker, to answer retransmissions.
+    pub replay_cache_bytes: usize,
     /// Seconds a remembered response is kept.
     pub replay_cache_ttl_secs: u64,
     /// Peers returned when a request has no PeerNum.
@@ -222,6 +222,20 @@ pub struct TrackerSection {
     pub live_swarms: Vec<String>,
     /// Lock shards of the swarm table (rounded up to a power of two).
     pub shards: usize,
+    /// Most sessions in the whole tracker.
+    pub max_sessions: usize,
+    /// Most sessions registered from one IPv4 address or IPv6 /64.
+    pub max_sessions_per_address: u32,
+    /// Most swarms in the whole tracker.
+    pub max_swarms: usize,
+    /// Chunk-map bytes one membership may keep.
+    pub max_chunk_map_bytes_per_member: usize,
+    /// Chunk-map bytes one session may keep over all its memberships.
+    pub max_chunk_map_bytes_per_session: usize,
+    /// Chunk-map bytes of the whole tracker.
+    pub max_chunk_map_bytes: u64,
+    /// Clips (name and media type) kept per membership; the oldest goes past it.
+    pub max_clips_per_member: usize,
 }
 
 impl Default for TrackerSection {
@@ -231,7 +245,7 @@ impl Default for TrackerSection {
             session_idle_timeout_secs: core.session_idle_timeout.as_secs(),
             max_expire_time_secs: core.max_expire_time.as_secs(),
             token_grace_secs: core.token_grace.as_secs(),
-            replay_cache_len: core.replay_cache_len,
+            replay_cache_bytes: core.replay_cache_bytes,
             replay_cache_ttl_secs: core.replay_cache_ttl.as_secs(),
             peer_num_default: core.peer_num_default,
             peer_num_max: core.peer_num_max,
@@ -243,6 +257,13 @@ impl Default for TrackerSection {
                 .map(|s| s.as_str().to_owned())
                 .collect(),
             shards: core.shards,
+            max_sessions: core.limits.max_sessions,
+            max_sessions_per_address: core.limits.max_sessions_per_address,
+            max_swarms: core.limits.max_swarms,
+            max_chunk_map_bytes_per_member: core.limits.max_chunk_map_bytes_per_member,
+            max_chunk_map_bytes_per_session: core.limits.max_chunk_map_bytes_per_session,
+            max_chunk_map_bytes: core.limits.max_chunk_map_bytes,
+            max_clips_per_member: core.limits.max_clips_per_member,
         }
     }
 }
@@ -461,8 +482,8 @@ const SETTING_DOCS: &[SettingDoc] = &[
     ),
     doc(
         "tracker",
-        "replay_cache_len",
-        "Responses remembered per PeerID to answer retransmissions.",
+        "replay_cache_bytes",
+        "Bytes of answers remembered, for the whole tracker, to answer retransmissions (replayed only to the source address that caused them).",
     ),
     doc(
         "tracker",
@@ -498,6 +519,41 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "tracker",
         "shards",
         "Lock shards of the swarm table (rounded up to a power of two).",
+    ),
+    doc(
+        "tracker",
+        "max_sessions",
+        "Most sessions in the whole tracker; a CONNECT past it gets 503 with Retry-After.",
+    ),
+    doc(
+        "tracker",
+        "max_sessions_per_address",
+        "Most sessions from one IPv4 address or IPv6 /64; a CONNECT past it gets 403.",
+    ),
+    doc(
+        "tracker",
+        "max_swarms",
+        "Most swarms in the whole tracker; a JOIN creating one more gets 503 with Retry-After.",
+    ),
+    doc(
+        "tracker",
+        "max_chunk_map_bytes_per_member",
+        "Chunk-map bytes one membership may keep (charged for reported segments, never for gaps between them); past it a STAT_REPORT gets 403.",
+    ),
+    doc(
+        "tracker",
+        "max_chunk_map_bytes_per_session",
+        "Chunk-map bytes one session may keep over all its memberships; past it a STAT_REPORT gets 403.",
+    ),
+    doc(
+        "tracker",
+        "max_chunk_map_bytes",
+        "Chunk-map bytes of the whole tracker; past it a STAT_REPORT gets 503 with Retry-After.",
+    ),
+    doc(
+        "tracker",
+        "max_clips_per_member",
+        "Clips (name and media type) kept per membership; the oldest is dropped past it.",
     ),
 ];
 
@@ -595,7 +651,7 @@ impl ServerConfig {
             session_idle_timeout: Duration::from_secs(t.session_idle_timeout_secs),
             max_expire_time: Duration::from_secs(t.max_expire_time_secs),
             token_grace: Duration::from_secs(t.token_grace_secs),
-            replay_cache_len: t.replay_cache_len,
+            replay_cache_bytes: t.replay_cache_bytes,
             replay_cache_ttl: Duration::from_secs(t.replay_cache_ttl_secs),
             peer_num_default: t.peer_num_default,
             peer_num_max: t.peer_num_max,
@@ -608,6 +664,15 @@ impl ServerConfig {
                 .filter_map(|s| ppsp_proto::SwarmId::new(s.clone()).ok())
                 .collect(),
             shards: t.shards,
+            limits: ppsp_tracker_core::Limits {
+                max_sessions: t.max_sessions,
+                max_sessions_per_address: t.max_sessions_per_address,
+                max_swarms: t.max_swarms,
+                max_chunk_map_bytes_per_member: t.max_chunk_map_bytes_per_member,
+                max_chunk_map_bytes_per_session: t.max_chunk_map_bytes_per_session,
+                max_chunk_map_bytes: t.max_chunk_map_bytes,
+                max_clips_per_member: t.max_clips_per_member,
+            },
         }
     }
 

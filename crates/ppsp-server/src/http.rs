@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 use ppsp_proto::{DecodeError, RequestBody, Status, TransactionId};
-use ppsp_tracker_core::{Dialect, RequestContext};
+use ppsp_tracker_core::{Format as Dialect, RequestContext, Timestamp};
 
 use crate::config::{IpNet, JsonErrorHttpStatus};
 use crate::state::{AppState, ConnInfo};
@@ -60,6 +60,8 @@ pub(crate) enum RequestError {
     BadBody(&'static str),
     /// A GET for a path that has no page.
     NotFound,
+    /// The state store did not answer a GET endpoint.
+    Unavailable,
     /// The codec refused the body.
     Decode {
         dialect: Dialect,
@@ -131,6 +133,10 @@ impl RequestError {
                 plain(StatusCode::BAD_REQUEST, Vec::new())
             }
             Self::NotFound => plain(StatusCode::NOT_FOUND, Vec::new()),
+            Self::Unavailable => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+            ),
             Self::Decode { dialect, error } => {
                 tracing::debug!("undecodable request: {error}");
                 Reply::Ppsp {
@@ -207,7 +213,7 @@ async fn route(
     let is_get_path = GET_PATHS.contains(&path);
     if *method == Method::GET || *method == Method::HEAD {
         return if is_get_path {
-            Ok(crate::pages::get(state, path))
+            Ok(crate::pages::get(state, path, request.uri().query()).await)
         } else {
             Err(RequestError::MethodNotAllowed { allow: "POST" })
         };
@@ -347,20 +353,21 @@ async fn ppsp_request(
         conn.secure
     };
     let body = read_body(state, request).await?;
-    let decoded = match dialect {
-        Dialect::Xml => ppsp_proto::xml::decode_request(&body, &state.limits),
-        Dialect::Json => ppsp_proto::json::decode_request(&body, &state.limits),
-    }
-    .map_err(|error| RequestError::Decode { dialect, error })?;
+    let decoded = dialect
+        .decode_request(&body, &state.limits)
+        .map_err(|error| RequestError::Decode { dialect, error })?;
     let context = RequestContext {
         observed,
-        dialect,
+        format: dialect,
         secure_channel,
     };
     let response = if matches!(decoded.body, RequestBody::Connect(_)) {
         connect(state, context, decoded).await?
     } else {
-        state.tracker.handle(Instant::now(), &context, &decoded)
+        state
+            .tracker
+            .handle(Timestamp::now(), &context, &decoded)
+            .await
     };
     Ok(Reply::Ppsp { dialect, response })
 }
@@ -385,7 +392,7 @@ async fn connect(
     context: RequestContext,
     request: ppsp_proto::Request,
 ) -> Result<ppsp_proto::Response, RequestError> {
-    let dialect = context.dialect;
+    let dialect = context.format;
     let source = context.observed.ip();
     if state
         .failed_connects
@@ -401,7 +408,10 @@ async fn connect(
         });
     }
     if !needs_password_check(&request) {
-        let response = state.tracker.handle(Instant::now(), &context, &request);
+        let response = state
+            .tracker
+            .handle(Timestamp::now(), &context, &request)
+            .await;
         if response.status == Status::AuthenticationRequired {
             state
                 .failed_connects
@@ -427,8 +437,10 @@ async fn connect(
     let tracker = Arc::clone(&state.tracker);
     let transaction_id = request.transaction_id.clone();
     let peer_id = request.peer_id.clone();
+    let runtime = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
-        let response = tracker.handle(Instant::now(), &context, &request);
+        // The password check inside blocks this thread, not a runtime worker.
+        let response = runtime.block_on(tracker.handle(Timestamp::now(), &context, &request));
         drop(slot);
         response
     });
@@ -609,16 +621,7 @@ pub(crate) fn render(
     let (status, content_type, body, mut headers) = match reply {
         Reply::Ppsp { dialect, response } => {
             let ppsp_status = response.status;
-            let (body, content_type) = match dialect {
-                Dialect::Xml => (
-                    ppsp_proto::xml::encode_response(&response),
-                    ppsp_proto::XML_MEDIA_TYPE,
-                ),
-                Dialect::Json => (
-                    ppsp_proto::json::encode_response(&response),
-                    ppsp_proto::JSON_MEDIA_TYPE,
-                ),
-            };
+            let (body, content_type) = (dialect.encode_response(&response), dialect.media_type());
             let code = if dialect == Dialect::Json
                 && state.json_error_http_status == JsonErrorHttpStatus::Always200
             {

@@ -49,6 +49,8 @@ mod server;
 mod state;
 pub mod tls;
 
+pub use ppsp_tracker_core;
+
 pub use accounts::Accounts;
 pub use auth::AccountsAuthenticator;
 pub use config::ServerConfig;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use ppsp_tracker_core::Tracker;
+use ppsp_tracker_core::{Timestamp, Tracker};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UdpSocket};
@@ -528,7 +528,13 @@ async fn sweep_loop(state: Arc<AppState>, every: Duration, mut stop: watch::Rece
             _ = ticker.tick() => {}
             _ = stopped(&mut stop) => return,
         }
-        let report = state.tracker.sweep(Instant::now());
+        let report = match state.tracker.sweep(Timestamp::now()).await {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::warn!("sweep failed: {error}");
+                continue;
+            }
+        };
         if report.sessions_expired > 0 || report.memberships_expired > 0 {
             tracing::debug!(
                 "sweep: {} sessions and {} memberships expired",

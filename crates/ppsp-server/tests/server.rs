@@ -558,7 +558,7 @@ async fn json_and_xml_share_one_tracker() {
     // The XML side sees the JSON leech too (in /api/stats).
     let stats: serde_json::Value =
         serde_json::from_slice(&get(addr, "/api/stats").await.body()).expect("json");
-    let swarm = &stats["swarms"][0];
+    let swarm = &stats["swarms"]["items"][0];
     assert_eq!(swarm["swarm_id"], "shared");
     assert_eq!(swarm["peers_by_mode"]["SEED"], 1);
     assert_eq!(swarm["peers_by_mode"]["LEECH"], 1);
@@ -649,9 +649,14 @@ async fn health_metrics_stats_and_dashboard() {
     assert_eq!(stats["totals"]["swarms"], 1);
     assert_eq!(stats["requests_by_method"]["CONNECT"], 2);
     assert_eq!(stats["responses_by_status"]["INVALID SYNTAX"], 1);
-    let swarm = &stats["swarms"][0];
+    assert_eq!(stats["swarms"]["total"], 1);
+    let swarm = &stats["swarms"]["items"][0];
     assert_eq!(swarm["swarm_id"], "movie-1");
-    let peers = swarm["peers"].as_array().expect("peers");
+    assert_eq!(swarm["peers"], 2);
+    let detail: serde_json::Value =
+        serde_json::from_slice(&get(addr, "/api/stats?swarm=movie-1").await.body()).expect("json");
+    assert_eq!(detail["members"]["total"], 2);
+    let peers = detail["members"]["items"].as_array().expect("peers");
     let l1 = peers
         .iter()
         .find(|p| p["peer_id"] == "l1")
@@ -660,7 +665,7 @@ async fn health_metrics_stats_and_dashboard() {
     assert_eq!(l1["uploaded_bytes"], 4096);
     assert_eq!(l1["downloaded_bytes"], 8192);
     assert_eq!(l1["chunks_held"], 16);
-    let clips = swarm["chunk_availability"]
+    let clips = detail["chunk_availability"]
         .as_array()
         .expect("availability");
     assert_eq!(clips[0]["clip"], "movie");

@@ -4,6 +4,74 @@ use ppsp_proto::Status;
 
 use crate::auth::AuthError;
 
+/// A limit past which the tracker refuses to store more (see [`crate::Limits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Cap {
+    /// Sessions in the whole tracker.
+    Sessions,
+    /// Sessions registered from one source address (IPv4 address or IPv6 /64).
+    SessionsPerAddress,
+    /// Swarms in the whole tracker.
+    Swarms,
+    /// Chunk-map memory of the whole tracker.
+    ChunkMapBytes,
+    /// Chunk-map memory of one membership.
+    ChunkMapBytesPerMember,
+    /// Chunk-map memory of one session, over all its memberships.
+    ChunkMapBytesPerSession,
+}
+
+impl Cap {
+    /// Every cap, in the order of metric labels.
+    pub const ALL: [Self; 6] = [
+        Self::Sessions,
+        Self::SessionsPerAddress,
+        Self::Swarms,
+        Self::ChunkMapBytes,
+        Self::ChunkMapBytesPerMember,
+        Self::ChunkMapBytesPerSession,
+    ];
+
+    /// A stable name for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sessions => "sessions",
+            Self::SessionsPerAddress => "sessions_per_address",
+            Self::Swarms => "swarms",
+            Self::ChunkMapBytes => "chunk_map_bytes",
+            Self::ChunkMapBytesPerMember => "chunk_map_bytes_per_member",
+            Self::ChunkMapBytesPerSession => "chunk_map_bytes_per_session",
+        }
+    }
+
+    /// Whole-tracker caps are a lack of capacity (503, try later); caps on one peer or
+    /// address are policy (403, the same request will not succeed later either).
+    pub fn is_capacity(self) -> bool {
+        matches!(self, Self::Sessions | Self::Swarms | Self::ChunkMapBytes)
+    }
+}
+
+/// Why a state store could not serve a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store did not answer in time or the connection to it is down.
+    #[error("state store {address} unavailable")]
+    Unavailable {
+        /// The store's address as configured.
+        address: String,
+    },
+    /// The store answered with something the tracker cannot read.
+    #[error("state store {address} returned malformed data for {what}")]
+    Malformed {
+        /// The store's address as configured.
+        address: String,
+        /// Which record.
+        what: &'static str,
+    },
+}
+
 /// Why the tracker refused a request. Each variant maps to one protocol [`Status`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -42,6 +110,15 @@ pub enum TrackerError {
     /// A chunk-scoped FIND found nobody holding any of the chunks.
     #[error("no peer holds the requested chunks")]
     NoChunkHolder,
+    /// A configured limit was reached; nothing stored was changed.
+    #[error("limit reached: {}", .0.as_str())]
+    OverCap(Cap),
+    /// The state store could not serve the request.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An internal step failed that should not (no token could be made).
+    #[error("internal error")]
+    Internal,
 }
 
 impl TrackerError {
@@ -55,7 +132,10 @@ impl TrackerError {
             | Self::NotMember
             | Self::TooManySwarms
             | Self::NoValidSwarmAction => Status::MessageForbidden,
+            Self::OverCap(cap) if !cap.is_capacity() => Status::MessageForbidden,
+            Self::OverCap(_) | Self::Store(_) => Status::TemporarilyOverloaded,
             Self::UnknownSwarm | Self::NoChunkHolder => Status::ObjectNotFound,
+            Self::Internal => Status::InternalError,
         }
     }
 }
@@ -81,6 +161,25 @@ mod tests {
             (TrackerError::NoValidSwarmAction, Status::MessageForbidden),
             (TrackerError::UnknownSwarm, Status::ObjectNotFound),
             (TrackerError::NoChunkHolder, Status::ObjectNotFound),
+            (
+                TrackerError::OverCap(Cap::Sessions),
+                Status::TemporarilyOverloaded,
+            ),
+            (
+                TrackerError::OverCap(Cap::SessionsPerAddress),
+                Status::MessageForbidden,
+            ),
+            (
+                TrackerError::OverCap(Cap::ChunkMapBytesPerMember),
+                Status::MessageForbidden,
+            ),
+            (
+                TrackerError::Store(StoreError::Unavailable {
+                    address: "x".into(),
+                }),
+                Status::TemporarilyOverloaded,
+            ),
+            (TrackerError::Internal, Status::InternalError),
         ];
         for (error, status) in cases {
             assert_eq!(error.status(), status, "{error}");

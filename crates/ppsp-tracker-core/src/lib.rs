@@ -1,14 +1,19 @@
-//! The PPSP tracker core: a synchronous state machine with time passed in.
+//! The PPSP tracker core: the protocol's rules over a storage seam, with time and
+//! randomness passed in.
 //!
-//! [`Tracker`] keeps sessions (one per PeerID), swarms and their members, answers every
-//! request of both protocol dialects (the XML draft and RFC 7846 JSON) and expires idle
-//! sessions and memberships in [`Tracker::sweep`]. It never reads a clock: every call takes
-//! `now`, which keeps the behaviour deterministic under test.
+//! [`Tracker`] answers every request of both wire formats (the XML draft and RFC 7846 JSON).
+//! It validates requests, applies the state table, picks status codes and decides which
+//! peers qualify for a list; it does not know how state is kept. State sits behind the
+//! [`Store`] trait, whose operations are the atomic transitions the protocol needs
+//! (register a session, join, leave, sample peers, apply a report, touch, disconnect,
+//! expire, snapshot). [`MemoryStore`] is the default: sharded, compact records, no
+//! pointers shared between sessions and memberships. Every operation is `async`, so a
+//! networked store fits behind the same trait; for the memory store the futures are ready
+//! at once.
 //!
-//! State is sharded: sessions by PeerID, swarms by SwarmID, each shard behind its own mutex.
-//! A request locks at most its session shard and then one swarm shard at a time (always in
-//! that order), so requests for different swarms do not serialise on one lock. The
-//! [`Authenticator`] is called with no lock held, because checking a password hash is slow.
+//! The core never reads a clock: every call takes a storable [`Timestamp`]. AuthTokens are
+//! MACs under a key made from injected randomness (see [`token`]), and peer sampling uses a
+//! seeded generator per shard.
 //!
 //! # Decisions where the specifications leave room
 //!
@@ -21,27 +26,37 @@
 //!   request invalid (Table 6). A JOIN is invalid when the peer is already in the swarm,
 //!   over the swarm limit, or a LEECH already leeching elsewhere. If no action is valid the
 //!   answer is 03 and nothing changes; otherwise each swarm gets its own result.
-//! * Every answer to an authenticated request, errors included, goes into the
-//!   retransmission cache; DISCONNECT and a JSON CONNECT that ends the registration take the
-//!   cache with the session, so their retransmissions are answered from the new state.
+//! * Answers are kept in a retransmission cache with one byte budget for the whole
+//!   tracker, keyed by PeerID, source address and TransactionID: a cached answer is only
+//!   replayed to the address whose request caused it.
 //! * A peer that declares no address is listed at its observed address and port.
 //! * At most [`MAX_DECLARED_ADDRESSES`] declared addresses are kept per peer.
+//! * Past a configured cap ([`Limits`]) the request is refused (503 for whole-tracker caps,
+//!   403 for caps on one peer or address) and nothing stored changes.
 
-mod answer;
 mod auth;
+mod contact;
 mod error;
-mod select;
-mod session;
+mod replay;
+pub mod rules;
 mod snapshot;
-mod swarm;
+pub mod store;
+mod time;
+pub mod token;
 mod tracker;
 
 pub use ppsp_proto;
+pub use ppsp_proto::Format;
 
 pub use auth::{AuthError, Authenticator, OpenAuthenticator};
-pub use error::TrackerError;
-pub use session::MAX_DECLARED_ADDRESSES;
-pub use snapshot::{ClipAvailability, PeerSnapshot, Snapshot, SwarmSnapshot};
+pub use contact::{Candidate, Contact, MAX_DECLARED_ADDRESSES};
+pub use error::{Cap, StoreError, TrackerError};
+pub use snapshot::{
+    ClipAvailability, PeerDetail, SwarmDetail, SwarmPage, SwarmQuery, SwarmSummary, Totals,
+};
+pub use store::Store;
+pub use store::memory::MemoryStore;
+pub use time::Timestamp;
 pub use tracker::{SessionState, SweepReport, Tracker};
 
 use std::net::SocketAddr;
@@ -49,26 +64,50 @@ use std::time::Duration;
 
 use ppsp_proto::SwarmId;
 
-/// Which wire format a request came in; some rules differ (RFC 7846 has no AuthToken,
-/// CONNECT carries swarm actions, error codes differ).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    /// The HTTP/XML protocol of the draft.
-    Xml,
-    /// The HTTP/JSON protocol of RFC 7846.
-    Json,
-}
-
 /// Facts about the HTTP exchange the core needs.
 #[derive(Clone, Debug)]
 pub struct RequestContext {
     /// Source address of the request after trusted X-Forwarded-For handling.
     pub observed: SocketAddr,
     /// The wire format the request came in.
-    pub dialect: Dialect,
+    pub format: Format,
     /// True when the channel protects credentials: TLS, or a loopback listener.
     /// SASL PLAIN over a non-secure channel is refused (401) unless the config allows it.
     pub secure_channel: bool,
+}
+
+/// Caps on what the tracker stores. Past one, the request is refused and counted; what is
+/// already stored is untouched. Defaults are generous: they stop abuse, not growth.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Sessions in the whole tracker (default 4,000,000).
+    pub max_sessions: usize,
+    /// Sessions registered from one IPv4 address or IPv6 /64 (default 4,096).
+    pub max_sessions_per_address: u32,
+    /// Swarms in the whole tracker (default 1,000,000).
+    pub max_swarms: usize,
+    /// Chunk-map bytes one membership may keep (default 256 KiB: two million chunks).
+    pub max_chunk_map_bytes_per_member: usize,
+    /// Chunk-map bytes one session may keep over all its memberships (default 4 MiB).
+    pub max_chunk_map_bytes_per_session: usize,
+    /// Chunk-map bytes of the whole tracker (default 1 GiB).
+    pub max_chunk_map_bytes: u64,
+    /// Clips (name and media type) kept per membership (default 32).
+    pub max_clips_per_member: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 4_000_000,
+            max_sessions_per_address: 4096,
+            max_swarms: 1_000_000,
+            max_chunk_map_bytes_per_member: 256 << 10,
+            max_chunk_map_bytes_per_session: 4 << 20,
+            max_chunk_map_bytes: 1 << 30,
+            max_clips_per_member: 32,
+        }
+    }
 }
 
 /// Tracker settings. The server maps its TOML configuration onto this.
@@ -81,8 +120,9 @@ pub struct Config {
     /// How long a replaced AuthToken stays valid (default 30 s). Tokens are not rotated in
     /// this version, so nothing uses it yet.
     pub token_grace: Duration,
-    /// Responses remembered per PeerID for retransmissions (default 16).
-    pub replay_cache_len: usize,
+    /// Bytes the retransmission cache may hold for the whole tracker (default 4 MiB, some
+    /// 10,000 answers with a peer list of 20, or 25,000 without).
+    pub replay_cache_bytes: usize,
     /// How long a remembered response is replayed (default 60 s).
     pub replay_cache_ttl: Duration,
     /// Peers returned when the request names no PeerNum (default 20).
@@ -98,6 +138,8 @@ pub struct Config {
     /// Number of lock shards for sessions and for swarms (default 16, rounded up to a
     /// power of two).
     pub shards: usize,
+    /// Caps on stored state.
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -106,7 +148,7 @@ impl Default for Config {
             session_idle_timeout: Duration::from_secs(180),
             max_expire_time: Duration::from_secs(86_400),
             token_grace: Duration::from_secs(30),
-            replay_cache_len: 16,
+            replay_cache_bytes: 4 << 20,
             replay_cache_ttl: Duration::from_secs(60),
             peer_num_default: 20,
             peer_num_max: 50,
@@ -114,6 +156,7 @@ impl Default for Config {
             reflexive_address: true,
             live_swarms: Vec::new(),
             shards: 16,
+            limits: Limits::default(),
         }
     }
 }

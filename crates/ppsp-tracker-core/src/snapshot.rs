@@ -1,72 +1,118 @@
-//! Read-only views of the tracker state for statistics pages and metrics.
-
-use std::time::Instant;
+//! Read-only views of the tracker state for statistics pages and metrics: totals from
+//! counters, pages of swarms, one swarm with a page of its members. Every view is bounded
+//! in size and built without holding a lock that requests wait on for more than a short,
+//! bounded step.
 
 use ppsp_proto::{MediaType, PeerId, PeerMode, SwarmId};
 
-/// A consistent-enough snapshot for `/api/stats`, `/metrics` and the dashboard.
-///
-/// Each swarm is copied under its own shard lock, so one swarm is internally consistent
-/// while different swarms may be a few requests apart.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
+use crate::{Cap, Timestamp};
+
+/// Counts over the whole state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
     /// Live sessions (registered PeerIDs).
-    pub sessions: usize,
-    /// Every swarm, ordered by SwarmID.
-    pub swarms: Vec<SwarmSnapshot>,
-    /// Requests handled per method (index = position in [`ppsp_proto::Method::ALL`]).
-    pub requests_by_method: [u64; 7],
-    /// Responses per status (index = position in [`ppsp_proto::Status::ALL`]).
-    pub responses_by_status: [u64; 8],
+    pub sessions: u64,
+    /// Swarms with at least one member.
+    pub swarms: u64,
+    /// Memberships in SEED mode.
+    pub seeds: u64,
+    /// Memberships in LIVESEED mode.
+    pub live_seeds: u64,
+    /// Memberships in LEECH mode.
+    pub leeches: u64,
+    /// Chunk-map bytes held for all members.
+    pub chunk_map_bytes: u64,
     /// Sessions removed by the inactivity timer since start.
-    pub sessions_expired_total: u64,
+    pub sessions_expired: u64,
+    /// Memberships removed because their ExpireTime passed, since start.
+    pub memberships_expired: u64,
+    /// Requests refused at each cap since start, indexed like [`Cap::ALL`].
+    pub refusals: [u64; Cap::ALL.len()],
 }
 
-/// One swarm in a [`Snapshot`].
-#[derive(Clone, Debug)]
-pub struct SwarmSnapshot {
+/// Which swarms a page shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwarmQuery {
+    /// Swarms to skip, largest first.
+    pub offset: usize,
+    /// Swarms to show at most.
+    pub limit: usize,
+    /// Only swarms whose ID contains this text.
+    pub filter: Option<String>,
+}
+
+impl Default for SwarmQuery {
+    fn default() -> Self {
+        Self {
+            offset: 0,
+            limit: 50,
+            filter: None,
+        }
+    }
+}
+
+/// One swarm in a [`SwarmPage`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwarmSummary {
     /// The swarm.
     pub swarm_id: SwarmId,
     /// True when a LIVESEED is a member or the swarm is configured as live.
     pub live: bool,
     /// Members in SEED mode.
-    pub seeds: usize,
+    pub seeds: u64,
     /// Members in LIVESEED mode.
-    pub live_seeds: usize,
+    pub live_seeds: u64,
     /// Members in LEECH mode.
-    pub leeches: usize,
-    /// Every member, ordered by PeerID.
-    pub peers: Vec<PeerSnapshot>,
-    /// Per (clip name, media type): the union of reported chunk ranges and how many
-    /// distinct chunks at least one peer reported holding.
-    pub chunk_availability: Vec<ClipAvailability>,
+    pub leeches: u64,
 }
 
-/// One member of a swarm in a [`SwarmSnapshot`].
-#[derive(Clone, Debug)]
-pub struct PeerSnapshot {
+impl SwarmSummary {
+    /// Every member.
+    pub fn members(&self) -> u64 {
+        self.seeds + self.live_seeds + self.leeches
+    }
+}
+
+/// A page of swarms, largest first (ties by SwarmID).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SwarmPage {
+    /// Swarms matching the query's filter.
+    pub total: usize,
+    /// The query's offset.
+    pub offset: usize,
+    /// The page.
+    pub swarms: Vec<SwarmSummary>,
+}
+
+/// One member of a swarm in a [`SwarmDetail`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerDetail {
     /// The member.
     pub peer_id: PeerId,
     /// Its mode in the swarm.
     pub mode: PeerMode,
-    /// When it joined the swarm (a later re-JOIN keeps the original time).
-    pub joined_at: Instant,
+    /// When it joined (a later re-JOIN keeps the original time).
+    pub joined_at: Timestamp,
+    /// When it first reported holding every chunk it covers, if it did.
+    pub completed_at: Option<Timestamp>,
     /// From its latest StreamStats report for the swarm; 0 if none.
     pub uploaded_bytes: u64,
     /// From its latest StreamStats report for the swarm; 0 if none.
     pub downloaded_bytes: u64,
     /// From its latest StreamStats report for the swarm; 0 if none.
     pub available_bandwidth: u64,
-    /// Chunks its chunk maps for the swarm mark as held.
+    /// Chunks its chunk maps mark as held.
     pub chunks_held: u64,
+    /// Chunks its chunk maps cover, held or not.
+    pub chunks_covered: u64,
     /// Behind a NAT, as reported or inferred; `None` when unknown.
     pub behind_nat: Option<bool>,
     /// Supports STUN-like traversal, as reported; `None` when unknown.
     pub stun: Option<bool>,
 }
 
-/// Chunk availability of one clip and media type in a [`SwarmSnapshot`].
-#[derive(Clone, Debug)]
+/// Chunk availability of one clip and media type in a [`SwarmDetail`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClipAvailability {
     /// Clip name.
     pub clip: String,
@@ -76,6 +122,25 @@ pub struct ClipAvailability {
     pub first: u64,
     /// Highest chunk of any reported range.
     pub last: u64,
-    /// Distinct chunks at least one member reported holding.
+    /// Distinct chunks at least one member reported holding (a lower bound when the
+    /// range is too wide to count exactly).
     pub chunks_available: u64,
+    /// The range `first..=last` cut into equal buckets: how many members reported holding
+    /// a chunk in each.
+    pub heat: Vec<u32>,
+}
+
+/// One swarm with a page of its members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwarmDetail {
+    /// Counts.
+    pub summary: SwarmSummary,
+    /// Members skipped before `peers` (in join order).
+    pub offset: usize,
+    /// A page of members, in join order.
+    pub peers: Vec<PeerDetail>,
+    /// Per clip and media type.
+    pub chunk_availability: Vec<ClipAvailability>,
+    /// True when availability was computed from a sample of the reporting members.
+    pub availability_sampled: bool,
 }

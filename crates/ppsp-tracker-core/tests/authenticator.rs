@@ -6,13 +6,13 @@ mod common;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use ppsp_tracker_core::ppsp_proto::{
     PeerId, PeerMode, Request, SaslAuth, Status, SwarmActionKind, TransactionId,
 };
-use ppsp_tracker_core::{AuthError, Authenticator, Config, Tracker};
+use ppsp_tracker_core::{AuthError, Authenticator, Config, Timestamp, Tracker};
 
 /// Records what it is asked, and reaches back into the tracker while deciding: if the
 /// tracker held any of its locks during the call, this would deadlock.
@@ -30,9 +30,10 @@ impl Authenticator for Reentrant {
         secure_channel: bool,
     ) -> Result<(), AuthError> {
         if let Some(tracker) = self.tracker.get().and_then(Weak::upgrade) {
-            let _ = tracker.snapshot();
-            let _ = tracker.session_state(peer_id, Instant::now());
-            let _ = tracker.sweep(Instant::now());
+            let now = Timestamp::from_secs(1_700_000_000);
+            let _ = block_on(state_of(&tracker, now));
+            let _ = block_on(tracker.session_state(peer_id, now));
+            let _ = block_on(tracker.sweep(now));
         }
         self.seen.lock().expect("not poisoned").push((
             peer_id.to_string(),
@@ -54,7 +55,7 @@ fn authenticator_runs_without_locks_and_sees_the_request() {
         let auth = Arc::new(Reentrant::default());
         let tracker = Arc::new(Tracker::with_seed(Config::default(), auth.clone(), 3));
         let _ = auth.tracker.set(Arc::downgrade(&tracker));
-        let now = Instant::now();
+        let now = Timestamp::from_secs(1_700_000_000);
         let plain = SaslAuth {
             mechanism: "PLAIN".into(),
             credentials: Some(b"\0p\0pw".to_vec()),
@@ -69,7 +70,7 @@ fn authenticator_runs_without_locks_and_sees_the_request() {
                 transaction_id: TransactionId::numeric(tid),
                 body: connect_body(vec![], auth),
             };
-            tracker.handle(now, ctx, &request).status
+            block_on(tracker.handle(now, ctx, &request)).status
         };
         let mut secure = xml_ctx("127.0.0.1:1000");
         assert_eq!(send("p", &secure, Some(plain.clone()), 1), Status::Ok);
@@ -81,7 +82,11 @@ fn authenticator_runs_without_locks_and_sees_the_request() {
             Status::AuthenticationRequired
         );
         // The failed CONNECT left the session in place.
-        assert!(tracker.session_state(&pid("p"), now).is_some());
+        assert!(
+            block_on(tracker.session_state(&pid("p"), now))
+                .expect("state")
+                .is_some()
+        );
         let json = json_connect(
             "j",
             &[("s", SwarmActionKind::Join, PeerMode::Seed)],
@@ -89,9 +94,7 @@ fn authenticator_runs_without_locks_and_sees_the_request() {
             TransactionId::numeric(4),
         );
         assert_eq!(
-            tracker
-                .handle(now, &json_ctx("127.0.0.1:1001"), &json)
-                .status,
+            block_on(tracker.handle(now, &json_ctx("127.0.0.1:1001"), &json)).status,
             Status::Ok
         );
         let seen = auth.seen.lock().expect("not poisoned").clone();

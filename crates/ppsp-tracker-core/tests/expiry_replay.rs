@@ -21,18 +21,15 @@ fn idle_sessions_expire_on_sweep_and_valid_requests_keep_them() {
     for _ in 0..5 {
         h.advance(60);
         assert_eq!(busy.call(&mut h, RequestBody::KeepAlive).status, Status::Ok);
-        let report = h.tracker.sweep(h.now);
-        if h.tracker.session_state(&idle.id, h.now).is_some() {
+        let report = h.sweep();
+        if h.session_state(&idle.id).is_some() {
             assert_eq!(report, SweepReport::default());
         }
     }
     // 300 s later: idle is gone (after 180 s), busy is alive.
-    assert_eq!(h.tracker.session_state(&idle.id, h.now), None);
-    assert_eq!(
-        h.tracker.session_state(&busy.id, h.now),
-        Some(SessionState::Joined)
-    );
-    let snap = h.tracker.snapshot();
+    assert_eq!(h.session_state(&idle.id), None);
+    assert_eq!(h.session_state(&busy.id), Some(SessionState::Joined));
+    let snap = h.snapshot();
     assert_eq!(snap.sessions, 1);
     assert_eq!(snap.sessions_expired_total, 1);
     assert_eq!(snap.swarms[0].peers.len(), 1);
@@ -50,13 +47,13 @@ fn sweep_reports_exact_counts_at_the_deadline() {
     p.join(&mut h, "a", PeerMode::Seed);
     p.join(&mut h, "b", PeerMode::Seed);
     h.advance(179);
-    assert_eq!(h.tracker.sweep(h.now), SweepReport::default());
+    assert_eq!(h.sweep(), SweepReport::default());
     h.advance(1);
-    let report = h.tracker.sweep(h.now);
+    let report = h.sweep();
     assert_eq!(report.sessions_expired, 1);
-    assert!(h.tracker.snapshot().swarms.is_empty());
+    assert!(h.snapshot().swarms.is_empty());
     // Nothing left to do.
-    assert_eq!(h.tracker.sweep(h.now), SweepReport::default());
+    assert_eq!(h.sweep(), SweepReport::default());
 }
 
 #[test]
@@ -72,7 +69,7 @@ fn expired_but_unswept_session_is_refused() {
     // Reconnecting works at once.
     p.connect(&mut h);
     assert_eq!(p.call(&mut h, RequestBody::KeepAlive).status, Status::Ok);
-    assert_eq!(h.tracker.sweep(h.now).sessions_expired, 0);
+    assert_eq!(h.sweep().sessions_expired, 0);
 }
 
 #[test]
@@ -100,9 +97,9 @@ fn failed_requests_do_not_reset_the_inactivity_timer() {
         );
     }
     h.advance(31);
-    assert_eq!(h.tracker.sweep(h.now).sessions_expired, 1);
-    assert_eq!(h.tracker.session_state(&p.id, h.now), None);
-    assert!(h.tracker.session_state(&other.id, h.now).is_some());
+    assert_eq!(h.sweep().sessions_expired, 1);
+    assert_eq!(h.session_state(&p.id), None);
+    assert!(h.session_state(&other.id).is_some());
 }
 
 #[test]
@@ -120,11 +117,11 @@ fn every_valid_method_resets_the_timer() {
     for body in bodies {
         h.advance(170);
         assert_eq!(p.call(&mut h, body).status, Status::Ok);
-        h.tracker.sweep(h.now);
+        h.sweep();
     }
     h.advance(170);
-    assert_eq!(h.tracker.sweep(h.now).sessions_expired, 0);
-    assert!(h.tracker.session_state(&p.id, h.now).is_some());
+    assert_eq!(h.sweep().sessions_expired, 0);
+    assert!(h.session_state(&p.id).is_some());
 }
 
 #[test]
@@ -143,23 +140,19 @@ fn expire_time_removes_the_membership_only() {
         Status::Ok
     );
     h.advance(29);
-    assert_eq!(h.tracker.sweep(h.now).memberships_expired, 0);
+    assert_eq!(h.sweep().memberships_expired, 0);
     h.advance(1);
-    let report = h.tracker.sweep(h.now);
+    let report = h.sweep();
     assert_eq!(report.memberships_expired, 1);
     assert_eq!(report.sessions_expired, 0);
     let swarms: Vec<_> = h
-        .tracker
         .snapshot()
         .swarms
         .into_iter()
         .map(|s| s.swarm_id)
         .collect();
     assert_eq!(swarms, vec![sid("long")]);
-    assert_eq!(
-        h.tracker.session_state(&p.id, h.now),
-        Some(SessionState::Joined)
-    );
+    assert_eq!(h.session_state(&p.id), Some(SessionState::Joined));
     // FIND in the expired swarm: it no longer exists.
     assert_eq!(
         p.call(&mut h, find_body("short", None)).status,
@@ -173,11 +166,8 @@ fn expire_time_removes_the_membership_only() {
         Status::Ok
     );
     h.advance(10);
-    assert_eq!(h.tracker.sweep(h.now).memberships_expired, 1);
-    assert_eq!(
-        h.tracker.session_state(&p.id, h.now),
-        Some(SessionState::Connected)
-    );
+    assert_eq!(h.sweep().memberships_expired, 1);
+    assert_eq!(h.session_state(&p.id), Some(SessionState::Connected));
 }
 
 #[test]
@@ -190,10 +180,10 @@ fn rejoin_moves_or_clears_the_expire_time() {
     // Re-JOIN without ExpireTime: the old deadline no longer applies.
     p.call(&mut h, join_body("s", PeerMode::Seed, None, 0));
     h.advance(15);
-    assert_eq!(h.tracker.sweep(h.now).memberships_expired, 0);
+    assert_eq!(h.sweep().memberships_expired, 0);
     p.call(&mut h, join_body("s", PeerMode::Seed, None, 5));
     h.advance(5);
-    assert_eq!(h.tracker.sweep(h.now).memberships_expired, 1);
+    assert_eq!(h.sweep().memberships_expired, 1);
 }
 
 #[test]
@@ -207,7 +197,7 @@ fn expire_time_is_clamped() {
     p.connect(&mut h);
     p.call(&mut h, join_body("s", PeerMode::Leech, None, 1_000_000));
     h.advance(100);
-    assert_eq!(h.tracker.sweep(h.now).memberships_expired, 1);
+    assert_eq!(h.sweep().memberships_expired, 1);
 }
 
 #[test]
@@ -221,12 +211,9 @@ fn sweep_leaves_a_replacing_session_alone() {
     p.connect(&mut h);
     p.join(&mut h, "s", PeerMode::Leech);
     h.advance(100);
-    let report = h.tracker.sweep(h.now);
+    let report = h.sweep();
     assert_eq!(report, SweepReport::default());
-    assert_eq!(
-        h.tracker.session_state(&p.id, h.now),
-        Some(SessionState::Joined)
-    );
+    assert_eq!(h.session_state(&p.id), Some(SessionState::Joined));
 }
 
 #[test]
@@ -247,11 +234,8 @@ fn retransmission_replays_the_cached_answer_without_acting_twice() {
     assert_eq!(h.send(&p.ctx, &leave).status, Status::Ok);
     p.join(&mut h, "s", PeerMode::Seed);
     assert_eq!(h.send(&p.ctx, &leave).status, Status::Ok);
-    assert_eq!(
-        h.tracker.session_state(&p.id, h.now),
-        Some(SessionState::Joined)
-    );
-    assert_eq!(h.tracker.snapshot().swarms[0].seeds, 1);
+    assert_eq!(h.session_state(&p.id), Some(SessionState::Joined));
+    assert_eq!(h.snapshot().swarms[0].seeds, 1);
 }
 
 #[test]
@@ -269,7 +253,7 @@ fn same_transaction_id_different_request_is_invalid_syntax() {
         Some(request.transaction_id.clone())
     );
     // Nothing was joined.
-    assert_eq!(h.tracker.snapshot().swarms.len(), 1);
+    assert_eq!(h.snapshot().swarms.len(), 1);
 }
 
 #[test]
@@ -287,17 +271,21 @@ fn connect_retransmission_returns_the_same_token() {
 }
 
 #[test]
-fn replay_cache_is_bounded_in_length_and_time() {
+fn replay_cache_is_bounded_in_bytes_and_time() {
+    // Room for about one answer in each of the cache's sixteen shards.
     let mut h = Harness::with_config(Config {
-        replay_cache_len: 2,
+        replay_cache_bytes: 16 * 400,
         ..Config::default()
     });
     let mut p = XmlPeer::direct("p", "192.0.2.1");
     p.connect(&mut h);
     let old = p.request(&mut h, join_body("a", PeerMode::Leech, None, 0));
     h.send(&p.ctx, &old);
-    p.call(&mut h, RequestBody::KeepAlive);
-    p.call(&mut h, RequestBody::KeepAlive);
+    // Enough newer answers that every shard, the old answer's included, is refilled
+    // (a shard missed by all of them: (15/16)^400, about 6e-12).
+    for _ in 0..400 {
+        p.call(&mut h, RequestBody::KeepAlive);
+    }
     // Pushed out of the cache: the same TransactionID with another body is accepted.
     let mut reused = old.clone();
     reused.body = join_body("b", PeerMode::Leech, None, 0);
@@ -326,5 +314,5 @@ fn transaction_ids_are_scoped_per_peer() {
     rb.transaction_id = tid;
     assert_eq!(h.send(&a.ctx, &ra).status, Status::Ok);
     assert_eq!(h.send(&b.ctx, &rb).status, Status::Ok);
-    assert_eq!(h.tracker.snapshot().swarms.len(), 2);
+    assert_eq!(h.snapshot().swarms.len(), 2);
 }

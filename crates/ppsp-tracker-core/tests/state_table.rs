@@ -7,7 +7,7 @@ use ppsp_tracker_core::ppsp_proto::{AuthToken, ChunkMap, PeerMode, RequestBody, 
 use ppsp_tracker_core::{Config, SessionState};
 
 fn state(h: &Harness, peer: &XmlPeer) -> Option<SessionState> {
-    h.tracker.session_state(&peer.id, h.now)
+    h.session_state(&peer.id)
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn connect_again_replaces_session_like_disconnect() {
     assert_ne!(again.token, old_token);
     assert_eq!(state(&h, &again), Some(SessionState::Connected));
     // The old membership is gone with the old session; so is the now-empty swarm.
-    assert!(h.tracker.snapshot().swarms.is_empty());
+    assert!(h.snapshot().swarms.is_empty());
     // The old token is dead.
     assert_eq!(
         p.call(&mut h, RequestBody::KeepAlive).status,
@@ -145,7 +145,7 @@ fn connect_again_with_bad_credentials_leaves_old_session_untouched() {
     assert_eq!(response.status, Status::AuthenticationRequired);
     assert_eq!(state(&h, &p), Some(SessionState::Joined));
     assert_eq!(p.call(&mut h, RequestBody::KeepAlive).status, Status::Ok);
-    assert_eq!(h.tracker.snapshot().swarms[0].seeds, 1);
+    assert_eq!(h.snapshot().swarms[0].seeds, 1);
 }
 
 #[test]
@@ -159,12 +159,12 @@ fn join_moves_connected_to_joined_and_rejoin_updates_mode() {
     assert_eq!(state(&h, &p), Some(SessionState::Joined));
     // Re-JOIN of the same swarm: idempotent, updates the mode (LEECH became SEED).
     p.join(&mut h, "s", PeerMode::Seed);
-    let snap = h.tracker.snapshot();
+    let snap = h.snapshot();
     assert_eq!((snap.swarms[0].seeds, snap.swarms[0].leeches), (1, 0));
     assert_eq!(snap.swarms[0].peers.len(), 1);
     // JOIN of another swarm while JOINED.
     p.join(&mut h, "t", PeerMode::LiveSeed);
-    assert_eq!(h.tracker.snapshot().swarms.len(), 2);
+    assert_eq!(h.snapshot().swarms.len(), 2);
     assert_eq!(state(&h, &p), Some(SessionState::Joined));
 }
 
@@ -208,7 +208,7 @@ fn join_refused_over_swarm_limit_is_403_and_changes_nothing() {
     p.join(&mut h, "b", PeerMode::Leech);
     let response = p.call(&mut h, join_body("c", PeerMode::Leech, None, 0));
     assert_eq!(response.status, Status::MessageForbidden);
-    assert_eq!(h.tracker.snapshot().swarms.len(), 2);
+    assert_eq!(h.snapshot().swarms.len(), 2);
     // Re-JOIN of a swarm it is already in is still fine at the limit.
     p.join(&mut h, "a", PeerMode::Seed);
     // From CONNECTED with a limit of zero: refused, stays CONNECTED.
@@ -241,7 +241,6 @@ fn leave_rows() {
     assert_eq!(p.call(&mut h, leave_body("a")).status, Status::Ok);
     assert_eq!(state(&h, &p), Some(SessionState::Joined));
     let swarms: Vec<_> = h
-        .tracker
         .snapshot()
         .swarms
         .into_iter()
@@ -250,7 +249,7 @@ fn leave_rows() {
     assert_eq!(swarms, vec![sid("b"), sid("c")]);
     // LEAVE of an existing swarm the peer is not in: 200, unchanged.
     assert_eq!(p.call(&mut h, leave_body("c")).status, Status::Ok);
-    assert_eq!(h.tracker.snapshot().swarms[1].seeds, 1);
+    assert_eq!(h.snapshot().swarms[1].seeds, 1);
     // LEAVE of a swarm that does not exist: 404.
     assert_eq!(
         p.call(&mut h, leave_body("a")).status,
@@ -333,7 +332,7 @@ fn stat_report_stores_member_data_and_ignores_the_rest() {
         ]),
     );
     assert_eq!(response.status, Status::Ok);
-    let snap = h.tracker.snapshot();
+    let snap = h.snapshot();
     let s = snap
         .swarms
         .iter()
@@ -373,7 +372,7 @@ fn chunk_availability_is_the_union_over_members() {
     peers[1].call(&mut h, report_body(vec![chunk_report("s", "c", b)]));
     // A report for a different clip is counted apart.
     peers[1].call(&mut h, report_body(vec![chunk_report("s", "d", b_copy)]));
-    let snap = h.tracker.snapshot();
+    let snap = h.snapshot();
     let availability = &snap.swarms[0].chunk_availability;
     assert_eq!(availability.len(), 2);
     assert_eq!(
@@ -399,8 +398,8 @@ fn keepalive_and_disconnect_rows() {
     let response = p.call(&mut h, RequestBody::Disconnect);
     assert_eq!(response.status, Status::Ok);
     assert_eq!(state(&h, &p), None);
-    assert!(h.tracker.snapshot().swarms.is_empty());
-    assert_eq!(h.tracker.snapshot().sessions, 0);
+    assert!(h.snapshot().swarms.is_empty());
+    assert_eq!(h.snapshot().sessions, 0);
     assert_eq!(
         p.call(&mut h, RequestBody::KeepAlive).status,
         Status::AuthenticationRequired
@@ -413,7 +412,7 @@ fn metrics_count_methods_and_statuses() {
     let mut p = XmlPeer::direct("p1", "192.0.2.10");
     p.connect(&mut h);
     p.call(&mut h, leave_body("nope"));
-    let snap = h.tracker.snapshot();
+    let snap = h.snapshot();
     assert_eq!(snap.requests_by_method[0], 1);
     assert_eq!(snap.requests_by_method[3], 1);
     assert_eq!(snap.responses_by_status[0], 1);

@@ -6,13 +6,13 @@ mod common;
 
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use ppsp_tracker_core::ppsp_proto::{
     AuthToken, PeerMode, Request, RequestBody, Response, Status, TransactionId,
 };
-use ppsp_tracker_core::{Config, OpenAuthenticator, Tracker};
+use ppsp_tracker_core::{Config, OpenAuthenticator, Timestamp, Tracker};
 
 const THREADS: usize = 6;
 const PEERS_PER_THREAD: usize = 40;
@@ -20,7 +20,7 @@ const ROUNDS: usize = 30;
 
 fn call(
     tracker: &Tracker,
-    now: Instant,
+    now: Timestamp,
     peer: &str,
     token: Option<AuthToken>,
     tid: &mut u64,
@@ -33,7 +33,7 @@ fn call(
         transaction_id: TransactionId::numeric(*tid),
         body,
     };
-    tracker.handle(now, &xml_ctx("127.0.0.1:40000"), &request)
+    block_on(tracker.handle(now, &xml_ctx("127.0.0.1:40000"), &request))
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn threads_hammering_different_swarms() {
         Arc::new(OpenAuthenticator),
         9,
     ));
-    let start = Instant::now();
+    let start = Timestamp::from_secs(1_700_000_000);
     let workers: Vec<_> = (0..THREADS)
         .map(|t| {
             let tracker = Arc::clone(&tracker);
@@ -65,7 +65,7 @@ fn threads_hammering_different_swarms() {
                     tokens.push((name, response.auth_token));
                 }
                 for round in 0..ROUNDS {
-                    let now = start + Duration::from_millis(round as u64);
+                    let now = start.plus(Duration::from_millis(round as u64));
                     for (i, (name, token)) in tokens.iter().enumerate() {
                         let mode = if i % 5 == 0 {
                             PeerMode::Seed
@@ -131,9 +131,9 @@ fn threads_hammering_different_swarms() {
         let tracker = Arc::clone(&tracker);
         thread::spawn(move || {
             for _ in 0..200 {
-                let report = tracker.sweep(start);
+                let report = block_on(tracker.sweep(start)).expect("sweep");
                 assert_eq!(report.sessions_expired, 0);
-                let _ = tracker.snapshot();
+                let _ = block_on(state_of(&tracker, start));
                 thread::yield_now();
             }
         })
@@ -143,7 +143,7 @@ fn threads_hammering_different_swarms() {
     }
     sweeper.join().expect("sweeper panicked");
 
-    let snapshot = tracker.snapshot();
+    let snapshot = block_on(state_of(&tracker, start));
     assert_eq!(snapshot.sessions, THREADS * PEERS_PER_THREAD);
     let shared = snapshot
         .swarms
@@ -167,7 +167,7 @@ fn threads_hammering_different_swarms() {
         );
     }
     // Everything expires together once idle.
-    let report = tracker.sweep(start + Duration::from_secs(3600));
+    let report = block_on(tracker.sweep(start.plus(Duration::from_secs(3600)))).expect("sweep");
     assert_eq!(report.sessions_expired, THREADS * PEERS_PER_THREAD);
-    assert!(tracker.snapshot().swarms.is_empty());
+    assert!(block_on(state_of(&tracker, start)).swarms.is_empty());
 }

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tracker(args) => tracker_cmd::run(args),
         Command::Accounts(cmd) => accounts_cmd::run(cmd),
-        Command::Peer(cmd) => peer_cmd::run(cmd),
+        Command::Peer(cmd) => peer_cmd::run(cmd, cli.quiet),
         Command::Bench(args) => bench::run(args),
     };
     match result {

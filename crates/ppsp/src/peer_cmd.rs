@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ppsp_peer::link::ShareLink;
 use ppsp_peer::node::{Node, NodeConfig, Output};
 use ppsp_peer::swarm::Swarm;
 use ppsp_peer::tracker_client::Credentials;
@@ -17,13 +18,17 @@ use crate::CliError;
 #[derive(Debug, clap::Args)]
 pub(crate) struct Common {
     /// Tracker URL, for example http://127.0.0.1:7070 (repeat for fallback trackers, best
-    /// first).
-    #[arg(long, value_name = "URL", required = true)]
+    /// first). Needed unless a ppsp: share link names the trackers.
+    #[arg(long, value_name = "URL")]
     tracker: Vec<String>,
-    /// Address of this peer's endpoint for other peers and for a media player (port 0 picks
-    /// a free port). Use 0.0.0.0:PORT to be reachable from other hosts.
+    /// Address of this peer's endpoint for other peers (port 0 picks a free port); for
+    /// `play`, the media player's endpoint (see --peer-listen). Use 0.0.0.0:PORT to be
+    /// reachable from other hosts.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
-    listen: SocketAddr,
+    listen: String,
+    /// get and play: how long to look for a peer serving the swarm's manifest, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    manifest_timeout: u64,
     /// Concurrent chunk uploads to other peers; further requests are answered 503.
     #[arg(long, value_name = "N", default_value_t = 8)]
     upload_slots: usize,
@@ -60,9 +65,10 @@ pub(crate) struct Common {
 /// Peer subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum PeerCommand {
-    /// Publish a file as a new swarm (peer mode SEED) and serve it until stopped.
+    /// Publish a file, or a directory as one swarm, (peer mode SEED) and serve it until
+    /// stopped.
     Seed {
-        /// The file to publish.
+        /// The file or directory to publish.
         path: PathBuf,
         #[command(flatten)]
         common: Common,
@@ -96,11 +102,16 @@ pub(crate) enum PeerCommand {
     /// For a live swarm, records the stream from near the live edge until the source ends
     /// it.
     Get {
-        /// The swarm ID printed by the publishing peer.
+        /// The swarm ID or the ppsp: share link printed by the publishing peer.
         swarm: String,
-        /// Where to write the content.
+        /// Where to write the content (a directory, for a directory swarm). An interrupted
+        /// download continues from FILE.part; a FILE that already holds the content is
+        /// verified and kept as it is.
         #[arg(long, value_name = "FILE")]
         output: PathBuf,
+        /// Replace an existing FILE that is not this swarm's content.
+        #[arg(long)]
+        force: bool,
         /// After the file is written, keep serving peers that are still fetching from this
         /// one, until nobody has for 2 s or for at most SECS seconds (0: exit at once).
         #[arg(long, value_name = "SECS", default_value_t = 10)]
@@ -110,8 +121,18 @@ pub(crate) enum PeerCommand {
     },
     /// Join a swarm as LEECH and serve it to a local media player while fetching it.
     Play {
-        /// The swarm ID printed by the publishing peer.
+        /// The swarm ID or the ppsp: share link printed by the publishing peer.
         swarm: String,
+        /// Address of the endpoint for other peers (the player's is --listen).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        peer_listen: String,
+        /// Keep what is fetched in FILE (through FILE.part, resumed next time) instead of a
+        /// scratch file deleted at exit.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// With --output: replace an existing FILE that is not this swarm's content.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -123,8 +144,42 @@ fn chunk_kib_range() -> clap::builder::RangedI64ValueParser<u32> {
     clap::value_parser!(u32).range(1..=16 * 1024)
 }
 
-fn config_of(common: &Common) -> Result<NodeConfig, CliError> {
-    let mut config = NodeConfig::new(common.tracker.clone());
+/// The swarm ID of `swarm` (a bare ID or a share link) and every tracker to use: those of
+/// `--tracker`, then those the link names.
+fn swarm_and_trackers(swarm: &str, common: &Common) -> Result<(String, Vec<String>), CliError> {
+    let mut trackers = common.tracker.clone();
+    let id = if ShareLink::is_link(swarm) {
+        let link = ShareLink::parse(swarm)?;
+        for url in link.trackers {
+            if !trackers.contains(&url) {
+                trackers.push(url);
+            }
+        }
+        link.swarm
+    } else {
+        ppsp_peer::node::parse_swarm_id(swarm)?;
+        swarm.to_owned()
+    };
+    Ok((id, trackers))
+}
+
+/// The node settings from the shared options, with `trackers` (checked: at least one, each
+/// an http:// or https:// URL, so a mistake is reported before any readiness line).
+fn config_of(common: &Common, trackers: Vec<String>) -> Result<NodeConfig, CliError> {
+    if trackers.is_empty() {
+        return Err("no tracker: give --tracker URL (or a ppsp: share link naming one)".into());
+    }
+    for url in &trackers {
+        let lower = url.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            return Err(format!(
+                "tracker {url:?} is not a URL; give it as http://HOST:PORT or https://HOST:PORT"
+            )
+            .into());
+        }
+    }
+    let mut config = NodeConfig::new(trackers);
+    config.manifest_timeout = Duration::from_secs(common.manifest_timeout.max(1));
     if let Some(id) = &common.peer_id {
         config.peer_id =
             ppsp_proto::PeerId::new(id.clone()).map_err(|e| format!("--peer-id {id:?}: {e}"))?;
@@ -147,6 +202,9 @@ fn config_of(common: &Common) -> Result<NodeConfig, CliError> {
         config.tls_roots = ppsp_peer::tracker_client::load_pem_certificates(path)?;
     }
     config.swarm.upload_slots = common.upload_slots.max(1);
+    // One host gets at most half of the slots (and at least four), so that it cannot take
+    // them all, while a few leeches behind one address still get a fair share.
+    config.swarm.uploads_per_address = (config.swarm.upload_slots / 2).max(4);
     config.swarm.upload_rate = common.upload_rate.map(|k| k.saturating_mul(1024));
     config.swarm.cors = ppsp_peer::player::CorsPolicy::from_values(&common.cors_origin)?;
     config.find_interval = Duration::from_secs(common.find_interval.max(1));
@@ -164,7 +222,8 @@ fn ready(line: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn bind(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), CliError> {
+/// Binds `listen`: an address, or a host name with a port (`localhost:0`).
+async fn bind(listen: &str) -> Result<(TcpListener, SocketAddr), CliError> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -204,15 +263,36 @@ async fn close(node: Node) {
     }
 }
 
-/// Runs a peer subcommand.
-pub(crate) fn run(cmd: PeerCommand) -> Result<(), CliError> {
+/// Runs a peer subcommand; `quiet` leaves out progress lines.
+pub(crate) fn run(cmd: PeerCommand, quiet: bool) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run_async(cmd))
+    runtime.block_on(run_async(cmd, quiet))
 }
 
-async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
+/// The share link of a swarm this peer publishes.
+fn share_line(swarm: &Swarm, config: &NodeConfig) -> String {
+    let link = ShareLink {
+        swarm: swarm.id().to_owned(),
+        trackers: config.trackers.clone(),
+    };
+    format!("share {link}")
+}
+
+/// `--output` exists and is something else: say how to replace it.
+fn output_error(err: ppsp_peer::Error) -> CliError {
+    match err {
+        ppsp_peer::Error::OutputExists { path } => format!(
+            "--output {} exists and is not this swarm's content; pass --force to replace it",
+            path.display()
+        )
+        .into(),
+        other => CliError::from(other),
+    }
+}
+
+async fn run_async(cmd: PeerCommand, quiet: bool) -> Result<(), CliError> {
     match cmd {
         PeerCommand::Seed {
             path,
@@ -220,16 +300,20 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             chunk_kib,
             corrupt_uploads,
         } => {
-            let mut config = config_of(&common)?;
+            let mut config = config_of(&common, common.tracker.clone())?;
             config.chunk_size = chunk_kib.saturating_mul(1024);
             config.swarm.corrupt_uploads = corrupt_uploads;
-            let (listener, local) = bind(common.listen).await?;
+            let (listener, local) = bind(&common.listen).await?;
             let node = Node::seed_file(&config, listener, &path).await?;
             ready(&format!("swarm {}", node.swarm().id()))?;
             ready(&format!("listening on http://{local}"))?;
-            stopped().await;
+            ready(&share_line(node.swarm(), &config))?;
+            let result = tokio::select! {
+                () = stopped() => Ok(()),
+                lost = node.content_lost() => Err(CliError::from(lost)),
+            };
             close(node).await;
-            Ok(())
+            result
         }
         PeerCommand::Live {
             common,
@@ -238,17 +322,18 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             flush_ms,
             hls,
         } => {
-            let mut config = config_of(&common)?;
+            let mut config = config_of(&common, common.tracker.clone())?;
             config.chunk_size = chunk_kib.saturating_mul(1024);
             config.name = name;
             config.live_flush = Duration::from_millis(flush_ms.max(1));
-            let (listener, local) = bind(common.listen).await?;
+            let (listener, local) = bind(&common.listen).await?;
             let node = match &hls {
                 Some(dir) => Node::live_hls_source(&config, listener, dir).await?,
                 None => Node::live_source(&config, listener, tokio::io::stdin()).await?,
             };
             ready(&format!("swarm {}", node.swarm().id()))?;
             ready(&format!("listening on http://{local}"))?;
+            ready(&share_line(node.swarm(), &config))?;
             stopped().await;
             close(node).await;
             Ok(())
@@ -256,20 +341,23 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
         PeerCommand::Get {
             swarm,
             output,
+            force,
             linger,
             common,
         } => {
-            let config = config_of(&common)?;
-            ppsp_peer::node::parse_swarm_id(&swarm)?;
-            // Found out now rather than when renaming the finished download onto it.
-            if output.is_dir() {
+            let (swarm, trackers) = swarm_and_trackers(&swarm, &common)?;
+            let mut config = config_of(&common, trackers)?;
+            config.overwrite = force;
+            // A live recording cannot be checked against anything: never replace a file
+            // unasked.
+            if ppsp_peer::manifest::is_live_swarm(&swarm) && output.exists() && !force {
                 return Err(format!(
-                    "--output {} is a directory; give a file name",
+                    "--output {} exists; pass --force to replace it with the recording",
                     output.display()
                 )
                 .into());
             }
-            let (listener, local) = bind(common.listen).await?;
+            let (listener, local) = bind(&common.listen).await?;
             ready(&format!("swarm {swarm}"))?;
             ready(&format!("listening on http://{local}"))?;
             let mut node = Node::leech_until(
@@ -279,7 +367,8 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
                 Output::File(output.clone()),
                 stopped(),
             )
-            .await?;
+            .await
+            .map_err(output_error)?;
             if node.swarm().is_live() {
                 let result = tokio::select! {
                     result = record_live(node.swarm(), &output) => result,
@@ -289,13 +378,16 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
                 return result;
             }
             let download_started = Instant::now();
-            let progress = tokio::spawn(report_progress(Arc::clone(node.swarm())));
+            let progress =
+                (!quiet).then(|| tokio::spawn(report_progress(Arc::clone(node.swarm()))));
             let result = tokio::select! {
                 result = node.wait_complete() => result.map_err(CliError::from),
                 () = stopped() => Err("interrupted".into()),
             };
-            progress.abort();
-            finish_progress(node.swarm(), download_started);
+            if let Some(progress) = progress {
+                progress.abort();
+                finish_progress(node.swarm(), download_started);
+            }
             if result.is_ok() {
                 tracing::info!(path = %output.display(), "download complete");
                 tokio::select! {
@@ -306,20 +398,43 @@ async fn run_async(cmd: PeerCommand) -> Result<(), CliError> {
             close(node).await;
             result
         }
-        PeerCommand::Play { swarm, common } => {
-            let config = config_of(&common)?;
-            ppsp_peer::node::parse_swarm_id(&swarm)?;
-            let (listener, local) = bind(common.listen).await?;
+        PeerCommand::Play {
+            swarm,
+            peer_listen,
+            output,
+            force,
+            common,
+        } => {
+            let (swarm, trackers) = swarm_and_trackers(&swarm, &common)?;
+            let mut config = config_of(&common, trackers)?;
+            config.overwrite = force;
+            let (player_listener, player_local) = bind(&common.listen).await?;
+            let (listener, local) = bind(&peer_listen).await?;
             ready(&format!("swarm {swarm}"))?;
-            ready(&format!("listening on http://{local}"))?;
-            let mut node =
-                Node::leech_until(&config, listener, &swarm, Output::Scratch, stopped()).await?;
-            tracing::info!("point a media player at http://{local}/");
+            ready(&format!("listening on http://{player_local}"))?;
+            ready(&format!("peer on http://{local}"))?;
+            let keep = output.clone().map_or(Output::Scratch, Output::File);
+            let mut node = Node::leech_until(&config, listener, &swarm, keep, stopped())
+                .await
+                .map_err(output_error)?;
+            node.serve_player(player_listener)?;
+            tracing::info!("point a media player at http://{player_local}/");
+            let live = node.swarm().is_live();
+            let progress =
+                (!quiet && !live).then(|| tokio::spawn(report_progress(Arc::clone(node.swarm()))));
+            let started = Instant::now();
             tokio::select! {
                 result = node.wait_complete() => {
+                    if let Some(progress) = progress {
+                        progress.abort();
+                        finish_progress(node.swarm(), started);
+                    }
                     result?;
-                    if !node.swarm().is_live() {
-                        tracing::info!("all content fetched; still serving");
+                    if !live {
+                        match &output {
+                            Some(path) => tracing::info!(path = %path.display(), "all content fetched and kept; still serving"),
+                            None => tracing::info!("all content fetched; still serving"),
+                        }
                     }
                     stopped().await;
                 }
@@ -388,18 +503,26 @@ fn progress_line(swarm: &Swarm, rate: f64) -> (String, f64) {
     } else {
         held_bytes as f64 / total as f64
     };
-    (
-        format!(
-            "{:5.1}% {:.1}/{:.1} MiB, {:.1} MiB/s, {} peers, {:.1} MiB uploaded",
-            fraction * 100.0,
-            mib(held_bytes),
-            mib(total),
-            rate,
-            stats.peers_known,
-            mib(stats.uploaded_bytes),
-        ),
-        fraction,
-    )
+    let peers = match stats.peers_known {
+        1 => "1 peer".to_owned(),
+        n => format!("{n} peers"),
+    };
+    let mut line = format!(
+        "{:5.1}% {:.1}/{:.1} MiB, {:.1} MiB/s, {peers}, {:.1} MiB uploaded",
+        fraction * 100.0,
+        mib(held_bytes),
+        mib(total),
+        rate,
+        mib(stats.uploaded_bytes),
+    );
+    if fraction < 1.0
+        && let Some(problem) = swarm.recent_problem(Duration::from_secs(10))
+    {
+        line.push_str(" (");
+        line.push_str(&problem);
+        line.push(')');
+    }
+    (line, fraction)
 }
 
 /// Shows download progress: a bar redrawn in place on a terminal, a plain line every few

@@ -1,5 +1,6 @@
 //! `ppsp bench` against a real `ppsp tracker` on loopback: both protocols, a time-bounded and
-//! a count-bounded run, and a clear failure when no tracker answers.
+//! a count-bounded run, `bench fill` registering a population, and a clear failure when no
+//! tracker answers.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -213,4 +214,155 @@ fn no_tracker_is_an_error() {
     ]);
     assert!(!output.status.success());
     assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+/// `GET /api/stats` of the tracker at `url`, decoded.
+fn api_stats(url: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let authority = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect to tracker");
+    write!(
+        stream,
+        "GET /api/stats HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send GET");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read answer");
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").expect("HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    serde_json::from_str(body).expect("stats JSON")
+}
+
+/// The numbers of the fill summary line `peers N  failed N  requests N  retries N ...`.
+fn fill_summary(stdout: &str) -> (u64, u64, u64) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("peers "))
+        .unwrap_or_else(|| panic!("no summary line in:\n{stdout}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let number = |name: &str| -> u64 {
+        let at = words
+            .iter()
+            .position(|w| *w == name)
+            .unwrap_or_else(|| panic!("no {name} in {line}"));
+        words[at + 1].parse().expect(name)
+    };
+    (number("peers"), number("failed"), number("requests"))
+}
+
+#[test]
+fn fill_registers_every_peer_in_both_protocols() {
+    let tracker = Tracker::start();
+    for (format, requests_per_peer) in [("xml", 2), ("json", 1)] {
+        let output = bench(&[
+            "fill",
+            "--tracker",
+            &tracker.url,
+            "--format",
+            format,
+            "--peers",
+            "300",
+            "--swarms",
+            "7",
+            "--connections",
+            "20",
+        ]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            fill_summary(&stdout),
+            (300, 0, 300 * requests_per_peer),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("20 connections from 255 source addresses"),
+            "{stdout}"
+        );
+    }
+    // Both fills stay registered, in the same 7 swarms.
+    let stats = api_stats(&tracker.url);
+    assert_eq!(stats["totals"]["sessions"], 600, "{stats}");
+    assert_eq!(stats["totals"]["peers"], 600, "{stats}");
+    assert_eq!(stats["totals"]["swarms"], 7, "{stats}");
+}
+
+#[test]
+fn fill_without_a_tracker_fails_and_says_so() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let output = bench(&[
+        "fill",
+        "--tracker",
+        &url,
+        "--peers",
+        "3",
+        "--connections",
+        "3",
+        "--timeout",
+        "1",
+    ]);
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(fill_summary(&stdout).0, 0, "{stdout}");
+    assert_eq!(fill_summary(&stdout).1, 3, "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("3 peers were not registered"), "{stderr}");
+}
+
+#[test]
+fn open_loop_sends_at_the_given_rate() {
+    let tracker = Tracker::start();
+    let output = bench(&[
+        "--tracker",
+        &tracker.url,
+        "--peers",
+        "16",
+        "--swarms",
+        "2",
+        "--connections",
+        "8",
+        "--rate",
+        "200",
+        "--duration",
+        "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("open loop at 200 req/s"), "{stdout}");
+    let (_, errors, _) = summary(&stdout);
+    assert_eq!(errors, 0, "{stdout}");
+    // Due times k / 200 s for k = 0, 1, ... below 2 s: exactly 400 loop requests, which a
+    // closed loop of 16 peers would send many times over in 2 s.
+    let loop_requests: u64 = ["FIND", "STAT_REPORT", "KEEPALIVE"]
+        .iter()
+        .map(|m| row(&stdout, m).0)
+        .sum();
+    assert_eq!(loop_requests, 400, "{stdout}");
+    let elapsed: f64 = stdout
+        .lines()
+        .find(|l| l.starts_with("requests "))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "elapsed").nth(1))
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no elapsed in:\n{stdout}"));
+    assert!(elapsed >= 1.99, "{stdout}");
+    // The header names the extra percentile.
+    assert!(stdout.contains("p99.9 ms"), "{stdout}");
 }

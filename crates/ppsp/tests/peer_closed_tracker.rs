@@ -6,7 +6,7 @@ mod peer_common;
 use std::io::Write as _;
 use std::time::Duration;
 
-use peer_common::{Proc, TempDir, authority, http_json, random_file, wait_until};
+use peer_common::{Proc, TempDir, random_file, tracker_all_members, wait_until};
 
 fn add_account(dir: &TempDir, accounts: &str, peer_id: &str, password: &str) {
     let mut proc = Proc::spawn(
@@ -23,14 +23,7 @@ fn add_account(dir: &TempDir, accounts: &str, peer_id: &str, password: &str) {
 
 /// The tracker's `/api/stats` peers of every swarm.
 fn peers(tracker_url: &str) -> Vec<serde_json::Value> {
-    let stats = http_json(authority(tracker_url), "/api/stats");
-    stats["swarms"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .flat_map(|s| s["peers"].as_array().cloned().unwrap_or_default())
-        .collect()
+    tracker_all_members(tracker_url)
 }
 
 #[test]

@@ -5,18 +5,12 @@ mod peer_common;
 
 use std::time::Duration;
 
-use peer_common::{Proc, TempDir, authority, http_json, tracker, wait_until};
+use peer_common::{Proc, TempDir, authority, http_json, tracker, tracker_members, wait_until};
 
 /// Peers the tracker lists in `swarm`, and its LEAVE and DISCONNECT counts.
 fn tracker_view(url: &str, swarm: &str) -> (usize, u64, u64) {
     let stats = http_json(authority(url), "/api/stats");
-    let peers = stats["swarms"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["swarm_id"] == swarm)
-        .map(|s| s["peers"].as_array().map_or(0, Vec::len))
-        .sum();
+    let peers = tracker_members(url, swarm).len();
     let count = |method: &str| stats["requests_by_method"][method].as_u64().unwrap_or(0);
     (peers, count("LEAVE"), count("DISCONNECT"))
 }

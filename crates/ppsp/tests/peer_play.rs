@@ -50,6 +50,11 @@ fn range_request_answered_with_206_while_downloading() {
     );
     assert_eq!(player.wait_line("swarm ", Duration::from_secs(30)), swarm);
     let addr = player.wait_listening();
+    let peer_addr = player.wait_peer_on();
+    assert_ne!(
+        addr, peer_addr,
+        "the player endpoint is a listener of its own"
+    );
 
     // A range near the end: the player must not wait for the chunks before it.
     let (start, end) = (total - 1_000_000 + 123, total - 1_000);
@@ -68,7 +73,7 @@ fn range_request_answered_with_206_while_downloading() {
         "wrong bytes for {range}"
     );
 
-    let stats = peer_stats(&addr, &swarm);
+    let stats = peer_stats(&peer_addr, &swarm);
     let (held, all) = (
         stats["chunks_held"].as_u64(),
         stats["chunks_total"].as_u64(),
@@ -102,4 +107,37 @@ fn range_request_answered_with_206_while_downloading() {
         Some(total.to_string().as_str())
     );
     assert!(response.body == data, "full body differs");
+
+    // The peer endpoint answers only the peer protocol (and its metrics) ...
+    assert_eq!(http_get(&peer_addr, "/", &[]).status, 404);
+    let metrics = http_get(&peer_addr, "/metrics", &[]);
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8(metrics.body).expect("utf-8");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    assert!(value("ppsp_peer_downloaded_bytes_total") >= total as f64);
+    assert_eq!(
+        value("ppsp_peer_chunks_verified_total"),
+        (total / 32768) as f64
+    );
+    assert_eq!(value("ppsp_peer_chunks_rejected_total"), 0.0);
+    assert!(value("ppsp_peer_peers_connected") >= 1.0);
+    assert!(
+        text.contains("ppsp_peer_peer_downloaded_bytes_total{swarm="),
+        "no per-peer figures:\n{text}"
+    );
+    // ... and the player endpoint does not answer it.
+    assert_eq!(
+        http_get(&addr, &format!("/ppsp/v1/{swarm}/stats"), &[]).status,
+        404
+    );
+    // The content is also served under its own name.
+    let named = http_get(&addr, "/clip.mp4", &[("Range", "bytes=0-99")]);
+    assert_eq!(named.status, 206);
+    assert!(named.body == data[..100]);
 }

@@ -4,9 +4,7 @@ mod peer_common;
 
 use std::time::Duration;
 
-use peer_common::{
-    Proc, TempDir, authority, http_json, peer_stats, random_file, tracker, wait_until,
-};
+use peer_common::{Proc, TempDir, peer_stats, random_file, tracker, tracker_members, wait_until};
 
 const MIB: usize = 1024 * 1024;
 
@@ -58,12 +56,8 @@ fn get(dir: &TempDir, name: &str, tracker_url: &str, swarm: &str, output: &str) 
 
 /// Per-peer uploaded bytes the tracker shows for `swarm`, by PeerID.
 fn tracker_uploads(tracker_url: &str, swarm: &str) -> Vec<(String, u64)> {
-    let stats = http_json(authority(tracker_url), "/api/stats");
-    let swarms = stats["swarms"].as_array().cloned().unwrap_or_default();
-    swarms
+    tracker_members(tracker_url, swarm)
         .iter()
-        .filter(|s| s["swarm_id"] == swarm)
-        .flat_map(|s| s["peers"].as_array().cloned().unwrap_or_default())
         .map(|p| {
             (
                 p["peer_id"].as_str().unwrap_or_default().to_owned(),
@@ -75,12 +69,8 @@ fn tracker_uploads(tracker_url: &str, swarm: &str) -> Vec<(String, u64)> {
 
 /// The tracker's `/api/stats` entry for one peer of `swarm`.
 fn tracker_peer(tracker_url: &str, swarm: &str, peer_id: &str) -> Option<serde_json::Value> {
-    let stats = http_json(authority(tracker_url), "/api/stats");
-    stats["swarms"]
-        .as_array()?
-        .iter()
-        .filter(|s| s["swarm_id"] == swarm)
-        .flat_map(|s| s["peers"].as_array().cloned().unwrap_or_default())
+    tracker_members(tracker_url, swarm)
+        .into_iter()
         .find(|p| p["peer_id"] == peer_id)
 }
 
@@ -226,7 +216,8 @@ fn leech_completes_after_the_seed_left() {
         ],
         false,
     );
-    let viewer_addr = viewer.wait_listening();
+    viewer.wait_listening();
+    let viewer_addr = viewer.wait_peer_on();
     wait_until(
         Duration::from_secs(60),
         "the viewer to hold every chunk",

@@ -282,7 +282,10 @@ fn typical_session_with_three_peers() {
         stats.contains("\"peers_by_mode\":{\"SEED\":1,\"LIVESEED\":0,\"LEECH\":2}"),
         "{stats}"
     );
-    assert!(stats.contains("\"uploaded_bytes\":2000"), "{stats}");
+    let (status, _, body) = http(addr, "GET", &format!("/api/stats?swarm={swarm}"), "");
+    assert_eq!(status, 200);
+    let detail = String::from_utf8(body).expect("utf-8");
+    assert!(detail.contains("\"uploaded_bytes\":2000"), "{detail}");
 
     // KEEPALIVE.
     for (i, (peer, token)) in [("seed-1", seed), ("leech-1", leech1), ("leech-2", leech2)]

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ppsp_tracker_core::ppsp_proto::{
     AuthToken, ChunkMap, ChunkMapReport, ChunkSegments, Clip, Connect, Find, Join, Leave,
@@ -13,7 +13,10 @@ use ppsp_tracker_core::ppsp_proto::{
     SaslAuth, Segment, Stat, StatReport, Status, StreamStats, SwarmAction, SwarmActionKind,
     SwarmId, TransactionId,
 };
-use ppsp_tracker_core::{Config, Dialect, OpenAuthenticator, RequestContext, Tracker};
+use ppsp_tracker_core::{
+    Config, Format, OpenAuthenticator, PeerDetail, RequestContext, SessionState, SwarmQuery,
+    SweepReport, Timestamp, Tracker,
+};
 
 pub fn pid(s: &str) -> PeerId {
     PeerId::new(s).expect("valid peer id")
@@ -27,11 +30,92 @@ pub fn sock(s: &str) -> SocketAddr {
     s.parse().expect("socket address")
 }
 
-/// A tracker plus a clock that only moves when told to.
+/// A tracker plus a clock that only moves when told to, and a runtime to drive its futures.
 pub struct Harness {
     pub tracker: Tracker,
-    pub now: Instant,
+    pub now: Timestamp,
     next_tid: u64,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// One swarm as the tests look at it: counts and every member, ordered by PeerID.
+#[derive(Clone, Debug)]
+pub struct SwarmView {
+    pub swarm_id: SwarmId,
+    pub live: bool,
+    pub seeds: usize,
+    pub live_seeds: usize,
+    pub leeches: usize,
+    pub peers: Vec<PeerDetail>,
+    pub chunk_availability: Vec<ppsp_tracker_core::ClipAvailability>,
+}
+
+/// The whole state: sessions and every swarm, ordered by SwarmID.
+#[derive(Clone, Debug)]
+pub struct StateView {
+    pub sessions: usize,
+    pub requests_by_method: [u64; 7],
+    pub responses_by_status: [u64; 8],
+    pub sessions_expired_total: u64,
+    pub swarms: Vec<SwarmView>,
+}
+
+/// Runs a future of the memory store's tracker to completion on this thread. Its futures
+/// never wait, so polling until ready is enough, and it works from inside another future
+/// (an authenticator called during `handle`), where starting a runtime would not.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// The whole state of `tracker` at `now`, paged through its snapshot calls.
+pub async fn state_of(tracker: &Tracker, now: Timestamp) -> StateView {
+    let totals = tracker.totals().await.expect("totals");
+    let page = tracker
+        .swarms(
+            now,
+            &SwarmQuery {
+                offset: 0,
+                limit: usize::MAX,
+                filter: None,
+            },
+        )
+        .await
+        .expect("swarms");
+    let mut swarms = Vec::new();
+    for summary in page.swarms {
+        let detail = tracker
+            .swarm(now, &summary.swarm_id, 0, usize::MAX)
+            .await
+            .expect("swarm")
+            .expect("listed swarm exists");
+        let mut peers = detail.peers;
+        peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        swarms.push(SwarmView {
+            swarm_id: summary.swarm_id.clone(),
+            live: summary.live,
+            seeds: summary.seeds as usize,
+            live_seeds: summary.live_seeds as usize,
+            leeches: summary.leeches as usize,
+            peers,
+            chunk_availability: detail.chunk_availability,
+        });
+    }
+    swarms.sort_by(|a, b| a.swarm_id.cmp(&b.swarm_id));
+    let (requests_by_method, responses_by_status) = tracker.request_counts();
+    StateView {
+        sessions: totals.sessions as usize,
+        requests_by_method,
+        responses_by_status,
+        sessions_expired_total: totals.sessions_expired,
+        swarms,
+    }
 }
 
 impl Harness {
@@ -46,13 +130,16 @@ impl Harness {
     pub fn with_seed(config: Config, seed: u64) -> Self {
         Self {
             tracker: Tracker::with_seed(config, Arc::new(OpenAuthenticator), seed),
-            now: Instant::now(),
+            now: Timestamp::from_secs(1_700_000_000),
             next_tid: 1,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime"),
         }
     }
 
     pub fn advance(&mut self, seconds: u64) {
-        self.now += Duration::from_secs(seconds);
+        self.now = self.now.plus(Duration::from_secs(seconds));
     }
 
     pub fn tid(&mut self) -> TransactionId {
@@ -61,14 +148,31 @@ impl Harness {
     }
 
     pub fn send(&self, ctx: &RequestContext, request: &Request) -> Response {
-        self.tracker.handle(self.now, ctx, request)
+        self.runtime
+            .block_on(self.tracker.handle(self.now, ctx, request))
+    }
+
+    pub fn sweep(&self) -> SweepReport {
+        self.runtime
+            .block_on(self.tracker.sweep(self.now))
+            .expect("sweep")
+    }
+
+    pub fn session_state(&self, peer: &PeerId) -> Option<SessionState> {
+        self.runtime
+            .block_on(self.tracker.session_state(peer, self.now))
+            .expect("session state")
+    }
+
+    pub fn snapshot(&self) -> StateView {
+        self.runtime.block_on(state_of(&self.tracker, self.now))
     }
 }
 
 pub fn xml_ctx(observed: &str) -> RequestContext {
     RequestContext {
         observed: sock(observed),
-        dialect: Dialect::Xml,
+        format: Format::Xml,
         secure_channel: true,
     }
 }
@@ -76,7 +180,7 @@ pub fn xml_ctx(observed: &str) -> RequestContext {
 pub fn json_ctx(observed: &str) -> RequestContext {
     RequestContext {
         observed: sock(observed),
-        dialect: Dialect::Json,
+        format: Format::Json,
         secure_channel: true,
     }
 }

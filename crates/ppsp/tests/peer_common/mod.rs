@@ -135,6 +135,17 @@ impl Proc {
         self.wait_line("listening on http://", Duration::from_secs(30))
     }
 
+    /// The host:port of `play`'s `peer on http://HOST:PORT` line (its endpoint for other
+    /// peers; `listening on` is the player's).
+    pub(crate) fn wait_peer_on(&self) -> String {
+        self.wait_line("peer on http://", Duration::from_secs(30))
+    }
+
+    /// Standard-output lines printed so far and not yet consumed.
+    pub(crate) fn drain_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
     pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -316,6 +327,45 @@ pub(crate) fn http_json(addr: &str, path: &str) -> serde_json::Value {
     let response = http_get(addr, path, &[]);
     assert_eq!(response.status, 200, "GET {path}");
     serde_json::from_slice(&response.body).expect("JSON body")
+}
+
+/// Every member of `swarm` as the tracker's `/api/stats?swarm=` lists it (empty when the
+/// swarm does not exist).
+pub(crate) fn tracker_members(tracker_url: &str, swarm: &str) -> Vec<serde_json::Value> {
+    let response = http_get(
+        authority(tracker_url),
+        &format!("/api/stats?swarm={swarm}&limit=1000"),
+        &[],
+    );
+    if response.status != 200 {
+        return Vec::new();
+    }
+    let detail: serde_json::Value = serde_json::from_slice(&response.body).expect("JSON body");
+    detail["members"]["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Every member of every swarm the tracker lists, each with its `swarm_id` added.
+pub(crate) fn tracker_all_members(tracker_url: &str) -> Vec<serde_json::Value> {
+    let stats = http_json(authority(tracker_url), "/api/stats?limit=1000");
+    let swarms = stats["swarms"]["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    swarms
+        .iter()
+        .filter_map(|s| s["swarm_id"].as_str().map(str::to_owned))
+        .flat_map(|swarm| {
+            tracker_members(tracker_url, &swarm)
+                .into_iter()
+                .map(move |mut member| {
+                    member["swarm_id"] = serde_json::Value::from(swarm.clone());
+                    member
+                })
+        })
+        .collect()
 }
 
 /// The host:port of an `http://host:port` URL.

@@ -1,0 +1,1004 @@
+//! The load run: simulated peers driving a running tracker.
+//!
+//! Every simulated peer runs the life of a real one, back to back with no think time (a
+//! closed loop: the number of peers is the number of requests in flight, capped by
+//! `--connections`):
+//!
+//! * XML protocol: CONNECT (SASL `ANONYMOUS`), JOIN (every tenth peer as SEED, the rest as
+//!   LEECH), then FIND, STAT_REPORT (stream statistics and a chunk map) and KEEPALIVE in
+//!   turn until the run ends, then LEAVE and DISCONNECT. A 401 in the loop (session expired)
+//!   sends the peer back to CONNECT and JOIN.
+//! * JSON protocol (`--json`, RFC 7846): CONNECT with a JOIN swarm action, then FIND,
+//!   STAT_REPORT (stream statistics; RFC 7846 has no chunk maps) and STAT_REPORT without
+//!   statistics (its keep-alive) in turn, then CONNECT with a LEAVE swarm action, which ends
+//!   the registration (RFC 7846 has no DISCONNECT).
+//!
+//! With `--rate R` the loop is open instead: once every peer has set up, the loop requests
+//! are due at fixed times, `k / R` seconds after the start, handed out in turn to the
+//! peers; a peer waits for its request's time and sends it. Latency then runs from the time
+//! the request was due, not from when it could be sent, so time spent waiting for a peer
+//! still busy with its previous request or for a free connection counts (the correction
+//! for coordinated omission that wrk2 makes). The scheduled times rest on tokio's timer,
+//! whose resolution is one millisecond.
+//!
+//! An answer counts as an error when it is not HTTP 200, when its body does not decode, when
+//! it reports a failure, or when the exchange fails or takes longer than the request timeout.
+//! In the closed loop, latency is measured from sending the request (after a connection slot
+//! is free) to the last byte of the answer. It is kept in a log-linear histogram per method
+//! (about 0.4 % resolution), so memory stays fixed however long the run; the report gives
+//! p50, p90, p99, p99.9 and the maximum.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Uri;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use ppsp_proto::{
+    AddressType, AuthToken, ChunkMap, ChunkMapReport, ChunkSegments, Clip, Connect, Find, Join,
+    Leave, Limits, MediaType, NatHints, PeerAddress, PeerId, PeerMode, PeerNum, Request,
+    RequestBody, Response, SaslAuth, Segment, Stat, StatReport, Status, StreamStats, SwarmAction,
+    SwarmActionKind, SwarmId, TransactionId,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::Semaphore;
+
+use crate::LoadError;
+
+/// Options of the load run (`ppsp bench --tracker URL ...`).
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Tracker to drive, for example http://127.0.0.1:7070/ (the path is used as is).
+    #[arg(long, value_name = "URL")]
+    tracker: String,
+    /// Simulated peers, each with one request in flight at a time.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    peers: u32,
+    /// Swarms the peers spread over (peer i joins swarm i mod N).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    swarms: u32,
+    /// How long the request loop runs, in seconds (default 10 unless --requests is given).
+    #[arg(long, value_name = "SECS", conflicts_with = "requests")]
+    duration: Option<f64>,
+    /// Stop the loop after this many FIND/STAT_REPORT/KEEPALIVE requests instead of after a
+    /// time (set-up and tear-down requests come on top).
+    #[arg(long, value_name = "N")]
+    requests: Option<u64>,
+    /// Most requests in flight, and so most connections open, at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    connections: u32,
+    /// Speak the RFC 7846 JSON protocol instead of the XML one.
+    #[arg(long)]
+    json: bool,
+    /// Chunks covered by each peer's chunk map in STAT_REPORT (XML only).
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    chunk_map_bits: u64,
+    /// Give up on a request after this many seconds (counted as an error).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    timeout: f64,
+    /// Open loop: send the FIND/STAT_REPORT/KEEPALIVE loop at this many requests per second
+    /// in all, each at its scheduled time, once every peer has joined. Latency then counts
+    /// from the scheduled time, so a request that waited for a busy peer or connection
+    /// counts the wait. Needs enough peers to keep up: each has one request in flight.
+    #[arg(long, value_name = "REQ_PER_SEC")]
+    rate: Option<f64>,
+}
+
+/// Runs the load generator on a runtime of its own and returns its report: a summary line
+/// and a table with one row per method.
+///
+/// # Errors
+///
+/// [`LoadError`] when an option is out of range, the runtime cannot start, or no request
+/// got an answer (then with the report).
+pub fn run_load(args: &LoadArgs) -> Result<String, LoadError> {
+    let plan = Plan::from_args(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(LoadError::Runtime)?;
+    runtime.block_on(drive(Arc::new(plan)))
+}
+
+// --- plan ----------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dialect {
+    Xml,
+    Json,
+}
+
+/// When the request loop stops.
+#[derive(Debug)]
+enum Stop {
+    At(Duration),
+    AfterRequests(AtomicU64),
+}
+
+#[derive(Debug)]
+struct Plan {
+    uri: Uri,
+    dialect: Dialect,
+    peers: u32,
+    swarms: u32,
+    connections: u32,
+    stop: Stop,
+    chunk_map_bits: u64,
+    timeout: Duration,
+    /// Distinguishes this run's peer IDs from a previous run's still-live sessions.
+    run_tag: u32,
+    /// Requests per second of the open loop; a closed loop when absent.
+    rate: Option<f64>,
+}
+
+impl Plan {
+    fn from_args(args: &LoadArgs) -> Result<Self, LoadError> {
+        let uri = crate::tracker_uri(&args.tracker)?;
+        let stop = match (args.duration, args.requests) {
+            (_, Some(0)) => return Err(LoadError::NoRequests),
+            (_, Some(n)) => Stop::AfterRequests(AtomicU64::new(n)),
+            (Some(secs), None) => Stop::At(seconds(secs, "--duration")?),
+            (None, None) => Stop::At(Duration::from_secs(10)),
+        };
+        Ok(Self {
+            uri,
+            dialect: if args.json {
+                Dialect::Json
+            } else {
+                Dialect::Xml
+            },
+            peers: args.peers,
+            swarms: args.swarms,
+            connections: args.connections,
+            stop,
+            chunk_map_bits: args.chunk_map_bits,
+            timeout: seconds(args.timeout, "--timeout")?,
+            run_tag: StdRng::from_os_rng().random(),
+            rate: match args.rate {
+                Some(rate) if !(rate.is_finite() && rate > 0.0 && rate <= 10_000_000.0) => {
+                    return Err(LoadError::OutOfRange {
+                        option: "--rate",
+                        value: rate,
+                        min: 0.0,
+                        max: 10_000_000.0,
+                    });
+                }
+                rate => rate,
+            },
+        })
+    }
+}
+
+/// A duration option in seconds, above 0 and at most a day.
+pub(crate) fn seconds(value: f64, option: &'static str) -> Result<Duration, LoadError> {
+    if !(value.is_finite() && value > 0.0 && value <= 86_400.0) {
+        return Err(LoadError::OutOfRange {
+            option,
+            value,
+            min: 0.0,
+            max: 86_400.0,
+        });
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+// --- methods and their statistics ----------------------------------------------------------------
+
+/// The steps of a simulated peer's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Connect,
+    Join,
+    Find,
+    StatReport,
+    KeepAlive,
+    Leave,
+    Disconnect,
+}
+
+impl Op {
+    const ALL: [Self; 7] = [
+        Self::Connect,
+        Self::Join,
+        Self::Find,
+        Self::StatReport,
+        Self::KeepAlive,
+        Self::Leave,
+        Self::Disconnect,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// What the step is called on the wire of `dialect`.
+    fn label(self, dialect: Dialect) -> &'static str {
+        match (dialect, self) {
+            (_, Self::Find) => "FIND",
+            (_, Self::StatReport) => "STAT_REPORT",
+            (Dialect::Xml, Self::Connect) => "CONNECT",
+            (Dialect::Xml, Self::Join) => "JOIN",
+            (Dialect::Xml, Self::KeepAlive) => "KEEPALIVE",
+            (Dialect::Xml, Self::Leave) => "LEAVE",
+            (Dialect::Xml, Self::Disconnect) => "DISCONNECT",
+            (Dialect::Json, Self::Connect | Self::Join) => "CONNECT(JOIN)",
+            (Dialect::Json, Self::KeepAlive) => "STAT_REPORT(keep-alive)",
+            (Dialect::Json, Self::Leave | Self::Disconnect) => "CONNECT(LEAVE)",
+        }
+    }
+}
+
+/// Latency histogram in microseconds: exact below 512 µs, then 256 buckets per power of two
+/// (relative error under 0.4 %), values above about 18 minutes clamped. Shared by all peers
+/// through relaxed atomic counters.
+struct Histogram {
+    counts: Box<[AtomicU64]>,
+    max: AtomicU64,
+}
+
+const EXACT: u64 = 512;
+const SUB_BUCKETS: u64 = 256;
+const MAX_RECORDED_MICROS: u64 = (1 << 30) - 1;
+
+impl Histogram {
+    fn new() -> Self {
+        let buckets = bucket_of(MAX_RECORDED_MICROS) + 1;
+        Self {
+            counts: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
+            max: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, micros: u64) {
+        let micros = micros.min(MAX_RECORDED_MICROS);
+        if let Some(count) = self.counts.get(bucket_of(micros)) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        self.max.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The smallest recorded value such that at least `quantile` of the samples are at or
+    /// below it (reported as the top of its bucket, never above the maximum).
+    fn quantile(&self, quantile: f64) -> u64 {
+        let total = self.count();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((quantile * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (bucket, count) in self.counts.iter().enumerate() {
+            seen += count.load(Ordering::Relaxed);
+            if seen >= rank {
+                return bucket_top(bucket).min(self.max.load(Ordering::Relaxed));
+            }
+        }
+        self.max.load(Ordering::Relaxed)
+    }
+}
+
+fn bucket_of(micros: u64) -> usize {
+    if micros < EXACT {
+        return micros as usize;
+    }
+    // `shift` is how far `micros` must move right to land in [256, 512).
+    let shift = u64::from(63 - micros.leading_zeros()) - 8;
+    (EXACT + (shift - 1) * SUB_BUCKETS + ((micros >> shift) - SUB_BUCKETS)) as usize
+}
+
+fn bucket_top(bucket: usize) -> u64 {
+    let bucket = bucket as u64;
+    if bucket < EXACT {
+        return bucket;
+    }
+    let shift = (bucket - EXACT) / SUB_BUCKETS + 1;
+    let mantissa = (bucket - EXACT) % SUB_BUCKETS + SUB_BUCKETS;
+    ((mantissa + 1) << shift) - 1
+}
+
+/// Why an exchange counts as an error.
+#[derive(Debug)]
+enum Failure {
+    /// The tracker answered with this HTTP status.
+    Http(u16),
+    /// HTTP 200, but the body reports a failure (RFC 7846 trackers may answer errors with 200).
+    Refused(Status),
+    /// The body did not decode.
+    BadBody,
+    /// No answer: connection refused, reset, or the like.
+    Transport,
+    /// No answer within the request timeout.
+    Timeout,
+}
+
+impl Failure {
+    fn key(&self) -> String {
+        match self {
+            Self::Http(code) => format!("HTTP {code}"),
+            Self::Refused(status) => format!("refused: {status}"),
+            Self::BadBody => "undecodable answer".to_owned(),
+            Self::Transport => "transport error".to_owned(),
+            Self::Timeout => "timeout".to_owned(),
+        }
+    }
+}
+
+/// Everything measured during a run.
+struct Recorder {
+    latency: [Histogram; 7],
+    errors: [AtomicU64; 7],
+    /// Requests that got no answer at all (not in the latency histograms).
+    unanswered: [AtomicU64; 7],
+    kinds: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Recorder {
+    fn new() -> Self {
+        Self {
+            latency: std::array::from_fn(|_| Histogram::new()),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+            unanswered: std::array::from_fn(|_| AtomicU64::new(0)),
+            kinds: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn success(&self, op: Op, elapsed: Duration) {
+        if let Some(histogram) = self.latency.get(op.index()) {
+            histogram.record(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        }
+    }
+
+    fn failure(&self, op: Op, elapsed: Duration, failure: &Failure) {
+        // Failed exchanges count in the latency too, except those that never got an answer.
+        if matches!(failure, Failure::Transport | Failure::Timeout) {
+            if let Some(unanswered) = self.unanswered.get(op.index()) {
+                unanswered.fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            self.success(op, elapsed);
+        }
+        if let Some(errors) = self.errors.get(op.index()) {
+            errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut kinds) = self.kinds.lock() {
+            *kinds.entry(failure.key()).or_default() += 1;
+        }
+    }
+}
+
+// --- HTTP -------------------------------------------------------------------------------------
+
+struct Tracker {
+    http: Client<HttpConnector, Full<Bytes>>,
+    uri: Uri,
+    dialect: Dialect,
+    content_type: HeaderValue,
+    slots: Semaphore,
+    limits: Limits,
+    timeout: Duration,
+    recorder: Recorder,
+}
+
+impl Tracker {
+    fn new(plan: &Plan) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(plan.connections as usize)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let content_type = match plan.dialect {
+            Dialect::Xml => ppsp_proto::XML_MEDIA_TYPE,
+            Dialect::Json => ppsp_proto::JSON_MEDIA_TYPE,
+        };
+        Self {
+            http,
+            uri: plan.uri.clone(),
+            dialect: plan.dialect,
+            content_type: HeaderValue::from_static(content_type),
+            slots: Semaphore::new(plan.connections as usize),
+            limits: Limits::default(),
+            timeout: plan.timeout,
+            recorder: Recorder::new(),
+        }
+    }
+
+    /// Sends one request, records the outcome, and returns the decoded answer on success.
+    /// A request with a scheduled time waits for it, and its latency counts from it.
+    async fn exchange(
+        &self,
+        op: Op,
+        request: &Request,
+        scheduled: Option<Instant>,
+    ) -> Result<Response, Failure> {
+        let body = match self.dialect {
+            Dialect::Xml => ppsp_proto::xml::encode_request(request),
+            Dialect::Json => ppsp_proto::json::encode_request(request),
+        };
+        if let Some(at) = scheduled {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        // The semaphore is never closed, so acquiring only fails if it were.
+        let Ok(_slot) = self.slots.acquire().await else {
+            return Err(Failure::Transport);
+        };
+        let started = scheduled.unwrap_or_else(Instant::now);
+        let outcome = tokio::time::timeout(self.timeout, self.post(body)).await;
+        let elapsed = started.elapsed();
+        let result = match outcome {
+            Err(_) => Err(Failure::Timeout),
+            Ok(Err(failure)) => Err(failure),
+            Ok(Ok((200, bytes))) => self.read_answer(&bytes),
+            Ok(Ok((code, _))) => Err(Failure::Http(code)),
+        };
+        match &result {
+            Ok(_) => self.recorder.success(op, elapsed),
+            Err(failure) => self.recorder.failure(op, elapsed, failure),
+        }
+        result
+    }
+
+    async fn post(&self, body: String) -> Result<(u16, Bytes), Failure> {
+        let mut request = hyper::Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = hyper::Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        request
+            .headers_mut()
+            .insert(CONTENT_TYPE, self.content_type.clone());
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|_| Failure::Transport)?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| Failure::Transport)?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
+    fn read_answer(&self, bytes: &[u8]) -> Result<Response, Failure> {
+        let response = match self.dialect {
+            Dialect::Xml => ppsp_proto::xml::decode_response(bytes, &self.limits),
+            Dialect::Json => ppsp_proto::json::decode_response(bytes, &self.limits),
+        }
+        .map_err(|_| Failure::BadBody)?;
+        if response.status == Status::Ok {
+            Ok(response)
+        } else {
+            Err(Failure::Refused(response.status))
+        }
+    }
+}
+
+// --- simulated peers ----------------------------------------------------------------------------
+
+/// Failed CONNECT (and JOIN) attempts in a row after which a simulated peer stops.
+const MAX_SETUP_ATTEMPTS: u32 = 20;
+
+struct SimPeer {
+    peer_id: PeerId,
+    swarm_id: SwarmId,
+    mode: PeerMode,
+    token: Option<AuthToken>,
+    next_transaction: u64,
+    chunks: ChunkMap,
+    uploaded: u64,
+    downloaded: u64,
+    rng: StdRng,
+    port: u16,
+}
+
+impl SimPeer {
+    fn new(plan: &Plan, index: u32) -> Result<Self, LoadError> {
+        let mut rng = StdRng::seed_from_u64(u64::from(plan.run_tag) << 32 | u64::from(index));
+        let mode = if index % 10 == 0 {
+            PeerMode::Seed
+        } else {
+            PeerMode::Leech
+        };
+        let chunks = if mode.is_seed() {
+            ChunkMap::full(0, plan.chunk_map_bits)
+        } else {
+            let mut map = ChunkMap::new(0, plan.chunk_map_bits);
+            for chunk in 0..plan.chunk_map_bits {
+                if rng.random_bool(0.5) {
+                    map.insert(chunk);
+                }
+            }
+            map
+        };
+        Ok(Self {
+            peer_id: PeerId::new(format!("bench-{:08x}-{index}", plan.run_tag))
+                .map_err(LoadError::Identifier)?,
+            swarm_id: SwarmId::new(format!("bench-swarm-{}", index % plan.swarms))
+                .map_err(LoadError::Identifier)?,
+            mode,
+            token: None,
+            next_transaction: 1,
+            chunks,
+            uploaded: 0,
+            downloaded: 0,
+            rng,
+            port: 20_000 + (index % 40_000) as u16,
+        })
+    }
+
+    fn request(&mut self, body: RequestBody) -> Request {
+        let transaction_id = TransactionId::numeric(self.next_transaction);
+        self.next_transaction += 1;
+        Request {
+            peer_id: self.peer_id.clone(),
+            auth_token: self.token.clone(),
+            transaction_id,
+            body,
+        }
+    }
+
+    fn swarm_action(&self, action: SwarmActionKind) -> SwarmAction {
+        SwarmAction {
+            swarm_id: self.swarm_id.clone(),
+            action,
+            mode: self.mode,
+        }
+    }
+
+    /// Sends one step of the peer's life; keeps a rotated token.
+    async fn step(
+        &mut self,
+        tracker: &Tracker,
+        op: Op,
+        scheduled: Option<Instant>,
+    ) -> Result<Response, Failure> {
+        let request = self.build(tracker.dialect, op);
+        let response = tracker.exchange(op, &request, scheduled).await?;
+        if let Some(token) = &response.auth_token {
+            self.token = Some(token.clone());
+        }
+        Ok(response)
+    }
+
+    fn build(&mut self, dialect: Dialect, op: Op) -> Request {
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let body = match (dialect, op) {
+            (Dialect::Xml, Op::Connect) => RequestBody::Connect(Connect {
+                auth: Some(SaslAuth {
+                    mechanism: "ANONYMOUS".to_owned(),
+                    credentials: None,
+                }),
+                addresses: vec![
+                    PeerAddress::new(loopback, self.port)
+                        .with_kind(AddressType::Host)
+                        .with_priority(1),
+                ],
+                peer_num: None,
+                swarm_actions: Vec::new(),
+            }),
+            (Dialect::Xml, Op::Join) => RequestBody::Join(Join {
+                swarm_id: self.swarm_id.clone(),
+                mode: self.mode,
+                hints: NatHints::default(),
+                peer_num: Some(20),
+                clip: None,
+                expire_time: 0,
+            }),
+            // RFC 7846 joins inside CONNECT.
+            (Dialect::Json, Op::Connect | Op::Join) => RequestBody::Connect(Connect {
+                auth: None,
+                addresses: vec![
+                    PeerAddress::new(loopback, self.port)
+                        .with_kind(AddressType::Host)
+                        .with_priority(1),
+                ],
+                peer_num: Some(PeerNum::count(20)),
+                swarm_actions: vec![self.swarm_action(SwarmActionKind::Join)],
+            }),
+            (_, Op::Find) => RequestBody::Find(Find {
+                swarm_id: self.swarm_id.clone(),
+                peer_num: Some(PeerNum::count(20)),
+                hints: NatHints::default(),
+                clip: None,
+            }),
+            (_, Op::StatReport) => RequestBody::StatReport(self.stat_report(dialect)),
+            (Dialect::Xml, Op::KeepAlive) => RequestBody::KeepAlive,
+            (Dialect::Json, Op::KeepAlive) => RequestBody::StatReport(StatReport::default()),
+            (Dialect::Xml, Op::Leave) => RequestBody::Leave(Leave {
+                swarm_id: self.swarm_id.clone(),
+            }),
+            (Dialect::Xml, Op::Disconnect) => RequestBody::Disconnect,
+            // Leaving the only swarm ends an RFC 7846 registration.
+            (Dialect::Json, Op::Leave | Op::Disconnect) => RequestBody::Connect(Connect {
+                auth: None,
+                addresses: Vec::new(),
+                peer_num: None,
+                swarm_actions: vec![self.swarm_action(SwarmActionKind::Leave)],
+            }),
+        };
+        self.request(body)
+    }
+
+    fn stat_report(&mut self, dialect: Dialect) -> StatReport {
+        // A leech fetches a few chunks between reports; everyone uploads some.
+        if !self.mode.is_seed() {
+            for _ in 0..4 {
+                let chunk = self.rng.random_range(0..self.chunks.len());
+                if self.chunks.insert(chunk) {
+                    self.downloaded += 16_384;
+                }
+            }
+        }
+        self.uploaded += self.rng.random_range(0..65_536);
+        let mut stats = vec![Stat::StreamStats(StreamStats {
+            swarm_id: Some(self.swarm_id.clone()),
+            uploaded_bytes: Some(self.uploaded),
+            downloaded_bytes: Some(self.downloaded),
+            available_bandwidth: Some(10_000_000),
+            concurrent_links: None,
+        })];
+        if dialect == Dialect::Xml {
+            stats.push(Stat::ChunkMap(ChunkMapReport {
+                swarm_id: self.swarm_id.clone(),
+                clips: vec![Clip {
+                    name: "bench".to_owned(),
+                    kind: None,
+                    chunk_segment_index: None,
+                    segments: Some(ChunkSegments {
+                        media: MediaType::Video,
+                        segments: vec![Segment::with_map(self.chunks.clone())],
+                    }),
+                }],
+            }));
+        }
+        StatReport { stats }
+    }
+
+    /// CONNECT and JOIN (one CONNECT in JSON), retried until they work or the run ends.
+    /// Gives up after [`MAX_SETUP_ATTEMPTS`] failures in a row, so that a run bounded by
+    /// a request count still ends when the tracker refuses every session.
+    async fn enter(&mut self, tracker: &Tracker, plan: &Plan, clock: &Clock) -> bool {
+        for _ in 0..MAX_SETUP_ATTEMPTS {
+            if clock.finished(plan) {
+                return false;
+            }
+            self.token = None;
+            let joined = match tracker.dialect {
+                Dialect::Xml => {
+                    self.step(tracker, Op::Connect, None).await.is_ok()
+                        && self.step(tracker, Op::Join, None).await.is_ok()
+                }
+                Dialect::Json => self.step(tracker, Op::Connect, None).await.is_ok(),
+            };
+            if joined {
+                return true;
+            }
+            // Do not spin against a tracker that refuses everything.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    async fn live(mut self, tracker: Arc<Tracker>, plan: Arc<Plan>, clock: Arc<Clock>) {
+        let entered = self.enter(&tracker, &plan, &clock).await;
+        if let Some(schedule) = &clock.schedule {
+            // The open loop's schedule starts once every peer has set up.
+            schedule.everyone_joined.wait().await;
+        }
+        if !entered {
+            return;
+        }
+        let rotation = [Op::Find, Op::StatReport, Op::KeepAlive];
+        let mut turn = self.rng.random_range(0..rotation.len());
+        while let Some(ticket) = clock.take_ticket(&plan) {
+            let op = rotation[turn % rotation.len()];
+            turn += 1;
+            if let Err(Failure::Http(401) | Failure::Refused(Status::AuthenticationRequired)) =
+                self.step(&tracker, op, ticket).await
+            {
+                // The session is gone (expired or replaced): start over.
+                if !self.enter(&tracker, &plan, &clock).await {
+                    return;
+                }
+            }
+        }
+        let _ = self.step(&tracker, Op::Leave, None).await;
+        if tracker.dialect == Dialect::Xml {
+            let _ = self.step(&tracker, Op::Disconnect, None).await;
+        }
+    }
+}
+
+/// The run's clock and request budget.
+struct Clock {
+    started: Instant,
+    /// The open loop's schedule; `None` for a closed loop.
+    schedule: Option<Schedule>,
+}
+
+/// Send times of an open loop: request `k` is due `k / rate` seconds after the origin.
+struct Schedule {
+    rate: f64,
+    /// Set by the first peer past the barrier.
+    origin: OnceLock<Instant>,
+    /// Requests handed out so far.
+    scheduled: AtomicU64,
+    everyone_joined: tokio::sync::Barrier,
+}
+
+impl Clock {
+    fn new(plan: &Plan) -> Self {
+        Self {
+            started: Instant::now(),
+            schedule: plan.rate.map(|rate| Schedule {
+                rate,
+                origin: OnceLock::new(),
+                scheduled: AtomicU64::new(0),
+                everyone_joined: tokio::sync::Barrier::new(plan.peers as usize),
+            }),
+        }
+    }
+
+    /// When the loop's time started: at once for a closed loop, once every peer has set
+    /// up for an open one.
+    fn loop_origin(&self) -> Option<Instant> {
+        match &self.schedule {
+            None => Some(self.started),
+            Some(schedule) => schedule.origin.get().copied(),
+        }
+    }
+
+    fn finished(&self, plan: &Plan) -> bool {
+        match &plan.stop {
+            Stop::At(duration) => self
+                .loop_origin()
+                .is_some_and(|origin| origin.elapsed() >= *duration),
+            Stop::AfterRequests(left) => left.load(Ordering::Relaxed) == 0,
+        }
+    }
+
+    /// Whether the loop may send one more request (`None`: the run is over), and in an
+    /// open loop the time it is due.
+    fn take_ticket(&self, plan: &Plan) -> Option<Option<Instant>> {
+        let due = match &self.schedule {
+            None => None,
+            Some(schedule) => {
+                let origin = *schedule.origin.get_or_init(Instant::now);
+                let index = schedule.scheduled.fetch_add(1, Ordering::Relaxed);
+                let offset = Duration::from_secs_f64(index as f64 / schedule.rate);
+                if let Stop::At(duration) = &plan.stop {
+                    if offset >= *duration {
+                        return None;
+                    }
+                }
+                Some(origin + offset)
+            }
+        };
+        let more = match &plan.stop {
+            Stop::At(duration) => due.is_some() || self.started.elapsed() < *duration,
+            Stop::AfterRequests(left) => left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok(),
+        };
+        more.then_some(due)
+    }
+}
+
+// --- driver and report --------------------------------------------------------------------------
+
+async fn drive(plan: Arc<Plan>) -> Result<String, LoadError> {
+    let tracker = Arc::new(Tracker::new(&plan));
+    let peers = (0..plan.peers)
+        .map(|i| SimPeer::new(&plan, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let clock = Arc::new(Clock::new(&plan));
+    let mut tasks = tokio::task::JoinSet::new();
+    for peer in peers {
+        tasks.spawn(peer.live(Arc::clone(&tracker), Arc::clone(&plan), Arc::clone(&clock)));
+    }
+    // Every request is bounded by the timeout, so this only guards against a stuck runtime.
+    let limit = match plan.stop {
+        Stop::At(duration) => {
+            // An open loop first waits for every peer's set-up, which retries on failure.
+            let setup = if plan.rate.is_some() {
+                plan.timeout * 2 * MAX_SETUP_ATTEMPTS
+            } else {
+                Duration::ZERO
+            };
+            duration + setup + plan.timeout * 4 + Duration::from_secs(10)
+        }
+        Stop::AfterRequests(_) => Duration::from_secs(86_400),
+    };
+    let finished =
+        tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        tasks.abort_all();
+    }
+    let elapsed = clock.loop_origin().unwrap_or(clock.started).elapsed();
+    let report = render(&plan, &tracker.recorder, elapsed);
+    let answered: u64 = tracker.recorder.latency.iter().map(Histogram::count).sum();
+    if answered == 0 {
+        return Err(LoadError::NothingAnswered { report });
+    }
+    Ok(report)
+}
+
+fn render(plan: &Plan, recorder: &Recorder, elapsed: Duration) -> String {
+    let mut out = String::new();
+    let protocol = match plan.dialect {
+        Dialect::Xml => "XML (draft-gu-ppsp-tracker-protocol-06)",
+        Dialect::Json => "JSON (RFC 7846)",
+    };
+    let pacing = match plan.rate {
+        None => "closed loop".to_owned(),
+        Some(rate) => format!("open loop at {rate} req/s"),
+    };
+    let _ = writeln!(
+        out,
+        "ppsp bench: {} peers, {} swarms, {} connections, {protocol}, {pacing}, target {}",
+        plan.peers, plan.swarms, plan.connections, plan.uri
+    );
+    let mut total = 0u64;
+    let mut total_errors = 0u64;
+    let mut rows = String::new();
+    let _ = writeln!(
+        rows,
+        "{:<24} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "method", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    for op in Op::ALL {
+        let histogram = &recorder.latency[op.index()];
+        let errors = recorder.errors[op.index()].load(Ordering::Relaxed);
+        let requests = histogram.count() + recorder.unanswered[op.index()].load(Ordering::Relaxed);
+        if requests == 0 {
+            continue;
+        }
+        total += requests;
+        total_errors += errors;
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        let _ = writeln!(
+            rows,
+            "{:<24} {:>9} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            op.label(plan.dialect),
+            requests,
+            errors,
+            ms(histogram.quantile(0.50)),
+            ms(histogram.quantile(0.90)),
+            ms(histogram.quantile(0.99)),
+            ms(histogram.quantile(0.999)),
+            ms(histogram.max.load(Ordering::Relaxed)),
+        );
+    }
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    let _ = writeln!(
+        out,
+        "requests {total}  errors {total_errors}  elapsed {seconds:.2} s  throughput {:.1} req/s",
+        total as f64 / seconds
+    );
+    out.push_str(&rows);
+    if let Ok(kinds) = recorder.kinds.lock() {
+        for (kind, count) in kinds.iter() {
+            let _ = writeln!(out, "error {kind}: {count}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_tight() {
+        let mut last = 0;
+        for micros in (0..5_000u64).chain((5_000..MAX_RECORDED_MICROS).step_by(9_973)) {
+            let bucket = bucket_of(micros);
+            assert!(bucket >= last, "bucket order at {micros}");
+            last = bucket;
+            let top = bucket_top(bucket);
+            assert!(top >= micros, "top {top} below {micros}");
+            // Relative error bound of the log-linear layout.
+            assert!(
+                (top - micros) as f64 <= micros as f64 / 256.0 + 1.0,
+                "{micros} -> {top}"
+            );
+        }
+        assert!(bucket_of(MAX_RECORDED_MICROS) < Histogram::new().counts.len());
+    }
+
+    #[test]
+    fn quantiles_of_a_known_distribution() {
+        let histogram = Histogram::new();
+        for micros in 1..=10_000 {
+            histogram.record(micros);
+        }
+        assert_eq!(histogram.count(), 10_000);
+        let close = |got: u64, want: u64| (got as f64 - want as f64).abs() <= want as f64 * 0.005;
+        assert!(
+            close(histogram.quantile(0.5), 5_000),
+            "{}",
+            histogram.quantile(0.5)
+        );
+        assert!(
+            close(histogram.quantile(0.9), 9_000),
+            "{}",
+            histogram.quantile(0.9)
+        );
+        assert!(
+            close(histogram.quantile(0.99), 9_900),
+            "{}",
+            histogram.quantile(0.99)
+        );
+        assert_eq!(histogram.quantile(1.0), 10_000);
+        assert_eq!(Histogram::new().quantile(0.5), 0);
+    }
+
+    #[test]
+    fn every_step_encodes_in_both_dialects() {
+        let plan = Plan::from_args(&LoadArgs {
+            tracker: "http://127.0.0.1:1/".to_owned(),
+            peers: 2,
+            swarms: 1,
+            duration: None,
+            requests: Some(1),
+            connections: 1,
+            json: false,
+            chunk_map_bits: 100,
+            timeout: 1.0,
+            rate: None,
+        })
+        .expect("valid plan");
+        let limits = Limits::default();
+        for index in 0..2 {
+            let mut peer = SimPeer::new(&plan, index).expect("peer");
+            peer.token = Some(AuthToken::new("token").expect("token"));
+            for op in Op::ALL {
+                let request = peer.build(Dialect::Xml, op);
+                let xml = ppsp_proto::xml::encode_request(&request);
+                assert!(
+                    ppsp_proto::xml::decode_request(xml.as_bytes(), &limits).is_ok(),
+                    "{xml}"
+                );
+                let request = peer.build(Dialect::Json, op);
+                let json = ppsp_proto::json::encode_request(&request);
+                assert!(
+                    ppsp_proto::json::decode_request(json.as_bytes(), &limits).is_ok(),
+                    "{json}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_targets_are_refused() {
+        let args = |tracker: &str| LoadArgs {
+            tracker: tracker.to_owned(),
+            peers: 1,
+            swarms: 1,
+            duration: Some(1.0),
+            requests: None,
+            connections: 1,
+            json: false,
+            chunk_map_bits: 8,
+            timeout: 1.0,
+            rate: None,
+        };
+        assert!(Plan::from_args(&args("https://127.0.0.1:1/")).is_err());
+        assert!(Plan::from_args(&args("127.0.0.1:7070")).is_err());
+        assert!(Plan::from_args(&args("http://127.0.0.1:7070/")).is_ok());
+    }
+}

@@ -1,0 +1,248 @@
+//! The retransmission cache: one byte budget for the whole tracker.
+//!
+//! A peer that does not get an answer sends the same request again with the same
+//! TransactionID; it must get the same answer, and the request must not act twice. The
+//! cache keys an answer by PeerID, source IP and TransactionID, so an answer is only ever
+//! replayed to the address whose request caused it (a CONNECT answer carries a live
+//! AuthToken). A different request under a cached key is a reused TransactionID. Entries
+//! leave after the TTL or, oldest first, when the budget is full.
+//!
+//! Answers are kept encoded in their wire format: a peer list takes a fifth of the memory
+//! it takes as values, so the same budget holds five times the answers. A replay decodes
+//! the answer again (the codecs round-trip every response exactly).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use ppsp_proto::{Format, Limits, Request, Response};
+
+use crate::Timestamp;
+
+const SHARDS: usize = 16;
+
+/// What the cache says about a request.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// Same TransactionID, same request: answer with this.
+    Hit(Response),
+    /// Same TransactionID, different request.
+    Conflict,
+    /// Not seen.
+    Miss,
+}
+
+struct Entry {
+    fingerprint: u64,
+    at: Timestamp,
+    format: Format,
+    body: Box<[u8]>,
+}
+
+/// Bookkeeping charged per entry on top of its encoded answer: the map slot, the queue
+/// slot and the allocation.
+const ENTRY_OVERHEAD: usize = 96;
+
+impl Entry {
+    fn size(&self) -> usize {
+        ENTRY_OVERHEAD + self.body.len()
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<u64, Entry>,
+    order: VecDeque<(u64, Timestamp)>,
+    bytes: usize,
+}
+
+impl Shard {
+    fn evict_front(&mut self) {
+        if let Some((key, at)) = self.order.pop_front()
+            && self.entries.get(&key).is_some_and(|e| e.at == at)
+            && let Some(entry) = self.entries.remove(&key)
+        {
+            self.bytes -= entry.size();
+        }
+    }
+}
+
+/// See the module documentation.
+pub(crate) struct ReplayCache {
+    /// Limits for decoding cached answers; the tracker's own output always fits the defaults.
+    limits: Limits,
+    shards: Box<[Mutex<Shard>]>,
+    budget_per_shard: usize,
+    ttl: Duration,
+    keys: RandomState,
+    fingerprints: RandomState,
+}
+
+impl ReplayCache {
+    pub(crate) fn new(budget_bytes: usize, ttl: Duration) -> Self {
+        Self {
+            limits: Limits::default(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            budget_per_shard: budget_bytes / SHARDS,
+            ttl,
+            keys: RandomState::new(),
+            fingerprints: RandomState::new(),
+        }
+    }
+
+    fn key(&self, request: &Request, source: IpAddr) -> u64 {
+        let mut hasher = self.keys.build_hasher();
+        request.peer_id.hash(&mut hasher);
+        source.hash(&mut hasher);
+        request.transaction_id.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn fingerprint(&self, request: &Request) -> u64 {
+        self.fingerprints.hash_one(request)
+    }
+
+    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Shard> {
+        let index = (key as usize) % SHARDS;
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fresh(&self, at: Timestamp, now: Timestamp) -> bool {
+        now < at.plus(self.ttl)
+    }
+
+    pub(crate) fn lookup(&self, request: &Request, source: IpAddr, now: Timestamp) -> Replay {
+        let key = self.key(request, source);
+        let shard = self.shard(key);
+        match shard.entries.get(&key) {
+            Some(entry) if self.fresh(entry.at, now) => {
+                if entry.fingerprint != self.fingerprint(request) {
+                    return Replay::Conflict;
+                }
+                match entry.format.decode_response(&entry.body, &self.limits) {
+                    Ok(response) => Replay::Hit(response),
+                    // Never expected: the entry is the tracker's own encoding. Acting on the
+                    // request again is the safe fallback.
+                    Err(_) => Replay::Miss,
+                }
+            }
+            _ => Replay::Miss,
+        }
+    }
+
+    pub(crate) fn remember(
+        &self,
+        request: &Request,
+        source: IpAddr,
+        format: Format,
+        now: Timestamp,
+        response: &Response,
+    ) {
+        let entry = Entry {
+            fingerprint: self.fingerprint(request),
+            at: now,
+            format,
+            body: format
+                .encode_response(response)
+                .into_bytes()
+                .into_boxed_slice(),
+        };
+        let size = entry.size();
+        if size > self.budget_per_shard {
+            return;
+        }
+        let key = self.key(request, source);
+        let mut shard = self.shard(key);
+        while shard
+            .order
+            .front()
+            .is_some_and(|(_, at)| !self.fresh(*at, now))
+        {
+            shard.evict_front();
+        }
+        if let Some(old) = shard.entries.remove(&key) {
+            shard.bytes -= old.size();
+        }
+        while shard.bytes + size > self.budget_per_shard && !shard.order.is_empty() {
+            shard.evict_front();
+        }
+        shard.bytes += size;
+        shard.order.push_back((key, now));
+        shard.entries.insert(key, entry);
+    }
+
+    /// Bytes held, for metrics.
+    pub(crate) fn bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).bytes)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ppsp_proto::{PeerId, RequestBody, Status, TransactionId};
+
+    use super::*;
+
+    fn request(tid: u64, body: RequestBody) -> Request {
+        Request {
+            peer_id: PeerId::new("p").expect("id"),
+            auth_token: None,
+            transaction_id: TransactionId::numeric(tid),
+            body,
+        }
+    }
+
+    #[test]
+    fn replays_only_to_the_same_source_and_detects_reuse() {
+        let cache = ReplayCache::new(1 << 20, Duration::from_secs(60));
+        let now = Timestamp::from_secs(100);
+        let a: IpAddr = "127.0.0.1".parse().expect("ip");
+        let b: IpAddr = "127.0.0.2".parse().expect("ip");
+        let keepalive = request(1, RequestBody::KeepAlive);
+        let answer = Response::status(Status::Ok, Some(TransactionId::numeric(1)));
+        cache.remember(&keepalive, a, Format::Xml, now, &answer);
+        assert_eq!(cache.lookup(&keepalive, a, now), Replay::Hit(answer));
+        assert_eq!(cache.lookup(&keepalive, b, now), Replay::Miss);
+        assert_eq!(
+            cache.lookup(&request(1, RequestBody::Disconnect), a, now),
+            Replay::Conflict
+        );
+        assert_eq!(
+            cache.lookup(&keepalive, a, now.plus(Duration::from_secs(60))),
+            Replay::Miss
+        );
+    }
+
+    #[test]
+    fn the_budget_holds() {
+        let cache = ReplayCache::new(64 << 10, Duration::from_secs(60));
+        let now = Timestamp::from_secs(100);
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        for tid in 0..10_000 {
+            let answer = Response::status(Status::Ok, Some(TransactionId::numeric(tid)));
+            cache.remember(
+                &request(tid, RequestBody::KeepAlive),
+                ip,
+                Format::Json,
+                now,
+                &answer,
+            );
+        }
+        assert!(cache.bytes() <= 64 << 10);
+        assert!(cache.bytes() > 32 << 10);
+        // The newest are kept, the oldest went.
+        let last = request(9_999, RequestBody::KeepAlive);
+        assert!(matches!(cache.lookup(&last, ip, now), Replay::Hit(_)));
+        assert_eq!(
+            cache.lookup(&request(0, RequestBody::KeepAlive), ip, now),
+            Replay::Miss
+        );
+    }
+}
