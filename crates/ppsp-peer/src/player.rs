@@ -51,6 +51,12 @@ const HLS_PLAYLIST_WINDOW: usize = 6;
 const HLS_PLAYLIST_WAIT: Duration = Duration::from_secs(4);
 /// Longest wait of a segment request for one of its chunks.
 const HLS_SEGMENT_WAIT: Duration = Duration::from_secs(10);
+/// A VoD answer spanning fewer chunks than this waits until all of them are verified
+/// before its status line is sent, so a player's segment request gets the whole segment or
+/// a `503` to retry, never a response that stalls or breaks off midway.
+const WHOLE_ANSWER_CHUNKS: u64 = 32;
+/// Longest wait for the chunks of such an answer.
+const WHOLE_ANSWER_WAIT: Duration = Duration::from_secs(10);
 /// Media type of an MPEG transport stream.
 const TS_MEDIA_TYPE: &str = "video/mp2t";
 /// Pieces buffered between the chunk reader and the socket.
@@ -209,8 +215,9 @@ const PREFLIGHT_MAX_AGE: &str = "600";
 /// Response headers a cross-origin script may read besides the CORS-safelisted ones.
 const EXPOSED_HEADERS: &str = "Content-Length, Content-Range, Accept-Ranges";
 
-/// Answers a request for the player endpoint: `GET` and `HEAD` of the content, `OPTIONS` (CORS preflight), with the CORS headers
-/// the swarm's [`CorsPolicy`] calls for; other methods get `405`.
+/// Answers a request for the player endpoint: `GET` and `HEAD` of the content, `OPTIONS`
+/// (CORS preflight), with the CORS headers the swarm's [`CorsPolicy`] calls for; other
+/// methods get `405`.
 pub(crate) async fn handle<B>(swarm: &Arc<Swarm>, req: &Request<B>) -> Response<OutBody> {
     let policy = &swarm.options().cors;
     let allowed = policy.allow(req.headers().get(ORIGIN));
@@ -315,7 +322,7 @@ async fn respond(
             return directory_index(&manifest, head);
         }
         return match manifest.file(relative) {
-            Some(file) => respond_file(swarm, file, file.media_type(), range, head),
+            Some(file) => respond_file(swarm, file, file.media_type(), range, head).await,
             None => simple(StatusCode::NOT_FOUND, "no such file\n"),
         };
     }
@@ -323,7 +330,7 @@ async fn respond(
         return simple(StatusCode::NOT_FOUND, "not found\n");
     }
     match manifest.files().first() {
-        Some(file) => respond_file(swarm, file, swarm.content_type(), range, head),
+        Some(file) => respond_file(swarm, file, swarm.content_type(), range, head).await,
         None => simple(StatusCode::NOT_FOUND, "no content\n"),
     }
 }
@@ -387,8 +394,10 @@ fn directory_index(manifest: &Manifest, head: bool) -> Response<OutBody> {
     response
 }
 
-/// Answers a player request for one file of a VoD swarm, served as `content_type`.
-fn respond_file(
+/// Answers a player request for one file of a VoD swarm, served as `content_type`. An
+/// answer of at most [`WHOLE_ANSWER_CHUNKS`] chunks (a media segment, a playlist, an
+/// initialization section) starts only once all of it is verified.
+async fn respond_file(
     swarm: &Arc<Swarm>,
     file: &FileSpan,
     content_type: &'static str,
@@ -408,6 +417,18 @@ fn respond_file(
         }
     };
     let length = end.map_or(0, |e| e - start + 1);
+    if let Some(end) = end
+        && !head
+    {
+        let (first, last) = (file.chunk_at(start), file.chunk_at(end));
+        if last - first < WHOLE_ANSWER_CHUNKS && !chunks_arrive(swarm, first, last).await {
+            let mut response = simple(StatusCode::SERVICE_UNAVAILABLE, "not here yet\n");
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
+    }
     let body = match end {
         Some(end) if !head => {
             let (tx, rx) = mpsc::channel(PIPE_DEPTH);
@@ -430,6 +451,24 @@ fn respond_file(
         headers.insert(CONTENT_RANGE, v);
     }
     response
+}
+
+/// Waits (up to [`WHOLE_ANSWER_WAIT`]) until chunks `first..=last` are all verified, each
+/// missing one becoming the playback position in turn, so the downloader fetches it and
+/// the rest of the span before anything else. False when the wait ran out.
+async fn chunks_arrive(swarm: &Swarm, first: u64, last: u64) -> bool {
+    let store = swarm.store();
+    let deadline = tokio::time::Instant::now() + WHOLE_ANSWER_WAIT;
+    for chunk in first..=last {
+        if store.has(chunk) {
+            continue;
+        }
+        swarm.set_position(chunk);
+        if !store.wait_for(chunk, deadline).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// Sends bytes `start..=end` of `file`, chunk by chunk, waiting for chunks still on their

@@ -184,3 +184,154 @@ pub(crate) fn live_hls(tag: &str, encoder: impl FnOnce(&Path) -> Tool, lead: Dur
         dir,
     }
 }
+
+/// The kinds of VoD package ffmpeg makes for the tests.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Package {
+    /// HLS with MPEG-TS segments: a master playlist over two variants.
+    HlsTs,
+    /// HLS with fragmented-MP4 segments and their initialization section.
+    HlsFmp4,
+    /// DASH: an MPD, initialization and media segments.
+    Dash,
+}
+
+impl Package {
+    /// The file a player opens.
+    pub(crate) fn entry(self) -> &'static str {
+        match self {
+            Self::HlsTs => "master.m3u8",
+            Self::HlsFmp4 => "index.m3u8",
+            Self::Dash => "manifest.mpd",
+        }
+    }
+}
+
+/// Seconds of video in a test package (25 fps, one keyframe a second, 1 s segments).
+pub(crate) const PACKAGE_SECONDS: u32 = 8;
+
+/// Encodes a VoD package of `kind` into the new directory `dir` with ffmpeg (a lavfi test
+/// pattern) and returns `dir`.
+pub(crate) fn vod_package(dir: &Path, kind: Package) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("package dir");
+    let source = format!("testsrc=size=320x240:rate=25:duration={PACKAGE_SECONDS}");
+    let mut args: Vec<String> = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        &source,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let encode = [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+    ];
+    let rest: Vec<&str> = match kind {
+        Package::HlsTs => vec![
+            "-filter_complex",
+            "[0:v]split=2[a][b];[b]scale=160:120[small]",
+            "-map",
+            "[a]",
+            "-map",
+            "[small]",
+        ]
+        .into_iter()
+        .chain(encode)
+        // The master playlist lists variants by their bandwidth.
+        .chain(["-b:v:0", "400k", "-b:v:1", "150k"])
+        .chain([
+            "-f",
+            "hls",
+            "-hls_time",
+            "1",
+            "-hls_playlist_type",
+            "vod",
+            "-hls_flags",
+            "independent_segments",
+            "-hls_segment_filename",
+            "v%v/seg%03d.ts",
+            "-master_pl_name",
+            "master.m3u8",
+            "-var_stream_map",
+            "v:0 v:1",
+            "v%v/index.m3u8",
+        ])
+        .collect(),
+        Package::HlsFmp4 => encode
+            .into_iter()
+            .chain([
+                "-f",
+                "hls",
+                "-hls_time",
+                "1",
+                "-hls_playlist_type",
+                "vod",
+                "-hls_segment_type",
+                "fmp4",
+                "-hls_segment_filename",
+                "seg%03d.m4s",
+                "index.m3u8",
+            ])
+            .collect(),
+        Package::Dash => encode
+            .into_iter()
+            .chain(["-f", "dash", "-seg_duration", "1", "manifest.mpd"])
+            .collect(),
+    };
+    args.extend(rest.into_iter().map(str::to_owned));
+    let output = Command::new("ffmpeg")
+        .args(&args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffmpeg (scripts/test.sh installs it)");
+    assert!(
+        output.status.success(),
+        "ffmpeg {kind:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dir.to_path_buf()
+}
+
+/// What ffmpeg decoded of an input: one line per video frame (timestamps, size, MD5), and
+/// its errors.
+pub(crate) struct Decoded {
+    pub(crate) frames: Vec<String>,
+    pub(crate) errors: String,
+}
+
+/// Decodes the first video stream of `input` (a URL or a file) with ffmpeg, from `seek`
+/// seconds on when given, into per-frame checksums.
+pub(crate) fn decode(input: &str, seek: Option<u32>) -> Decoded {
+    let mut command = Command::new("ffmpeg");
+    command.args(["-hide_banner", "-nostdin", "-v", "error"]);
+    if let Some(seconds) = seek {
+        command.args(["-ss", &seconds.to_string()]);
+    }
+    let output = command
+        .args(["-i", input, "-map", "0:v:0", "-f", "framemd5", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffmpeg (scripts/test.sh installs it)");
+    let errors = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "ffmpeg failed on {input}: {errors}"
+    );
+    let frames = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.trim().to_owned())
+        .collect();
+    Decoded { frames, errors }
+}
