@@ -1,6 +1,7 @@
-//! A browser plays a live HLS stream from `play`: Debian's headless Chromium opens a page
-//! served from another origin (so CORS is exercised), which plays the viewer's master
-//! playlist with hls.js from the npm registry and reports back what its `<video>` does.
+//! A browser plays a live HLS stream and a VoD HLS package from `play`: Debian's headless
+//! Chromium opens a page served from another origin (so CORS is exercised), which plays the
+//! viewer's master playlist with hls.js from the npm registry and reports back what its
+//! `<video>` does.
 //!
 //! hls.js is taken from `PPSP_TEST_HLS_JS` (the path of `hls.min.js`, which
 //! `scripts/test.sh` installs into a temporary folder) or installed with npm into this
@@ -16,8 +17,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use peer_common::TempDir;
-use stream_common::{Tool, hls_encoder, live_hls};
+use peer_common::{Proc, TempDir};
+use stream_common::{Package, Tool, hls_encoder, live_hls, serve, vod_package};
 
 /// The page: plays `SRC` with hls.js and POSTs every error event and, twice a second, the
 /// playback position and hls.js's latency estimate.
@@ -137,25 +138,28 @@ fn chromium(profile: &Path, url: &str) -> Tool {
     Tool(child)
 }
 
-#[test]
-fn hls_js_in_chromium_plays_a_live_stream_from_play() {
-    let scratch = TempDir::new("browser");
-    let script = std::fs::read(hls_js(&scratch)).expect("hls.min.js");
-    let live = live_hls("browser-hls", hls_encoder, Duration::from_secs(2));
-    let (addr, viewer) = (&live.addr, &live.viewer);
+/// What a page reported while its video played `seconds` past its first position.
+struct Watched {
+    supported: bool,
+    latencies: Vec<f64>,
+}
+
+/// Opens `url` (the master playlist on a player endpoint) in a page of another origin and
+/// follows its reports until the video has played `seconds`, panicking on any error event.
+fn watch(scratch: &TempDir, url: &str, viewer: &Proc, seconds: f64) -> Watched {
+    let script = std::fs::read(hls_js(scratch)).expect("hls.min.js");
     let (tx, reports) = mpsc::channel();
-    let page = PAGE.replace("SRC", &format!("http://{addr}/master.m3u8"));
-    let port = page_server(page, script, tx);
+    let port = page_server(PAGE.replace("SRC", url), script, tx);
     let _browser = chromium(
         &scratch.join("profile"),
         &format!("http://127.0.0.1:{port}/"),
     );
-
-    // Watch until the video has played 4 s past its first position, or give up.
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut first: Option<f64> = None;
-    let mut latencies = Vec::new();
-    let mut supported = false;
+    let mut watched = Watched {
+        supported: false,
+        latencies: Vec::new(),
+    };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let report = reports.recv_timeout(left).unwrap_or_else(|_| {
@@ -165,27 +169,45 @@ fn hls_js_in_chromium_plays_a_live_stream_from_play() {
             )
         });
         match report["kind"].as_str() {
-            Some("support") => supported = report["hls"].as_bool() == Some(true),
+            Some("support") => watched.supported = report["hls"].as_bool() == Some(true),
             Some("error") => panic!("hls.js or <video> error: {report}"),
             Some("time") => {
                 let t = report["t"].as_f64().unwrap_or(0.0);
                 if let Some(latency) = report["latency"].as_f64().filter(|l| *l > 0.0) {
-                    latencies.push(latency);
+                    watched.latencies.push(latency);
                 }
                 if t <= 0.0 {
                     continue;
                 }
                 let t0 = *first.get_or_insert(t);
-                if t - t0 >= 4.0 {
-                    break;
+                if t - t0 >= seconds {
+                    return watched;
                 }
             }
             _ => {}
         }
     }
-    assert!(supported, "hls.js reports MSE support");
+}
+
+#[test]
+fn hls_js_in_chromium_plays_a_live_stream_from_play() {
+    let scratch = TempDir::new("browser");
+    let live = live_hls("browser-hls", hls_encoder, Duration::from_secs(2));
+    let url = format!("http://{}/master.m3u8", live.addr);
+    let watched = watch(&scratch, &url, &live.viewer, 4.0);
+    assert!(watched.supported, "hls.js reports MSE support");
     assert!(
-        !latencies.is_empty(),
+        !watched.latencies.is_empty(),
         "hls.js estimates its latency once playing"
     );
+}
+
+#[test]
+fn hls_js_in_chromium_plays_a_vod_package_from_play() {
+    let scratch = TempDir::new("browser-vod");
+    let package = vod_package(&scratch.join("package"), Package::HlsTs);
+    let served = serve(&scratch, &package);
+    let url = format!("http://{}/{}", served.addr, Package::HlsTs.entry());
+    let watched = watch(&scratch, &url, &served.viewer, 4.0);
+    assert!(watched.supported, "hls.js reports MSE support");
 }

@@ -6,51 +6,8 @@
 mod peer_common;
 mod stream_common;
 
-use std::path::Path;
-use std::time::Duration;
-
-use peer_common::{Proc, TempDir, http_get, tracker};
-use stream_common::{PACKAGE_SECONDS, Package, decode, vod_package};
-
-/// A package seeded by one peer and served by another peer's `play`.
-struct Served {
-    /// The viewer's player endpoint, host:port.
-    addr: String,
-    viewer: Proc,
-    _seed: Proc,
-    _tracker: Proc,
-}
-
-fn serve(dir: &TempDir, package: &Path) -> Served {
-    let (tracker, url) = tracker(dir);
-    let seed = Proc::spawn(
-        dir,
-        "seed",
-        &[
-            "peer",
-            "seed",
-            package.to_str().expect("utf-8"),
-            "--tracker",
-            &url,
-        ],
-        false,
-    );
-    let swarm = seed.wait_line("swarm ", Duration::from_secs(30));
-    seed.wait_listening();
-    let viewer = Proc::spawn(
-        dir,
-        "viewer",
-        &["peer", "play", &swarm, "--tracker", &url, "-q"],
-        false,
-    );
-    let addr = viewer.wait_listening();
-    Served {
-        addr,
-        viewer,
-        _seed: seed,
-        _tracker: tracker,
-    }
-}
+use peer_common::{TempDir, http_get};
+use stream_common::{PACKAGE_SECONDS, Package, Served, decode, serve, vod_package};
 
 /// Plays `kind` from `play` from the start (and from the middle when `seek`), comparing
 /// every decoded frame with the package on disk; returns the running swarm for more checks.

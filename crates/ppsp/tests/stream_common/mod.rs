@@ -335,3 +335,44 @@ pub(crate) fn decode(input: &str, seek: Option<u32>) -> Decoded {
         .collect();
     Decoded { frames, errors }
 }
+
+/// A package seeded by one peer and served by another peer's `play`.
+pub(crate) struct Served {
+    /// The viewer's player endpoint, host:port.
+    pub(crate) addr: String,
+    pub(crate) viewer: Proc,
+    _seed: Proc,
+    _tracker: Proc,
+}
+
+/// Starts a tracker, `seed PACKAGE` and a viewer's `play`.
+pub(crate) fn serve(dir: &TempDir, package: &Path) -> Served {
+    let (tracker, url) = tracker(dir);
+    let seed = Proc::spawn(
+        dir,
+        "seed",
+        &[
+            "peer",
+            "seed",
+            package.to_str().expect("utf-8"),
+            "--tracker",
+            &url,
+        ],
+        false,
+    );
+    let swarm = seed.wait_line("swarm ", Duration::from_secs(30));
+    seed.wait_listening();
+    let viewer = Proc::spawn(
+        dir,
+        "viewer",
+        &["peer", "play", &swarm, "--tracker", &url, "-q"],
+        false,
+    );
+    let addr = viewer.wait_listening();
+    Served {
+        addr,
+        viewer,
+        _seed: seed,
+        _tracker: tracker,
+    }
+}
