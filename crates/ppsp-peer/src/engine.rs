@@ -9,6 +9,14 @@
 //! Sharing: a chunk that some non-seed peer holds is fetched from a non-seed peer (unless it
 //! is needed for playback right now, or in the endgame), so a seed mostly uploads chunks
 //! nobody else has yet, and leeches exchange the rest among themselves.
+//!
+//! Live, every viewer learns of a new chunk at about the same time, from the source. So
+//! that they do not all fetch it from the source at once, a viewer that knows other viewers
+//! waits a short pseudo-random time of its own for that chunk (below [`LIVE_HOLD_OFF`])
+//! before it asks the source: the viewer whose wait ends first fetches it from the source,
+//! its chunk map announces it, and the others fetch it from that viewer. A viewer holding
+//! the chunk counts only while it answers well ([`LIVE_PATIENCE`]), so a peer that claims
+//! chunks and stalls costs a viewer at most that long before the source serves it.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -83,6 +91,12 @@ impl Default for EngineConfig {
 const SLOW_ANSWER: Duration = Duration::from_secs(2);
 /// The same for a peer that has not delivered a chunk yet: it has shown nothing.
 const SLOW_FIRST_ANSWER: Duration = Duration::from_millis(500);
+/// Live: the longest a viewer waits, after a new chunk appears, for another viewer to hold
+/// it before asking the source. Each viewer draws its own wait per chunk below this.
+pub const LIVE_HOLD_OFF: Duration = Duration::from_millis(400);
+/// Live: a viewer with requests outstanding this long and none answered no longer counts
+/// as a holder that keeps a chunk from the source.
+pub const LIVE_PATIENCE: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 struct Remote {
@@ -154,6 +168,11 @@ impl Remote {
         } else {
             SLOW_FIRST_ANSWER
         };
+        self.healthy_within(now, patience)
+    }
+
+    /// [`Self::healthy`] with a given patience for outstanding requests.
+    fn healthy_within(&self, now: Instant, patience: Duration) -> bool {
         self.strikes() == 0
             && self.ready(now)
             && self
@@ -202,6 +221,10 @@ pub struct Engine {
     max_chunk: usize,
     /// VoD: how many known peers hold each chunk; `None` after any chunk map changed.
     availability: Option<Vec<u32>>,
+    /// Live: when each missing chunk was first seen held by a peer.
+    live_seen: HashMap<u64, Instant>,
+    /// Draws this viewer's per-chunk wait before asking a live source.
+    salt: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -246,6 +269,8 @@ impl Engine {
             hints,
             max_chunk,
             availability: None,
+            live_seen: HashMap::new(),
+            salt: crate::random_u64(),
         }
     }
 
@@ -423,13 +448,28 @@ impl Engine {
             .values()
             .filter(|p| p.map.is_some() && p.ready(now))
             .collect();
+        self.live_seen
+            .retain(|index, _| *index >= range.0 && !have.contains(*index));
         let mut out = Vec::new();
         for index in range.0..range.1 {
             if have.contains(index) {
                 continue;
             }
             let availability = usable.iter().filter(|p| p.has(index)).count() as u32;
-            let in_flight = self.requests.get(&index).map_or(0, |r| r.len() as u32);
+            if availability > 0 {
+                self.live_seen.entry(index).or_insert(now);
+            }
+            // A request to a peer that stopped answering does not count: the chunk is
+            // asked for again elsewhere instead of waiting for that request's timeout.
+            let in_flight = self.requests.get(&index).map_or(0, |r| {
+                r.iter()
+                    .filter(|(addr, _)| {
+                        self.peers
+                            .get(addr)
+                            .is_some_and(|p| p.healthy_within(now, LIVE_PATIENCE))
+                    })
+                    .count() as u32
+            });
             out.push(Candidate {
                 index,
                 availability,
@@ -492,11 +532,21 @@ impl Engine {
         // now: the publishing seed's upload goes to chunks nobody else has. Only a holder
         // that has been answering well counts, so no peer can keep a leech from the seed
         // by claiming chunks it then does not deliver.
-        let other_holder = self
-            .peers
-            .values()
-            .any(|p| !p.seed_hint && p.has(index) && p.healthy(now));
-        let live = self.swarm.is_live();
+        let seeds_ok = if self.swarm.is_live() {
+            // Live: the source serves a viewer only when no viewer answering well holds the
+            // chunk, and once this viewer's own wait for that chunk is over.
+            let other_holder = self
+                .peers
+                .values()
+                .any(|p| !p.seed_hint && p.has(index) && p.healthy_within(now, LIVE_PATIENCE));
+            !other_holder && self.live_source_turn(index, now)
+        } else {
+            let other_holder = self
+                .peers
+                .values()
+                .any(|p| !p.seed_hint && p.has(index) && p.healthy(now));
+            seeds_allowed || !other_holder
+        };
         holders
             .filter(|(_, p)| {
                 let limit = if p.seedlike() {
@@ -504,7 +554,7 @@ impl Engine {
                 } else {
                     self.config.max_per_peer
                 };
-                p.in_flight < limit && (live || seeds_allowed || !other_holder || !p.seed_hint)
+                p.in_flight < limit && (seeds_ok || !p.seed_hint)
             })
             // Peers answering well first; among them leeches, then leeches that completed,
             // then the publishing seed.
@@ -519,6 +569,24 @@ impl Engine {
                 )
             })
             .map(|(addr, _)| *addr)
+    }
+
+    /// Live: whether this viewer may ask the source for chunk `index` now. It waits up to
+    /// [`LIVE_HOLD_OFF`] after the chunk appeared (a pseudo-random part of it, its own for
+    /// each chunk) while other viewers answering well could pass the chunk on; with none,
+    /// it asks at once.
+    fn live_source_turn(&self, index: u64, now: Instant) -> bool {
+        let relays = self
+            .peers
+            .values()
+            .any(|p| !p.seed_hint && p.map.is_some() && p.healthy_within(now, LIVE_PATIENCE));
+        if !relays {
+            return true;
+        }
+        let Some(seen) = self.live_seen.get(&index) else {
+            return true;
+        };
+        now >= *seen + live_hold_off(self.salt, index)
     }
 
     fn request(&mut self, index: u64, addr: SocketAddr) {
@@ -804,12 +872,23 @@ async fn recv_hint(hints: &mut Option<mpsc::UnboundedReceiver<PeerHint>>) -> Opt
     }
 }
 
-/// A per-(peer, chunk) pseudo-random key, so equal candidates are chosen evenly.
-fn tie(addr: SocketAddr, index: u64) -> u64 {
-    let mut x = index ^ (u64::from(addr.port()) << 32);
+/// This viewer's wait for live chunk `index` before asking the source: spread evenly over
+/// `0..LIVE_HOLD_OFF` by `salt`, so that of several viewers one usually asks well before
+/// the others.
+fn live_hold_off(salt: u64, index: u64) -> Duration {
+    let span = LIVE_HOLD_OFF.as_millis() as u64;
+    Duration::from_millis(tie_mix(salt ^ index.rotate_left(17)) % span.max(1))
+}
+
+fn tie_mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^ (x >> 31)
+}
+
+/// A per-(peer, chunk) pseudo-random key, so equal candidates are chosen evenly.
+fn tie(addr: SocketAddr, index: u64) -> u64 {
+    tie_mix(index ^ (u64::from(addr.port()) << 32))
 }
 
 #[cfg(test)]
@@ -844,6 +923,84 @@ mod tests {
         remote.proven = true;
         remote.in_flight = in_flight;
         remote
+    }
+
+    fn live_engine() -> Engine {
+        let swarm = Swarm::live(
+            "me",
+            "live-test",
+            "live.ts",
+            ChunkStore::live(),
+            SwarmOptions::default(),
+        );
+        let client = PeerClient::new(None, None, Duration::from_secs(1));
+        Engine::new(swarm, client, EngineConfig::default(), [])
+    }
+
+    #[tokio::test]
+    async fn live_viewers_wait_their_turn_for_the_source_and_prefer_a_viewer_holding_it() {
+        let mut engine = live_engine();
+        let source: SocketAddr = "127.0.0.1:1000".parse().expect("addr");
+        let viewer: SocketAddr = "127.0.0.1:2000".parse().expect("addr");
+        engine
+            .peers
+            .insert(source, peer(true, &[0, 1, 2, 3, 4, 5, 6, 7], 0));
+        // A chunk whose wait is long enough to look at both sides of it.
+        let index = (0..64)
+            .find(|i| live_hold_off(engine.salt, *i) >= Duration::from_millis(100))
+            .expect("some chunk waits 100 ms or more");
+        let wait = live_hold_off(engine.salt, index);
+        let mut map = ChunkMap::new(0, 64);
+        map.insert(index);
+        engine.peers.get_mut(&source).expect("source").map = Some(map);
+        let seen = Instant::now();
+        engine.live_seen.insert(index, seen);
+
+        // Alone, a viewer asks the source at once.
+        assert_eq!(engine.choose_peer(index, seen, true), Some(source));
+        // With another viewer around, it waits its turn ...
+        let mut other = peer(false, &[], 0);
+        other.backoff_until = seen;
+        engine.peers.insert(viewer, other);
+        assert_eq!(engine.choose_peer(index, seen, true), None);
+        assert_eq!(
+            engine.choose_peer(index, seen + wait - Duration::from_millis(1), true),
+            None
+        );
+        assert_eq!(engine.choose_peer(index, seen + wait, true), Some(source));
+        // ... and once the other viewer holds the chunk, fetches it from that viewer only.
+        let mut map = ChunkMap::new(0, 64);
+        map.insert(index);
+        engine.peers.get_mut(&viewer).expect("viewer").map = Some(map);
+        assert_eq!(engine.choose_peer(index, seen, true), Some(viewer));
+        let late = seen + LIVE_HOLD_OFF;
+        assert_eq!(engine.choose_peer(index, late, true), Some(viewer));
+        // A viewer that sits on requests stops counting as a holder: the source serves.
+        {
+            let stalling = engine.peers.get_mut(&viewer).expect("viewer");
+            stalling.in_flight = engine.config.max_per_peer;
+            stalling.waiting_since = Some(late);
+        }
+        assert_eq!(engine.choose_peer(index, late, true), None);
+        assert_eq!(
+            engine.choose_peer(index, late + LIVE_PATIENCE, true),
+            Some(source)
+        );
+    }
+
+    #[test]
+    fn live_waits_spread_below_the_hold_off() {
+        for salt in [1u64, 2, 3, 4] {
+            let waits: Vec<Duration> = (0..1000).map(|i| live_hold_off(salt, i)).collect();
+            assert!(waits.iter().all(|w| *w < LIVE_HOLD_OFF));
+            let mean = waits.iter().sum::<Duration>() / 1000;
+            assert!(
+                mean > LIVE_HOLD_OFF * 2 / 5 && mean < LIVE_HOLD_OFF * 3 / 5,
+                "mean wait {mean:?}"
+            );
+        }
+        // Different viewers draw different waits for the same chunk.
+        assert_ne!(live_hold_off(1, 7), live_hold_off(2, 7));
     }
 
     #[tokio::test]
