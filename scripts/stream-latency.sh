@@ -7,7 +7,8 @@
 #     viewer's playlist listing it; ffprobe's first frame from the viewer's playlist, and
 #     how far behind the encoder; hls.js's own latency estimate in headless Chromium
 #     (skipped when chromium or npm is missing);
-#  3. one source and four viewers: bytes the source uploaded against one copy per viewer.
+#  3. one source and four viewers: bytes the source uploaded against one copy per viewer,
+#     and whether every viewer serves the same segments.
 #
 # Usage: scripts/stream-latency.sh   (PPSP=path/to/ppsp to use a given binary; the default
 # builds the release binary). Needs ffmpeg and ffprobe (scripts/test.sh installs them).
@@ -165,3 +166,21 @@ received=0
 for v in "${viewer_peers[@]}"; do received=$((received + $(peer_stat "$v" downloaded_bytes))); done
 printf '  4 viewers received %d bytes; the source uploaded %d (%.2f copies of the stream)\n' \
     "$received" "$uploaded" "$(echo "4 * $uploaded / $received" | bc -l)"
+# All four play the same sequence: each segment every viewer lists has the same bytes.
+python3 - "${viewers[@]}" <<'EOF2'
+import hashlib, re, sys, urllib.parse, urllib.request
+def listing(base):
+    url = base + "/index.m3u8"
+    text = urllib.request.urlopen(url).read().decode()
+    first = int((re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text) or [0, 0])[1])
+    uris = [l for l in text.splitlines() if l and not l.startswith("#")]
+    return {first + i: urllib.parse.urljoin(url, u) for i, u in enumerate(uris)}
+listings = [listing(v) for v in sys.argv[1:]]
+common = sorted(set.intersection(*(set(l) for l in listings)))
+same = sum(
+    len({hashlib.sha256(urllib.request.urlopen(l[s]).read()).hexdigest() for l in listings}) == 1
+    for s in common
+)
+print(f"  {len(common)} segments listed by all {len(listings)} viewers, "
+      f"{same} identical at every viewer")
+EOF2
