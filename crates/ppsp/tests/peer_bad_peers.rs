@@ -1,16 +1,16 @@
 //! End-to-end with the real binary: peers that misbehave (answer 503 to everything, send
 //! a body that never ends, open hundreds of connections and never read) cannot stall a
-//! download.
+//! download, nor a live viewer.
 
 mod peer_common;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use peer_common::{Proc, TempDir, random_file, tracker};
+use peer_common::{HttpStream, Proc, RECORD, TempDir, parse, random_file, record, tracker};
 
 const MIB: usize = 1024 * 1024;
 /// 4 MiB in 32 KiB chunks.
@@ -261,4 +261,89 @@ fn bind_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
     socket.bind(&SocketAddr::from((from, 0)).into())?;
     socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
     Ok(socket.into())
+}
+
+/// A live viewer that learns of a fake viewer claiming every chunk still plays every
+/// record in order, each within a few seconds of the source reading it: the fake is
+/// asked, stops counting as a holder, and the source serves the chunks.
+#[test]
+fn fake_viewers_answering_503_or_never_ending_bodies_do_not_stall_a_live_viewer() {
+    for how in [Misbehaviour::Busy, Misbehaviour::EndlessBody] {
+        let dir = TempDir::new("live-fakes");
+        let (_tracker, url) = tracker(&dir);
+        let mut source = Proc::spawn(
+            &dir,
+            "source",
+            &["peer", "live", "--tracker", &url, "--flush-ms", "100"],
+            true,
+        );
+        let swarm = source.wait_line("swarm ", Duration::from_secs(30));
+        source.wait_listening();
+        // A record every 20 ms for about eight seconds (under the fake's 128 chunks).
+        let written: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+        let mut stdin = source.stdin.take().expect("stdin");
+        let log = Arc::clone(&written);
+        let writer = std::thread::spawn(move || {
+            for seq in 0..400 {
+                log.lock().expect("lock").push(Instant::now());
+                if stdin.write_all(&record(seq)).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let viewer = Proc::spawn(
+            &dir,
+            "viewer",
+            &["peer", "play", &swarm, "--tracker", &url],
+            false,
+        );
+        let player = viewer.wait_listening();
+        let peer = viewer.wait_peer_on();
+        let (fake, asked) = fake_peer(how);
+        introduce(&peer, &swarm, fake);
+
+        let mut stream = HttpStream::open(&player, "GET", "/", &[]);
+        assert_eq!(stream.status, 200);
+        let (mut pending, mut seen, mut worst) = (Vec::new(), Vec::<u64>::new(), Duration::ZERO);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.len() < 200 {
+            assert!(
+                Instant::now() < deadline,
+                "{how:?}: viewer stalled after {} records; log:\n{}",
+                seen.len(),
+                viewer.log_text()
+            );
+            let piece = stream.next_piece();
+            assert!(!piece.is_empty(), "{how:?}: stream ended early");
+            let arrived = Instant::now();
+            pending.extend_from_slice(&piece);
+            while pending.len() >= RECORD {
+                let seq = parse(&pending[..RECORD]);
+                pending.drain(..RECORD);
+                let produced = written.lock().expect("lock")[seq as usize];
+                worst = worst.max(arrived.duration_since(produced));
+                seen.push(seq);
+            }
+        }
+        for pair in seen.windows(2) {
+            assert_eq!(
+                pair[1],
+                pair[0] + 1,
+                "{how:?}: records out of order or missing"
+            );
+        }
+        let asked = asked.load(Ordering::Relaxed);
+        eprintln!("{how:?}: worst record delay {worst:?}, {asked} chunk requests to the fake");
+        assert!(asked > 0, "{how:?}: the fake was never asked");
+        // The target is 2 s behind the source; a second more for a busy machine.
+        assert!(
+            worst < Duration::from_secs(3),
+            "{how:?}: a record took {worst:?} to arrive"
+        );
+        drop(stream);
+        drop(viewer);
+        drop(source);
+        let _ = writer.join();
+    }
 }

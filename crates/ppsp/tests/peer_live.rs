@@ -6,30 +6,10 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use peer_common::{HttpStream, Proc, TempDir, tracker};
+use peer_common::{HttpStream, Proc, RECORD, TempDir, parse, record, tracker};
 
-/// Each record is 32 bytes: `rec ` + 8 digits + padding + newline.
-const RECORD: usize = 32;
 /// Records the source produces before its input ends.
 const TOTAL: u64 = 220;
-
-fn record(seq: u64) -> Vec<u8> {
-    let mut line = format!("rec {seq:08} ").into_bytes();
-    line.resize(RECORD - 1, b'.');
-    line.push(b'\n');
-    line
-}
-
-fn parse(record: &[u8]) -> u64 {
-    assert!(
-        record.starts_with(b"rec "),
-        "not a record boundary: {record:?}"
-    );
-    std::str::from_utf8(&record[4..12])
-        .expect("utf-8")
-        .parse()
-        .expect("sequence number")
-}
 
 #[test]
 fn live_chunks_reach_two_viewers_in_order_and_promptly() {

@@ -386,3 +386,25 @@ pub(crate) fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() ->
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Live test streams are made of records of 32 bytes: `rec ` + 8 digits + padding + newline.
+pub(crate) const RECORD: usize = 32;
+/// Record `seq` of a live test stream.
+pub(crate) fn record(seq: u64) -> Vec<u8> {
+    let mut line = format!("rec {seq:08} ").into_bytes();
+    line.resize(RECORD - 1, b'.');
+    line.push(b'\n');
+    line
+}
+
+/// The sequence number of a record; panics when `record` is not at a record boundary.
+pub(crate) fn parse(record: &[u8]) -> u64 {
+    assert!(
+        record.starts_with(b"rec "),
+        "not a record boundary: {record:?}"
+    );
+    std::str::from_utf8(&record[4..12])
+        .expect("utf-8")
+        .parse()
+        .expect("sequence number")
+}
