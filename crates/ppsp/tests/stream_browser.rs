@@ -138,6 +138,10 @@ fn chromium(profile: &Path, url: &str) -> Tool {
     Tool(child)
 }
 
+/// One browser at a time: two headless Chromiums decoding at once on a small, busy
+/// machine stall each other's playback.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// What a page reported while its video played `seconds` past its first position.
 struct Watched {
     supported: bool,
@@ -191,6 +195,9 @@ fn watch(scratch: &TempDir, url: &str, viewer: &Proc, seconds: f64) -> Watched {
 
 #[test]
 fn hls_js_in_chromium_plays_a_live_stream_from_play() {
+    let _one = ONE_BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let scratch = TempDir::new("browser");
     let live = live_hls("browser-hls", hls_encoder, Duration::from_secs(2));
     let url = format!("http://{}/master.m3u8", live.addr);
@@ -204,6 +211,9 @@ fn hls_js_in_chromium_plays_a_live_stream_from_play() {
 
 #[test]
 fn hls_js_in_chromium_plays_a_vod_package_from_play() {
+    let _one = ONE_BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let scratch = TempDir::new("browser-vod");
     let package = vod_package(&scratch.join("package"), Package::HlsTs);
     let served = serve(&scratch, &package);
