@@ -20,6 +20,7 @@ use ppsp_proto::{DecodeError, RequestBody, Status, TransactionId};
 use ppsp_tracker_core::{Dialect, RequestContext};
 
 use crate::config::{IpNet, JsonErrorHttpStatus};
+use crate::digest::{JsonRequest, Refusal};
 use crate::state::{AppState, ConnInfo};
 
 /// The body type of every response.
@@ -28,10 +29,11 @@ pub(crate) type ResponseBody = Full<Bytes>;
 /// What the tracker answers, before it is turned into HTTP.
 #[derive(Debug)]
 pub(crate) enum Reply {
-    /// A PPSP response, encoded in the request's dialect.
+    /// A PPSP response, encoded in the request's dialect, with extra headers.
     Ppsp {
         dialect: Dialect,
         response: ppsp_proto::Response,
+        headers: Vec<(HeaderName, HeaderValue)>,
     },
     /// Anything else: GET endpoints and HTTP-level errors.
     Plain {
@@ -75,6 +77,11 @@ pub(crate) enum RequestError {
         dialect: Dialect,
         transaction_id: TransactionId,
     },
+    /// A JSON request without acceptable HTTP authentication for its `peer_id`.
+    JsonRefused {
+        refusal: Refusal,
+        transaction_id: TransactionId,
+    },
 }
 
 const ACCEPT_POST: &str = "application/xml, text/xml, application/ppsp-tracker+json";
@@ -86,6 +93,7 @@ impl RequestError {
             Self::Decode { error, .. } => Some(error.status()),
             Self::Overloaded { .. } => Some(Status::TemporarilyOverloaded),
             Self::Internal { .. } => Some(Status::InternalError),
+            Self::JsonRefused { refusal, .. } => Some(refusal_status(refusal)),
             _ => None,
         }
     }
@@ -136,6 +144,7 @@ impl RequestError {
                 Reply::Ppsp {
                     dialect,
                     response: ppsp_proto::Response::status(error.status(), error.transaction_id),
+                    headers: Vec::new(),
                 }
             }
             Self::Overloaded {
@@ -147,6 +156,7 @@ impl RequestError {
                     Status::TemporarilyOverloaded,
                     Some(transaction_id),
                 ),
+                headers: Vec::new(),
             },
             Self::Internal {
                 dialect,
@@ -154,8 +164,33 @@ impl RequestError {
             } => Reply::Ppsp {
                 dialect,
                 response: ppsp_proto::Response::status(Status::InternalError, Some(transaction_id)),
+                headers: Vec::new(),
             },
+            Self::JsonRefused {
+                refusal,
+                transaction_id,
+            } => {
+                let status = refusal_status(&refusal);
+                let headers = match refusal {
+                    Refusal::Unauthenticated(challenge) => {
+                        vec![(header::WWW_AUTHENTICATE, challenge)]
+                    }
+                    Refusal::WrongIdentity => Vec::new(),
+                };
+                Reply::Ppsp {
+                    dialect: Dialect::Json,
+                    response: ppsp_proto::Response::status(status, Some(transaction_id)),
+                    headers,
+                }
+            }
         }
+    }
+}
+
+fn refusal_status(refusal: &Refusal) -> Status {
+    match refusal {
+        Refusal::Unauthenticated(_) => Status::AuthenticationRequired,
+        Refusal::WrongIdentity => Status::MessageForbidden,
     }
 }
 
@@ -346,12 +381,40 @@ async fn ppsp_request(
     } else {
         conn.secure
     };
+    // RFC 7846 leaves authentication to HTTP: what the JSON gate needs is kept before the
+    // body is read.
+    let http_auth = (dialect == Dialect::Json).then(|| {
+        (
+            request.method().as_str().to_owned(),
+            request.uri().path_and_query().map_or_else(
+                || request.uri().path().to_owned(),
+                |p| p.as_str().to_owned(),
+            ),
+            request.headers().clone(),
+        )
+    });
     let body = read_body(state, request).await?;
     let decoded = match dialect {
         Dialect::Xml => ppsp_proto::xml::decode_request(&body, &state.limits),
         Dialect::Json => ppsp_proto::json::decode_request(&body, &state.limits),
     }
     .map_err(|error| RequestError::Decode { dialect, error })?;
+    if let Some((method, target, headers)) = &http_auth {
+        let request = JsonRequest {
+            method,
+            target,
+            headers,
+            peer_id: decoded.peer_id.as_str(),
+            certificate_names: &conn.certificate_names,
+        };
+        state
+            .json_gate
+            .check(&state.authenticator, &request)
+            .map_err(|refusal| RequestError::JsonRefused {
+                refusal,
+                transaction_id: decoded.transaction_id.clone(),
+            })?;
+    }
     let context = RequestContext {
         observed,
         dialect,
@@ -362,7 +425,11 @@ async fn ppsp_request(
     } else {
         state.tracker.handle(Instant::now(), &context, &decoded)
     };
-    Ok(Reply::Ppsp { dialect, response })
+    Ok(Reply::Ppsp {
+        dialect,
+        response,
+        headers: Vec::new(),
+    })
 }
 
 /// True for a CONNECT whose authentication may check a password hash: any SASL mechanism
@@ -387,10 +454,7 @@ async fn connect(
 ) -> Result<ppsp_proto::Response, RequestError> {
     let dialect = context.dialect;
     let source = context.observed.ip();
-    if state
-        .failed_connects
-        .blocked(source, request.peer_id.as_str(), Instant::now())
-    {
+    if state.failed_connects.blocked(source, Instant::now()) {
         tracing::warn!(
             "CONNECT for {} from {source} refused: too many failed attempts",
             request.peer_id
@@ -403,9 +467,7 @@ async fn connect(
     if !needs_password_check(&request) {
         let response = state.tracker.handle(Instant::now(), &context, &request);
         if response.status == Status::AuthenticationRequired {
-            state
-                .failed_connects
-                .record_failure(source, request.peer_id.as_str(), Instant::now());
+            state.failed_connects.record_failure(source, Instant::now());
         }
         return Ok(response);
     }
@@ -426,7 +488,6 @@ async fn connect(
     };
     let tracker = Arc::clone(&state.tracker);
     let transaction_id = request.transaction_id.clone();
-    let peer_id = request.peer_id.clone();
     let task = tokio::task::spawn_blocking(move || {
         let response = tracker.handle(Instant::now(), &context, &request);
         drop(slot);
@@ -440,9 +501,7 @@ async fn connect(
         }
     })?;
     if response.status == Status::AuthenticationRequired {
-        state
-            .failed_connects
-            .record_failure(source, peer_id.as_str(), Instant::now());
+        state.failed_connects.record_failure(source, Instant::now());
     }
     Ok(response)
 }
@@ -607,7 +666,11 @@ pub(crate) fn render(
     gzip_ok: bool,
 ) -> hyper::Response<ResponseBody> {
     let (status, content_type, body, mut headers) = match reply {
-        Reply::Ppsp { dialect, response } => {
+        Reply::Ppsp {
+            dialect,
+            response,
+            headers,
+        } => {
             let ppsp_status = response.status;
             let (body, content_type) = match dialect {
                 Dialect::Xml => (
@@ -627,7 +690,7 @@ pub(crate) fn render(
                 ppsp_status.http_code()
             };
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, content_type, Bytes::from(body), Vec::new())
+            (status, content_type, Bytes::from(body), headers)
         }
         Reply::Plain {
             status,
@@ -636,7 +699,11 @@ pub(crate) fn render(
             headers,
         } => (status, content_type, body, headers),
     };
-    if status == StatusCode::UNAUTHORIZED {
+    if status == StatusCode::UNAUTHORIZED
+        && !headers
+            .iter()
+            .any(|(name, _)| name == header::WWW_AUTHENTICATE)
+    {
         headers.push((
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("PPSP-SASL"),

@@ -41,6 +41,7 @@
 mod accounts;
 mod auth;
 pub mod config;
+mod digest;
 mod error;
 mod http;
 mod limiter;

@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::AccountsAuthenticator;
 use crate::config::ServerConfig;
+use crate::digest::JsonGate;
 use crate::error::ServerError;
 use crate::state::{AppState, ConnInfo};
 
@@ -114,6 +115,8 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
 pub struct Server {
     config: ServerConfig,
     tracker: Arc<Tracker>,
+    authenticator: Arc<AccountsAuthenticator>,
+    json_gate: Arc<JsonGate>,
     tls: Option<TlsAcceptor>,
 }
 
@@ -154,16 +157,31 @@ impl Server {
                 None => "refused (no accounts file)".to_owned(),
             }
         );
-        let tracker = Arc::new(Tracker::new(config.core_config(), authenticator));
+        let tracker = Arc::new(Tracker::new(
+            config.core_config(),
+            Arc::clone(&authenticator) as Arc<dyn ppsp_tracker_core::Authenticator>,
+        ));
+        let json_gate = JsonGate::new(
+            &config.auth.digest_realm,
+            Duration::from_secs(config.auth.digest_nonce_lifetime_secs),
+            config.auth.allow_anonymous,
+        )
+        .ok_or_else(|| ServerError::Config("no system randomness for Digest nonces".to_owned()))?;
         let tls = match (&config.tls.cert, &config.tls.key) {
-            (Some(cert), Some(key)) => Some(TlsAcceptor::from(crate::tls::load_server_config(
-                cert, key,
-            )?)),
+            (Some(cert), Some(key)) => Some(TlsAcceptor::from(
+                crate::tls::load_server_config_with_client_ca(
+                    cert,
+                    key,
+                    config.tls.client_ca.as_deref(),
+                )?,
+            )),
             _ => None,
         };
         Ok(Self {
             config,
             tracker,
+            authenticator,
+            json_gate: Arc::new(json_gate),
             tls,
         })
     }
@@ -190,7 +208,12 @@ impl Server {
             ));
         }
         let config = &self.config.server;
-        let state = Arc::new(AppState::new(&self.config, Arc::clone(&self.tracker)));
+        let state = Arc::new(AppState::new(
+            &self.config,
+            Arc::clone(&self.tracker),
+            Arc::clone(&self.authenticator),
+            Arc::clone(&self.json_gate),
+        ));
         let (stop_tx, stop_rx) = watch::channel(false);
         // Set when the grace period is over: connections still open are dropped.
         let (abort_tx, abort_rx) = watch::channel(false);
@@ -322,7 +345,11 @@ async fn accept_loop(
         let local = stream.local_addr().ok();
         let secure = tls.is_some()
             || (settings.loopback_is_secure && local.is_some_and(|a| a.ip().is_loopback()));
-        let info = Arc::new(ConnInfo { peer, secure });
+        let info = Arc::new(ConnInfo {
+            peer,
+            secure,
+            certificate_names: Vec::new(),
+        });
         let state = Arc::clone(&state);
         let settings = Arc::clone(&settings);
         let tls = tls.clone();
@@ -348,6 +375,7 @@ async fn accept_loop(
                         .await
                     {
                         Ok(Ok(tls_stream)) => {
+                            let info = with_client_certificate(&info, &tls_stream);
                             drive(tls_stream, activity, info, &state, &settings, signals).await;
                         }
                         Ok(Err(err)) => tracing::debug!("TLS handshake with {peer} failed: {err}"),
@@ -362,6 +390,27 @@ async fn accept_loop(
             drop(permit);
         });
     }
+}
+
+/// The connection's facts plus the names of the client certificate rustls verified, if any.
+fn with_client_certificate<S>(
+    info: &Arc<ConnInfo>,
+    stream: &tokio_rustls::server::TlsStream<S>,
+) -> Arc<ConnInfo> {
+    let names = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| crate::digest::certificate_names(leaf.as_ref()))
+        .unwrap_or_default();
+    if names.is_empty() {
+        return Arc::clone(info);
+    }
+    Arc::new(ConnInfo {
+        certificate_names: names,
+        ..ConnInfo::clone(info)
+    })
 }
 
 /// Serves HTTP/1.1 on one connection until the client closes it, it idles out, or
