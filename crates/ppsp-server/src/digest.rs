@@ -224,6 +224,21 @@ impl JsonGate {
         Some(u64::from_be_bytes(time))
     }
 
+    /// The refusal of a JSON request that comes with no credentials at all, decided before
+    /// its body is decoded: on a closed tracker, and for an empty body (Digest clients such
+    /// as curl send their first POST without the body, to learn the challenge).
+    pub(crate) fn refuse_before_decoding(
+        &self,
+        headers: &HeaderMap,
+        certificate_names: &[String],
+        body_is_empty: bool,
+    ) -> Option<Refusal> {
+        let has_credentials =
+            !certificate_names.is_empty() || headers.contains_key(hyper::header::AUTHORIZATION);
+        (!has_credentials && (!self.allow_anonymous || body_is_empty))
+            .then(|| Refusal::Unauthenticated(self.challenge(false)))
+    }
+
     /// Lets a JSON request through, or says how to refuse it.
     pub(crate) fn check(
         &self,

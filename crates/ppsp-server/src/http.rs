@@ -80,7 +80,7 @@ pub(crate) enum RequestError {
     /// A JSON request without acceptable HTTP authentication for its `peer_id`.
     JsonRefused {
         refusal: Refusal,
-        transaction_id: TransactionId,
+        transaction_id: Option<TransactionId>,
     },
 }
 
@@ -179,7 +179,7 @@ impl RequestError {
                 };
                 Reply::Ppsp {
                     dialect: Dialect::Json,
-                    response: ppsp_proto::Response::status(status, Some(transaction_id)),
+                    response: ppsp_proto::Response::status(status, transaction_id),
                     headers,
                 }
             }
@@ -394,6 +394,18 @@ async fn ppsp_request(
         )
     });
     let body = read_body(state, request).await?;
+    if let Some((_, _, headers)) = &http_auth
+        && let Some(refusal) = state.json_gate.refuse_before_decoding(
+            headers,
+            &conn.certificate_names,
+            body.is_empty(),
+        )
+    {
+        return Err(RequestError::JsonRefused {
+            refusal,
+            transaction_id: None,
+        });
+    }
     let decoded = match dialect {
         Dialect::Xml => ppsp_proto::xml::decode_request(&body, &state.limits),
         Dialect::Json => ppsp_proto::json::decode_request(&body, &state.limits),
@@ -412,7 +424,7 @@ async fn ppsp_request(
             .check(&state.authenticator, &request)
             .map_err(|refusal| RequestError::JsonRefused {
                 refusal,
-                transaction_id: decoded.transaction_id.clone(),
+                transaction_id: Some(decoded.transaction_id.clone()),
             })?;
     }
     let context = RequestContext {
