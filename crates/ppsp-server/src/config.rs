@@ -30,6 +30,22 @@ pub struct ServerConfig {
     pub limits: LimitsSection,
     /// Tracker state machine settings.
     pub tracker: TrackerSection,
+    /// Where the dashboard, `/api/stats` and `/metrics` are served, and who may see them.
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: the dashboard (`/`), `/api/stats` and `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Cleartext HTTP listeners that serve only the admin pages (and `/healthz`). When
+    /// set, the protocol listeners no longer serve the admin pages (404). Empty: the
+    /// protocol listeners serve them, as before.
+    pub listen: Vec<SocketAddr>,
+    /// File holding a bearer token (one line). When set, the admin pages require
+    /// `Authorization: Bearer TOKEN` on whichever listener serves them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// How JSON (RFC 7846) error responses are carried in the HTTP status line.
@@ -314,6 +330,10 @@ const SECTION_DOCS: &[(&str, &str)] = &[
         "Bounds on request bodies; larger or deeper input is refused.",
     ),
     ("tracker", "Tracker state machine: timers and caps."),
+    (
+        "admin",
+        "Dashboard, /api/stats and /metrics: a separate listener and/or a bearer token.",
+    ),
 ];
 
 const SETTING_DOCS: &[SettingDoc] = &[
@@ -537,6 +557,17 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "tracker",
         "shards",
         "Lock shards of the swarm table (rounded up to a power of two).",
+    ),
+    doc(
+        "admin",
+        "listen",
+        "Listeners serving only the admin pages; when set, the protocol listeners answer them 404 (empty: served with the protocol).",
+    ),
+    optional(
+        "admin",
+        "token_file",
+        "File with a bearer token; the admin pages then need `Authorization: Bearer TOKEN`.",
+        "token_file = \"/etc/ppsp/admin-token\"",
     ),
 ];
 

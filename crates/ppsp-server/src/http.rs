@@ -19,6 +19,7 @@ use hyper::{Method, StatusCode};
 use ppsp_proto::{DecodeError, RequestBody, Status, TransactionId};
 use ppsp_tracker_core::{Dialect, RequestContext};
 
+use crate::admin::{ADMIN_PATHS, AdminAccess, AdminRefusal};
 use crate::config::{IpNet, JsonErrorHttpStatus};
 use crate::digest::{JsonRequest, Refusal};
 use crate::state::{AppState, ConnInfo};
@@ -60,8 +61,10 @@ pub(crate) enum RequestError {
     BodyTimeout,
     /// The body could not be read or decompressed.
     BadBody(&'static str),
-    /// A GET for a path that has no page.
+    /// A GET for a path that has no page (or not on this listener).
     NotFound,
+    /// An admin page without the configured bearer token.
+    AdminUnauthorized,
     /// The codec refused the body.
     Decode {
         dialect: Dialect,
@@ -139,6 +142,10 @@ impl RequestError {
                 plain(StatusCode::BAD_REQUEST, Vec::new())
             }
             Self::NotFound => plain(StatusCode::NOT_FOUND, Vec::new()),
+            Self::AdminUnauthorized => plain(
+                StatusCode::UNAUTHORIZED,
+                vec![(header::WWW_AUTHENTICATE, AdminAccess::challenge())],
+            ),
             Self::Decode { dialect, error } => {
                 tracing::debug!("undecodable request: {error}");
                 Reply::Ppsp {
@@ -235,12 +242,31 @@ async fn route(
     request: hyper::Request<Incoming>,
 ) -> Result<Reply, RequestError> {
     let method = request.method();
+    let path = request.uri().path();
+    if conn.admin_listener {
+        // Admin listeners serve the admin pages and the health check, nothing else.
+        let served = path == "/healthz" || ADMIN_PATHS.contains(&path);
+        if !served {
+            return Err(RequestError::NotFound);
+        }
+        if *method != Method::GET && *method != Method::HEAD {
+            return Err(RequestError::MethodNotAllowed { allow: "GET, HEAD" });
+        }
+    }
     if *method == Method::POST {
         return ppsp_request(state, conn, request).await;
     }
-    let path = request.uri().path();
     let is_get_path = GET_PATHS.contains(&path);
     if *method == Method::GET || *method == Method::HEAD {
+        if ADMIN_PATHS.contains(&path) {
+            state
+                .admin
+                .check(conn.admin_listener, request.headers())
+                .map_err(|refusal| match refusal {
+                    AdminRefusal::NotHere => RequestError::NotFound,
+                    AdminRefusal::Unauthorized => RequestError::AdminUnauthorized,
+                })?;
+        }
         return if is_get_path {
             Ok(crate::pages::get(state, path))
         } else {

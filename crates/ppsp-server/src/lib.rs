@@ -39,6 +39,7 @@
 //! ```
 
 mod accounts;
+mod admin;
 mod auth;
 pub mod config;
 mod digest;

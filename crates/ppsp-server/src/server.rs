@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::AdminAccess;
 use crate::auth::AccountsAuthenticator;
 use crate::config::ServerConfig;
 use crate::digest::JsonGate;
@@ -35,6 +36,8 @@ pub struct Listeners {
     pub https: Vec<TcpListener>,
     /// The STUN service's UDP socket, when the service is on.
     pub stun: Option<UdpSocket>,
+    /// Listeners serving only the admin pages (`[admin] listen`).
+    pub admin: Vec<TcpListener>,
 }
 
 impl Listeners {
@@ -53,11 +56,15 @@ impl Listeners {
         if let Some(addr) = config.stun.listen {
             listeners.stun = Some(bind_udp(addr)?);
         }
+        for addr in &config.admin.listen {
+            listeners.admin.push(bind_tcp(*addr).await?);
+        }
         Ok(listeners)
     }
 
     /// The readiness lines: `listening on http://HOST:PORT` per HTTP listener,
-    /// `listening on https://HOST:PORT` per HTTPS listener and `stun on udp://HOST:PORT`.
+    /// `listening on https://HOST:PORT` per HTTPS listener, `stun on udp://HOST:PORT` and
+    /// `admin on http://HOST:PORT` per admin listener.
     ///
     /// # Errors
     /// When a socket's local address cannot be read.
@@ -71,6 +78,9 @@ impl Listeners {
         }
         if let Some(socket) = &self.stun {
             lines.push(format!("stun on udp://{}", socket.local_addr()?));
+        }
+        for listener in &self.admin {
+            lines.push(format!("admin on http://{}", listener.local_addr()?));
         }
         Ok(lines)
     }
@@ -117,6 +127,7 @@ pub struct Server {
     tracker: Arc<Tracker>,
     authenticator: Arc<AccountsAuthenticator>,
     json_gate: Arc<JsonGate>,
+    admin: AdminAccess,
     tls: Option<TlsAcceptor>,
 }
 
@@ -177,11 +188,13 @@ impl Server {
             )),
             _ => None,
         };
+        let admin = AdminAccess::from_config(&config.admin)?;
         Ok(Self {
             config,
             tracker,
             authenticator,
             json_gate: Arc::new(json_gate),
+            admin,
             tls,
         })
     }
@@ -213,6 +226,7 @@ impl Server {
             Arc::clone(&self.tracker),
             Arc::clone(&self.authenticator),
             Arc::clone(&self.json_gate),
+            self.admin.clone(),
         ));
         let (stop_tx, stop_rx) = watch::channel(false);
         // Set when the grace period is over: connections still open are dropped.
@@ -226,12 +240,19 @@ impl Server {
         });
 
         let mut tasks = tokio::task::JoinSet::new();
-        let plain = listeners.http.into_iter().map(|l| (l, None));
-        let tls = listeners.https.into_iter().map(|l| (l, self.tls.clone()));
-        for (listener, acceptor) in plain.chain(tls) {
+        let plain = listeners.http.into_iter().map(|l| (l, None, false));
+        let tls = listeners
+            .https
+            .into_iter()
+            .map(|l| (l, self.tls.clone(), false));
+        let admin = listeners.admin.into_iter().map(|l| (l, None, true));
+        for (listener, acceptor, admin_listener) in plain.chain(tls).chain(admin) {
             tasks.spawn(accept_loop(
-                listener,
-                acceptor,
+                Endpoint {
+                    listener,
+                    tls: acceptor,
+                    admin_listener,
+                },
                 Arc::clone(&state),
                 Arc::clone(&settings),
                 Arc::clone(&connection_slots),
@@ -308,14 +329,26 @@ struct ConnSettings {
     loopback_is_secure: bool,
 }
 
-async fn accept_loop(
+/// One listening socket and what it serves.
+struct Endpoint {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    /// Serves only the admin pages.
+    admin_listener: bool,
+}
+
+async fn accept_loop(
+    endpoint: Endpoint,
     state: Arc<AppState>,
     settings: Arc<ConnSettings>,
     slots: Arc<Semaphore>,
     signals: Signals,
 ) {
+    let Endpoint {
+        listener,
+        tls,
+        admin_listener,
+    } = endpoint;
     let mut stop = signals.stop.clone();
     loop {
         // A slot is taken before accepting: when all are in use, new clients wait in the
@@ -349,6 +382,7 @@ async fn accept_loop(
             peer,
             secure,
             certificate_names: Vec::new(),
+            admin_listener,
         });
         let state = Arc::clone(&state);
         let settings = Arc::clone(&settings);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ppsp_tracker_core::Tracker;
 use tokio::sync::Semaphore;
 
+use crate::admin::AdminAccess;
 use crate::auth::AccountsAuthenticator;
 use crate::config::{IpNet, JsonErrorHttpStatus, ServerConfig};
 use crate::digest::JsonGate;
@@ -32,6 +33,8 @@ pub(crate) struct AppState {
     pub(crate) authenticator: Arc<AccountsAuthenticator>,
     /// HTTP Digest and client-certificate checks of JSON requests.
     pub(crate) json_gate: Arc<JsonGate>,
+    /// Who may see the admin pages.
+    pub(crate) admin: AdminAccess,
 }
 
 impl AppState {
@@ -40,11 +43,13 @@ impl AppState {
         tracker: Arc<Tracker>,
         authenticator: Arc<AccountsAuthenticator>,
         json_gate: Arc<JsonGate>,
+        admin: AdminAccess,
     ) -> Self {
         Self {
             tracker,
             authenticator,
             json_gate,
+            admin,
             limits: config.decode_limits(),
             trusted_proxies: config.trusted_proxy_nets(),
             json_error_http_status: config.server.json_error_http_status,
@@ -77,7 +82,8 @@ impl AppState {
             config.auth.allow_anonymous,
         )
         .expect("randomness");
-        Self::new(config, tracker, authenticator, Arc::new(gate))
+        let admin = AdminAccess::from_config(&config.admin).expect("admin token");
+        Self::new(config, tracker, authenticator, Arc::new(gate), admin)
     }
 }
 
@@ -90,6 +96,8 @@ pub(crate) struct ConnInfo {
     pub(crate) secure: bool,
     /// Names of the verified TLS client certificate (CN, DNS and URI SANs); empty without.
     pub(crate) certificate_names: Vec<String>,
+    /// True on an `[admin] listen` listener, which serves only the admin pages.
+    pub(crate) admin_listener: bool,
 }
 
 /// HTTP status codes counted one by one; anything else lands in "other".

@@ -514,3 +514,85 @@ async fn a_client_certificate_names_the_json_peer() {
     server.stop().await.expect("clean stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
+    send(addr, "GET", path, headers, Bytes::new()).await
+}
+
+#[tokio::test]
+async fn admin_pages_on_their_own_listener_behind_a_bearer_token() {
+    let dir = temp_dir("admin");
+    let token_path = dir.join("admin-token");
+    std::fs::write(&token_path, "t0ken-for-tests\n").expect("token");
+    let mut config = ServerConfig::default();
+    config.admin.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    config.admin.token_file = Some(token_path);
+    let server = TestServer::start(config).await;
+    let admin = server.admin.expect("admin listener");
+    let bearer = [("authorization", "Bearer t0ken-for-tests")];
+
+    // The protocol listener serves the protocol and the health check, not the admin pages.
+    for path in ["/", "/api/stats", "/metrics"] {
+        let answer = get_with(server.http, path, &bearer).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(get(server.http, "/healthz").await.status, StatusCode::OK);
+    connect(server.http, "p1", 1).await;
+
+    // The admin listener wants the token...
+    for path in ["/", "/api/stats", "/metrics"] {
+        let answer = get_with(admin, path, &[]).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(
+            answer.header("www-authenticate"),
+            Some("Bearer realm=\"ppsp-admin\"")
+        );
+        let wrong = get_with(admin, path, &[("authorization", "Bearer guess")]).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // ...serves the pages with it, and nothing of the protocol.
+    let stats = get_with(admin, "/api/stats", &bearer).await;
+    assert_eq!(stats.status, StatusCode::OK);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.body()).expect("JSON");
+    assert_eq!(stats["totals"]["sessions"], 1, "the protocol listener's CONNECT counted");
+    let metrics = get_with(admin, "/metrics", &bearer).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert_eq!(get(admin, "/healthz").await.status, StatusCode::OK);
+    let answer = send(
+        admin,
+        "POST",
+        "/",
+        &[("content-type", "application/xml")],
+        connect_anonymous("p2", 2, 7000),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    server.stop().await.expect("clean stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_token_alone_guards_the_admin_pages_on_the_protocol_listener() {
+    let dir = temp_dir("admin-token");
+    let token_path = dir.join("admin-token");
+    std::fs::write(&token_path, "another-t0ken").expect("token");
+    let mut config = ServerConfig::default();
+    config.admin.token_file = Some(token_path);
+    let server = TestServer::start(config).await;
+    let answer = get(server.http, "/metrics").await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let answer = get_with(
+        server.http,
+        "/metrics",
+        &[("authorization", "Bearer another-t0ken")],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    // The default configuration keeps serving them to a local user.
+    server.stop().await.expect("clean stop");
+    let open = TestServer::start(ServerConfig::default()).await;
+    assert_eq!(get(open.http, "/api/stats").await.status, StatusCode::OK);
+    assert_eq!(get(open.http, "/").await.status, StatusCode::OK);
+    open.stop().await.expect("clean stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
