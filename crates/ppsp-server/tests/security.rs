@@ -554,7 +554,10 @@ async fn admin_pages_on_their_own_listener_behind_a_bearer_token() {
     let stats = get_with(admin, "/api/stats", &bearer).await;
     assert_eq!(stats.status, StatusCode::OK);
     let stats: serde_json::Value = serde_json::from_slice(&stats.body()).expect("JSON");
-    assert_eq!(stats["totals"]["sessions"], 1, "the protocol listener's CONNECT counted");
+    assert_eq!(
+        stats["totals"]["sessions"], 1,
+        "the protocol listener's CONNECT counted"
+    );
     let metrics = get_with(admin, "/metrics", &bearer).await;
     assert_eq!(metrics.status, StatusCode::OK);
     assert_eq!(get(admin, "/healthz").await.status, StatusCode::OK);
