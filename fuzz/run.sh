@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing campaign: builds every target with libFuzzer and sanitizer coverage,
-# seeds each corpus (the decoder fixtures for XML and JSON, hand-made seeds for STUN and chunk
-# maps), then runs the targets one after another, SECONDS_PER_TARGET each (default 600).
+# seeds each corpus (the decoder fixtures for XML and JSON, hand-made seeds for the others),
+# then runs the targets one after another, SECONDS_PER_TARGET each (default 600).
 # Usage: fuzz/run.sh [TARGET...]   (niced; logs and final stats under fuzz/logs/)
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${SECONDS_PER_TARGET:-600}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(xml_decode json_decode stun chunkmap)
+[ ${#targets[@]} -gt 0 ] || targets=(xml_decode json_decode stun chunkmap manifest peer_protocol)
 
 # What `cargo fuzz build` does, spelled out so that no extra tool is needed: SanitizerCoverage
 # with comparison tracing, AddressSanitizer, debug assertions and overflow checks. The nightly
@@ -41,6 +41,20 @@ seed() {
         printf '\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x19\x08//8PgA==//8=' >"$dir/draft-example"
         printf '\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x10\x03/w=AA' >"$dir/unaligned"
         printf '\xff\xff\xff\xff\xff\xff\xff\xf0\x00\x00\x20\x06AAAAAA' >"$dir/near-u64-max"
+        ;;
+    manifest)
+        # A VoD manifest of two chunks and a live manifest body (the target signs it).
+        hash=0000000000000000000000000000000000000000000000000000000000000000
+        printf '{"version":1,"kind":"vod","name":"movie.mp4","chunk_size":1024,"total_length":1500,"chunks":["%s","%s"]}' \
+            "$hash" "$hash" >"$dir/vod"
+        key=ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c
+        printf '{"version":1,"kind":"live","public_key":"%s","name":"cam","chunk_size":1024,"sequence":3,"first":10,"chunks":[{"len":1024,"hash":"%s"}],"ended":false}' \
+            "$key" "$hash" >"$dir/live"
+        ;;
+    peer_protocol)
+        printf '/ppsp/v1/0a1b/chunk/42' >"$dir/chunk-path"
+        printf '/ppsp/v1/live-ab/chunkmap?since=7' >"$dir/chunkmap-path"
+        printf '{"first":0,"len":25,"map":"//8PgA==","complete":false,"version":3}' >"$dir/chunkmap-wire"
         ;;
     esac
 }
