@@ -12,6 +12,10 @@
 //! * a request with neither is accepted only on an open tracker and only for a PeerID that
 //!   has no account; else it gets 401 with a fresh `WWW-Authenticate: Digest` challenge.
 //!
+//! Wrong passwords count as failed CONNECTs of the source network (see `limiter`), and a
+//! network held off for them gets 503 for Digest credentials too, so guessing over Digest
+//! is no faster than over SASL PLAIN.
+//!
 //! MD5 is not offered: every Digest client in current use that can talk to this tracker
 //! (curl since 7.57, browsers, Python's `requests` via `HTTPDigestAuth`) speaks SHA-256
 //! when the challenge asks for it, and MD5 would need an MD5 `H(A1)` in the accounts file
@@ -47,6 +51,9 @@ const NONCE_BYTES: usize = 32;
 pub(crate) enum Refusal {
     /// No acceptable credentials: answer 401 with this `WWW-Authenticate` challenge.
     Unauthenticated(HeaderValue),
+    /// Credentials whose password was checked and is wrong (or whose user has no Digest
+    /// secret): 401 with this challenge, and one more failure for the source network.
+    WrongCredentials(HeaderValue),
     /// Authenticated, but as another identity than the request's `peer_id`: 403.
     WrongIdentity,
 }
@@ -328,8 +335,12 @@ impl JsonGate {
         else {
             return Err(refuse("nc is not 8 hex digits"));
         };
+        let wrong = |why: &str| match refuse(why) {
+            Refusal::Unauthenticated(challenge) => Refusal::WrongCredentials(challenge),
+            other => other,
+        };
         let Some(ha1) = authenticator.digest_secret(&credentials.username, &self.realm) else {
-            return Err(refuse("no Digest secret for this user and realm"));
+            return Err(wrong("no Digest secret for this user and realm"));
         };
         let ha2 = sha256_hex(format!("{}:{}", request.method, credentials.uri).as_bytes());
         let expected = sha256_hex(
@@ -345,7 +356,7 @@ impl JsonGate {
         );
         let response = credentials.response.to_ascii_lowercase();
         if !bool::from(expected.as_bytes().ct_eq(response.as_bytes())) {
-            return Err(refuse("wrong response"));
+            return Err(wrong("wrong response"));
         }
         let lifetime = self.nonce_lifetime.as_secs();
         let fresh = self

@@ -179,7 +179,7 @@ impl RequestError {
             } => {
                 let status = refusal_status(&refusal);
                 let headers = match refusal {
-                    Refusal::Unauthenticated(challenge) => {
+                    Refusal::Unauthenticated(challenge) | Refusal::WrongCredentials(challenge) => {
                         vec![(header::WWW_AUTHENTICATE, challenge)]
                     }
                     Refusal::WrongIdentity => Vec::new(),
@@ -196,7 +196,9 @@ impl RequestError {
 
 fn refusal_status(refusal: &Refusal) -> Status {
     match refusal {
-        Refusal::Unauthenticated(_) => Status::AuthenticationRequired,
+        Refusal::Unauthenticated(_) | Refusal::WrongCredentials(_) => {
+            Status::AuthenticationRequired
+        }
         Refusal::WrongIdentity => Status::MessageForbidden,
     }
 }
@@ -438,6 +440,16 @@ async fn ppsp_request(
     }
     .map_err(|error| RequestError::Decode { dialect, error })?;
     if let Some((method, target, headers)) = &http_auth {
+        let source = observed.ip();
+        if headers.contains_key(header::AUTHORIZATION)
+            && state.failed_connects.blocked(source, Instant::now())
+        {
+            tracing::warn!("JSON credentials from {source} refused: too many failed attempts");
+            return Err(RequestError::Overloaded {
+                dialect,
+                transaction_id: decoded.transaction_id,
+            });
+        }
         let request = JsonRequest {
             method,
             target,
@@ -448,9 +460,14 @@ async fn ppsp_request(
         state
             .json_gate
             .check(&state.authenticator, &request)
-            .map_err(|refusal| RequestError::JsonRefused {
-                refusal,
-                transaction_id: Some(decoded.transaction_id.clone()),
+            .map_err(|refusal| {
+                if matches!(refusal, Refusal::WrongCredentials(_)) {
+                    state.failed_connects.record_failure(source, Instant::now());
+                }
+                RequestError::JsonRefused {
+                    refusal,
+                    transaction_id: Some(decoded.transaction_id.clone()),
+                }
             })?;
     }
     let context = RequestContext {

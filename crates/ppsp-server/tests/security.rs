@@ -599,3 +599,34 @@ async fn a_token_alone_guards_the_admin_pages_on_the_protocol_listener() {
     open.stop().await.expect("clean stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn digest_guesses_count_against_the_guessers_network_only() {
+    let dir = temp_dir("digest-guessing");
+    let mut config = config_with_accounts(&dir, false);
+    config.auth.max_failed_connects = 2;
+    let server = TestServer::start(config).await;
+    let addr = server.http;
+    let guesser = [127, 0, 0, 2];
+    let answer = send_from(guesser, addr, &[JSON], json_connect("alice", "g0")).await;
+    let challenge = answer
+        .header("www-authenticate")
+        .expect("challenge")
+        .to_owned();
+    for nc in 1..=2 {
+        let guess = digest_authorization(&challenge, "alice", "guess", "POST", "/", nc);
+        let headers = [JSON, ("authorization", guess.as_str())];
+        let answer = send_from(guesser, addr, &headers, json_connect("alice", "g1")).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    // Held off now, even with the right password...
+    let right = digest_authorization(&challenge, "alice", "correct horse", "POST", "/", 3);
+    let headers = [JSON, ("authorization", right.as_str())];
+    let answer = send_from(guesser, addr, &headers, json_connect("alice", "g2")).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    // ...while alice, elsewhere, gets in with the same challenge's nonce.
+    let answer = send_from([127, 0, 0, 1], addr, &headers, json_connect("alice", "g3")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    server.stop().await.expect("clean stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
