@@ -25,21 +25,13 @@ fuzz_target!(|data: &[u8]| {
             let encoded = encode_request(&request);
             let again = decode_request(encoded.as_bytes(), &relaxed);
             assert_eq!(again.as_ref(), Ok(&request), "re-encoded: {encoded}");
-            assert_eq!(
-                encode_request(&request),
-                encoded,
-                "encoding is deterministic"
-            );
+            assert_eq!(encode_request(&request), encoded, "encoding is deterministic");
         }
         Ok(Message::Response(response)) => {
             let encoded = encode_response(&response);
             let again = decode_response(encoded.as_bytes(), &relaxed);
             assert_eq!(again.as_ref(), Ok(&response), "re-encoded: {encoded}");
-            assert_eq!(
-                encode_response(&response),
-                encoded,
-                "encoding is deterministic"
-            );
+            assert_eq!(encode_response(&response), encoded, "encoding is deterministic");
         }
         Err(error) => {
             assert!(matches!(
