@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the outside tools the tests use
-# (xmllint, a STUN client from coturn, a JSON Schema validator), then runs formatting, lints, every
+# (xmllint, curl for HTTP Digest, a STUN client from coturn, a JSON Schema validator), then runs formatting, lints, every
 # test, and builds the benches and fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v turnutils_stunclient >/dev/null 2>&1 || need_apt+=(coturn)
 python3 -c 'import jsonschema' >/dev/null 2>&1 || need_apt+=(python3-jsonschema)
 if [ ${#need_apt[@]} -gt 0 ]; then

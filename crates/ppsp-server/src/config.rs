@@ -30,6 +30,22 @@ pub struct ServerConfig {
     pub limits: LimitsSection,
     /// Tracker state machine settings.
     pub tracker: TrackerSection,
+    /// Where the dashboard, `/api/stats` and `/metrics` are served, and who may see them.
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: the dashboard (`/`), `/api/stats` and `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Cleartext HTTP listeners that serve only the admin pages (and `/healthz`). When
+    /// set, the protocol listeners no longer serve the admin pages (404). Empty: the
+    /// protocol listeners serve them, as before.
+    pub listen: Vec<SocketAddr>,
+    /// File holding a bearer token (one line). When set, the admin pages require
+    /// `Authorization: Bearer TOKEN` on whichever listener serves them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// How JSON (RFC 7846) error responses are carried in the HTTP status line.
@@ -122,6 +138,11 @@ pub struct TlsSection {
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// PEM file of the CA certificates that sign client certificates. When set, HTTPS
+    /// clients may present one; its subject CN or a DNS/URI alternative name is then the
+    /// JSON peer's authenticated PeerID. Clients without one still connect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `[stun]`: the STUN Binding service (RFC 8489) on UDP.
@@ -137,8 +158,8 @@ pub struct StunSection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
-    /// Accept SASL ANONYMOUS (an open tracker). JSON requests carry no SASL data and are
-    /// accepted only when this is on.
+    /// Accept SASL ANONYMOUS and JSON requests without HTTP authentication (an open
+    /// tracker), except for PeerIDs that have an account.
     pub allow_anonymous: bool,
     /// Accounts file for SASL PLAIN, written by `ppsp accounts add`. Without it PLAIN is
     /// refused.
@@ -149,12 +170,22 @@ pub struct AuthSection {
     pub allow_plain_over_cleartext: bool,
     /// Count a cleartext listener bound to a loopback address as a secure channel.
     pub loopback_is_secure: bool,
-    /// Failed CONNECT authentications allowed per source network (IPv4 address or IPv6
-    /// /64) and per PeerID within `failed_connect_window_secs`; further CONNECTs from them
-    /// are answered 503 with Retry-After until the window ends. 0 turns this off.
+    /// Failed CONNECT authentications allowed per source network (see
+    /// `failed_connect_ipv4_prefix`; IPv6 /64) within `failed_connect_window_secs`; further
+    /// CONNECTs from that network are answered 503 with Retry-After until the window ends.
+    /// Failures are never counted per PeerID, so nobody can lock another peer out. 0 turns
+    /// this off.
     pub max_failed_connects: u32,
     /// Length of the failed-CONNECT counting window, in seconds.
     pub failed_connect_window_secs: u64,
+    /// Prefix length of the IPv4 network failures are counted under: 32 (one address) or
+    /// shorter, e.g. 24 against guessers that rotate through a /24.
+    pub failed_connect_ipv4_prefix: u8,
+    /// HTTP Digest realm of JSON peers; accounts need a Digest secret for this realm
+    /// (`ppsp accounts add --digest-realm`).
+    pub digest_realm: String,
+    /// Seconds an HTTP Digest nonce stays valid.
+    pub digest_nonce_lifetime_secs: u64,
 }
 
 impl Default for AuthSection {
@@ -166,6 +197,9 @@ impl Default for AuthSection {
             loopback_is_secure: true,
             max_failed_connects: 10,
             failed_connect_window_secs: 60,
+            failed_connect_ipv4_prefix: 32,
+            digest_realm: "ppsp".to_owned(),
+            digest_nonce_lifetime_secs: 300,
         }
     }
 }
@@ -317,6 +351,10 @@ const SECTION_DOCS: &[(&str, &str)] = &[
         "Bounds on request bodies; larger or deeper input is refused.",
     ),
     ("tracker", "Tracker state machine: timers and caps."),
+    (
+        "admin",
+        "Dashboard, /api/stats and /metrics: a separate listener and/or a bearer token.",
+    ),
 ];
 
 const SETTING_DOCS: &[SettingDoc] = &[
@@ -413,6 +451,12 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "key = \"/etc/ppsp/tracker.key\"",
     ),
     optional(
+        "tls",
+        "client_ca",
+        "PEM CA certificates for optional client certificates; a certificate's CN or DNS/URI SAN is the JSON peer's PeerID.",
+        "client_ca = \"/etc/ppsp/clients-ca.crt\"",
+    ),
+    optional(
         "stun",
         "listen",
         "UDP address of the STUN service; off when absent.",
@@ -421,7 +465,7 @@ const SETTING_DOCS: &[SettingDoc] = &[
     doc(
         "auth",
         "allow_anonymous",
-        "Accept SASL ANONYMOUS (open tracker); JSON CONNECTs need this, they carry no SASL.",
+        "Accept SASL ANONYMOUS and unauthenticated JSON requests (open tracker), except for PeerIDs that have accounts.",
     ),
     optional(
         "auth",
@@ -442,12 +486,27 @@ const SETTING_DOCS: &[SettingDoc] = &[
     doc(
         "auth",
         "max_failed_connects",
-        "Failed CONNECTs allowed per source network (IPv4 address, IPv6 /64) and per PeerID per window; then 503 until the window ends (0: off).",
+        "Failed CONNECTs allowed per source network (IPv4 /failed_connect_ipv4_prefix, IPv6 /64) per window, never per PeerID; then 503 from that network until the window ends (0: off).",
     ),
     doc(
         "auth",
         "failed_connect_window_secs",
         "Length of the failed-CONNECT window, in seconds.",
+    ),
+    doc(
+        "auth",
+        "failed_connect_ipv4_prefix",
+        "IPv4 prefix length failures are counted under: 32 (one address) down to e.g. 24.",
+    ),
+    doc(
+        "auth",
+        "digest_realm",
+        "HTTP Digest (SHA-256) realm of JSON peers; accounts need a secret for it (`ppsp accounts add --digest-realm`).",
+    ),
+    doc(
+        "auth",
+        "digest_nonce_lifetime_secs",
+        "Seconds an HTTP Digest nonce stays valid.",
     ),
     doc(
         "limits",
@@ -555,6 +614,17 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "max_clips_per_member",
         "Clips (name and media type) kept per membership; the oldest is dropped past it.",
     ),
+    doc(
+        "admin",
+        "listen",
+        "Listeners serving only the admin pages; when set, the protocol listeners answer them 404 (empty: served with the protocol).",
+    ),
+    optional(
+        "admin",
+        "token_file",
+        "File with a bearer token; the admin pages then need `Authorization: Bearer TOKEN`.",
+        "token_file = \"/etc/ppsp/admin-token\"",
+    ),
 ];
 
 impl ServerConfig {
@@ -606,6 +676,20 @@ impl ServerConfig {
         }
         if self.auth.failed_connect_window_secs == 0 {
             return fail("auth.failed_connect_window_secs must be at least 1");
+        }
+        if !(8..=32).contains(&self.auth.failed_connect_ipv4_prefix) {
+            return fail("auth.failed_connect_ipv4_prefix must be between 8 and 32");
+        }
+        if !crate::accounts::valid_realm(&self.auth.digest_realm) {
+            return fail(
+                "auth.digest_realm: printable ASCII without spaces, quotes, backslashes or colons",
+            );
+        }
+        if self.auth.digest_nonce_lifetime_secs == 0 {
+            return fail("auth.digest_nonce_lifetime_secs must be at least 1");
+        }
+        if self.tls.client_ca.is_some() && self.tls.cert.is_none() {
+            return fail("tls.client_ca needs tls.cert and tls.key");
         }
         if self.server.sweep_interval_ms == 0 {
             return fail("server.sweep_interval_ms must be at least 1");

@@ -19,7 +19,9 @@ use hyper::{Method, StatusCode};
 use ppsp_proto::{DecodeError, RequestBody, Status, TransactionId};
 use ppsp_tracker_core::{Format as Dialect, RequestContext, Timestamp};
 
+use crate::admin::{ADMIN_PATHS, AdminAccess, AdminRefusal};
 use crate::config::{IpNet, JsonErrorHttpStatus};
+use crate::digest::{JsonRequest, Refusal};
 use crate::state::{AppState, ConnInfo};
 
 /// The body type of every response.
@@ -28,10 +30,11 @@ pub(crate) type ResponseBody = Full<Bytes>;
 /// What the tracker answers, before it is turned into HTTP.
 #[derive(Debug)]
 pub(crate) enum Reply {
-    /// A PPSP response, encoded in the request's dialect.
+    /// A PPSP response, encoded in the request's dialect, with extra headers.
     Ppsp {
         dialect: Dialect,
         response: ppsp_proto::Response,
+        headers: Vec<(HeaderName, HeaderValue)>,
     },
     /// Anything else: GET endpoints and HTTP-level errors.
     Plain {
@@ -58,10 +61,12 @@ pub(crate) enum RequestError {
     BodyTimeout,
     /// The body could not be read or decompressed.
     BadBody(&'static str),
-    /// A GET for a path that has no page.
+    /// A GET for a path that has no page (or not on this listener).
     NotFound,
     /// The state store did not answer a GET endpoint.
     Unavailable,
+    /// An admin page without the configured bearer token.
+    AdminUnauthorized,
     /// The codec refused the body.
     Decode {
         dialect: Dialect,
@@ -77,6 +82,11 @@ pub(crate) enum RequestError {
         dialect: Dialect,
         transaction_id: TransactionId,
     },
+    /// A JSON request without acceptable HTTP authentication for its `peer_id`.
+    JsonRefused {
+        refusal: Refusal,
+        transaction_id: Option<TransactionId>,
+    },
 }
 
 const ACCEPT_POST: &str = "application/xml, text/xml, application/ppsp-tracker+json";
@@ -88,6 +98,7 @@ impl RequestError {
             Self::Decode { error, .. } => Some(error.status()),
             Self::Overloaded { .. } => Some(Status::TemporarilyOverloaded),
             Self::Internal { .. } => Some(Status::InternalError),
+            Self::JsonRefused { refusal, .. } => Some(refusal_status(refusal)),
             _ => None,
         }
     }
@@ -137,11 +148,16 @@ impl RequestError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))],
             ),
+            Self::AdminUnauthorized => plain(
+                StatusCode::UNAUTHORIZED,
+                vec![(header::WWW_AUTHENTICATE, AdminAccess::challenge())],
+            ),
             Self::Decode { dialect, error } => {
                 tracing::debug!("undecodable request: {error}");
                 Reply::Ppsp {
                     dialect,
                     response: ppsp_proto::Response::status(error.status(), error.transaction_id),
+                    headers: Vec::new(),
                 }
             }
             Self::Overloaded {
@@ -153,6 +169,7 @@ impl RequestError {
                     Status::TemporarilyOverloaded,
                     Some(transaction_id),
                 ),
+                headers: Vec::new(),
             },
             Self::Internal {
                 dialect,
@@ -160,8 +177,35 @@ impl RequestError {
             } => Reply::Ppsp {
                 dialect,
                 response: ppsp_proto::Response::status(Status::InternalError, Some(transaction_id)),
+                headers: Vec::new(),
             },
+            Self::JsonRefused {
+                refusal,
+                transaction_id,
+            } => {
+                let status = refusal_status(&refusal);
+                let headers = match refusal {
+                    Refusal::Unauthenticated(challenge) | Refusal::WrongCredentials(challenge) => {
+                        vec![(header::WWW_AUTHENTICATE, challenge)]
+                    }
+                    Refusal::WrongIdentity => Vec::new(),
+                };
+                Reply::Ppsp {
+                    dialect: Dialect::Json,
+                    response: ppsp_proto::Response::status(status, transaction_id),
+                    headers,
+                }
+            }
         }
+    }
+}
+
+fn refusal_status(refusal: &Refusal) -> Status {
+    match refusal {
+        Refusal::Unauthenticated(_) | Refusal::WrongCredentials(_) => {
+            Status::AuthenticationRequired
+        }
+        Refusal::WrongIdentity => Status::MessageForbidden,
     }
 }
 
@@ -206,12 +250,31 @@ async fn route(
     request: hyper::Request<Incoming>,
 ) -> Result<Reply, RequestError> {
     let method = request.method();
+    let path = request.uri().path();
+    if conn.admin_listener {
+        // Admin listeners serve the admin pages and the health check, nothing else.
+        let served = path == "/healthz" || ADMIN_PATHS.contains(&path);
+        if !served {
+            return Err(RequestError::NotFound);
+        }
+        if *method != Method::GET && *method != Method::HEAD {
+            return Err(RequestError::MethodNotAllowed { allow: "GET, HEAD" });
+        }
+    }
     if *method == Method::POST {
         return ppsp_request(state, conn, request).await;
     }
-    let path = request.uri().path();
     let is_get_path = GET_PATHS.contains(&path);
     if *method == Method::GET || *method == Method::HEAD {
+        if ADMIN_PATHS.contains(&path) {
+            state
+                .admin
+                .check(conn.admin_listener, request.headers())
+                .map_err(|refusal| match refusal {
+                    AdminRefusal::NotHere => RequestError::NotFound,
+                    AdminRefusal::Unauthorized => RequestError::AdminUnauthorized,
+                })?;
+        }
         return if is_get_path {
             Ok(crate::pages::get(state, path, request.uri().query()).await)
         } else {
@@ -352,10 +415,65 @@ async fn ppsp_request(
     } else {
         conn.secure
     };
+    // RFC 7846 leaves authentication to HTTP: what the JSON gate needs is kept before the
+    // body is read.
+    let http_auth = (dialect == Dialect::Json).then(|| {
+        (
+            request.method().as_str().to_owned(),
+            request.uri().path_and_query().map_or_else(
+                || request.uri().path().to_owned(),
+                |p| p.as_str().to_owned(),
+            ),
+            request.headers().clone(),
+        )
+    });
     let body = read_body(state, request).await?;
+    if let Some((_, _, headers)) = &http_auth
+        && let Some(refusal) = state.json_gate.refuse_before_decoding(
+            headers,
+            &conn.certificate_names,
+            body.is_empty(),
+        )
+    {
+        return Err(RequestError::JsonRefused {
+            refusal,
+            transaction_id: None,
+        });
+    }
     let decoded = dialect
         .decode_request(&body, &state.limits)
         .map_err(|error| RequestError::Decode { dialect, error })?;
+    if let Some((method, target, headers)) = &http_auth {
+        let source = observed.ip();
+        if headers.contains_key(header::AUTHORIZATION)
+            && state.failed_connects.blocked(source, Instant::now())
+        {
+            tracing::warn!("JSON credentials from {source} refused: too many failed attempts");
+            return Err(RequestError::Overloaded {
+                dialect,
+                transaction_id: decoded.transaction_id,
+            });
+        }
+        let request = JsonRequest {
+            method,
+            target,
+            headers,
+            peer_id: decoded.peer_id.as_str(),
+            certificate_names: &conn.certificate_names,
+        };
+        state
+            .json_gate
+            .check(&state.authenticator, &request)
+            .map_err(|refusal| {
+                if matches!(refusal, Refusal::WrongCredentials(_)) {
+                    state.failed_connects.record_failure(source, Instant::now());
+                }
+                RequestError::JsonRefused {
+                    refusal,
+                    transaction_id: Some(decoded.transaction_id.clone()),
+                }
+            })?;
+    }
     let context = RequestContext {
         observed,
         format: dialect,
@@ -369,7 +487,11 @@ async fn ppsp_request(
             .handle(Timestamp::now(), &context, &decoded)
             .await
     };
-    Ok(Reply::Ppsp { dialect, response })
+    Ok(Reply::Ppsp {
+        dialect,
+        response,
+        headers: Vec::new(),
+    })
 }
 
 /// True for a CONNECT whose authentication may check a password hash: any SASL mechanism
@@ -394,10 +516,7 @@ async fn connect(
 ) -> Result<ppsp_proto::Response, RequestError> {
     let dialect = context.format;
     let source = context.observed.ip();
-    if state
-        .failed_connects
-        .blocked(source, request.peer_id.as_str(), Instant::now())
-    {
+    if state.failed_connects.blocked(source, Instant::now()) {
         tracing::warn!(
             "CONNECT for {} from {source} refused: too many failed attempts",
             request.peer_id
@@ -413,9 +532,7 @@ async fn connect(
             .handle(Timestamp::now(), &context, &request)
             .await;
         if response.status == Status::AuthenticationRequired {
-            state
-                .failed_connects
-                .record_failure(source, request.peer_id.as_str(), Instant::now());
+            state.failed_connects.record_failure(source, Instant::now());
         }
         return Ok(response);
     }
@@ -436,7 +553,6 @@ async fn connect(
     };
     let tracker = Arc::clone(&state.tracker);
     let transaction_id = request.transaction_id.clone();
-    let peer_id = request.peer_id.clone();
     let runtime = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         // The password check inside blocks this thread, not a runtime worker.
@@ -452,9 +568,7 @@ async fn connect(
         }
     })?;
     if response.status == Status::AuthenticationRequired {
-        state
-            .failed_connects
-            .record_failure(source, peer_id.as_str(), Instant::now());
+        state.failed_connects.record_failure(source, Instant::now());
     }
     Ok(response)
 }
@@ -619,7 +733,11 @@ pub(crate) fn render(
     gzip_ok: bool,
 ) -> hyper::Response<ResponseBody> {
     let (status, content_type, body, mut headers) = match reply {
-        Reply::Ppsp { dialect, response } => {
+        Reply::Ppsp {
+            dialect,
+            response,
+            headers,
+        } => {
             let ppsp_status = response.status;
             let (body, content_type) = (dialect.encode_response(&response), dialect.media_type());
             let code = if dialect == Dialect::Json
@@ -630,7 +748,7 @@ pub(crate) fn render(
                 ppsp_status.http_code()
             };
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, content_type, Bytes::from(body), Vec::new())
+            (status, content_type, Bytes::from(body), headers)
         }
         Reply::Plain {
             status,
@@ -639,7 +757,11 @@ pub(crate) fn render(
             headers,
         } => (status, content_type, body, headers),
     };
-    if status == StatusCode::UNAUTHORIZED {
+    if status == StatusCode::UNAUTHORIZED
+        && !headers
+            .iter()
+            .any(|(name, _)| name == header::WWW_AUTHENTICATE)
+    {
         headers.push((
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("PPSP-SASL"),

@@ -39,8 +39,10 @@
 //! ```
 
 mod accounts;
+mod admin;
 mod auth;
 pub mod config;
+mod digest;
 mod error;
 mod http;
 mod limiter;

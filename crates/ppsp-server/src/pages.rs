@@ -480,7 +480,7 @@ mod tests {
     fn state() -> AppState {
         let config = ServerConfig::default();
         let tracker = Tracker::new(config.core_config(), Arc::new(OpenAuthenticator));
-        AppState::new(&config, Arc::new(tracker))
+        AppState::for_tests(&config, Arc::new(tracker))
     }
 
     #[test]

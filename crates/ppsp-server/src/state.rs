@@ -8,7 +8,10 @@ use std::time::Duration;
 use ppsp_tracker_core::Tracker;
 use tokio::sync::Semaphore;
 
+use crate::admin::AdminAccess;
+use crate::auth::AccountsAuthenticator;
 use crate::config::{IpNet, JsonErrorHttpStatus, ServerConfig};
+use crate::digest::JsonGate;
 use crate::limiter::FailureLimiter;
 
 /// Everything a request handler needs, shared behind an `Arc`.
@@ -26,12 +29,27 @@ pub(crate) struct AppState {
     pub(crate) connect_queue_timeout: Duration,
     pub(crate) metrics: ServerMetrics,
     pub(crate) failed_connects: FailureLimiter,
+    /// The accounts, for the HTTP-layer authentication of JSON peers.
+    pub(crate) authenticator: Arc<AccountsAuthenticator>,
+    /// HTTP Digest and client-certificate checks of JSON requests.
+    pub(crate) json_gate: Arc<JsonGate>,
+    /// Who may see the admin pages.
+    pub(crate) admin: AdminAccess,
 }
 
 impl AppState {
-    pub(crate) fn new(config: &ServerConfig, tracker: Arc<Tracker>) -> Self {
+    pub(crate) fn new(
+        config: &ServerConfig,
+        tracker: Arc<Tracker>,
+        authenticator: Arc<AccountsAuthenticator>,
+        json_gate: Arc<JsonGate>,
+        admin: AdminAccess,
+    ) -> Self {
         Self {
             tracker,
+            authenticator,
+            json_gate,
+            admin,
             limits: config.decode_limits(),
             trusted_proxies: config.trusted_proxy_nets(),
             json_error_http_status: config.server.json_error_http_status,
@@ -46,18 +64,40 @@ impl AppState {
             failed_connects: FailureLimiter::new(
                 config.auth.max_failed_connects,
                 Duration::from_secs(config.auth.failed_connect_window_secs),
+                config.auth.failed_connect_ipv4_prefix,
             ),
         }
     }
 }
 
+#[cfg(test)]
+impl AppState {
+    /// State for unit tests: `config`'s authentication settings, its accounts file if any.
+    pub(crate) fn for_tests(config: &ServerConfig, tracker: Arc<Tracker>) -> Self {
+        let authenticator =
+            Arc::new(AccountsAuthenticator::from_config(&config.auth).expect("accounts"));
+        let gate = JsonGate::new(
+            &config.auth.digest_realm,
+            Duration::from_secs(config.auth.digest_nonce_lifetime_secs),
+            config.auth.allow_anonymous,
+        )
+        .expect("randomness");
+        let admin = AdminAccess::from_config(&config.admin).expect("admin token");
+        Self::new(config, tracker, authenticator, Arc::new(gate), admin)
+    }
+}
+
 /// Facts about one accepted connection.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ConnInfo {
     /// The socket peer.
     pub(crate) peer: SocketAddr,
     /// True over TLS, or on a loopback listener when loopback counts as secure.
     pub(crate) secure: bool,
+    /// Names of the verified TLS client certificate (CN, DNS and URI SANs); empty without.
+    pub(crate) certificate_names: Vec<String>,
+    /// True on an `[admin] listen` listener, which serves only the admin pages.
+    pub(crate) admin_listener: bool,
 }
 
 /// HTTP status codes counted one by one; anything else lands in "other".

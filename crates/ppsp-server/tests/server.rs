@@ -355,8 +355,8 @@ async fn sasl_plain_against_the_accounts_file() {
     let answer = post_xml(addr, connect_plain("mallory", "correct horse", 3)).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 
-    // A closed tracker has nothing to check JSON CONNECTs against (RFC 7846 carries no
-    // SASL data), so they are refused as well.
+    // A closed tracker refuses JSON CONNECTs that bring no HTTP authentication (RFC 7846
+    // carries no SASL data).
     let answer = post_json(
         addr,
         json_request(
