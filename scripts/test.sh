@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the outside tools the tests use
-# (xmllint, a STUN client from coturn, a JSON Schema validator), then runs formatting, lints, every
+# (xmllint, a STUN client from coturn, a JSON Schema validator, an OpenMetrics parser), then runs formatting, lints, every
 # test, and builds the benches and fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ need_apt=()
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 command -v turnutils_stunclient >/dev/null 2>&1 || need_apt+=(coturn)
 python3 -c 'import jsonschema' >/dev/null 2>&1 || need_apt+=(python3-jsonschema)
+python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing ${need_apt[*]}"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -19,6 +20,10 @@ if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
     # Debian's python3-jsonschema serves /usr/bin/python3; another python3 first on PATH
     # gets it from PyPI instead.
     python3 -m pip install -q jsonschema
+fi
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    # The metrics tests read /metrics with prometheus_client's OpenMetrics parser.
+    python3 -m pip install -q prometheus_client
 fi
 
 echo "==> cargo fmt --check"

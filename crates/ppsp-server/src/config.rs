@@ -87,6 +87,8 @@ pub struct HttpSection {
     pub retry_after_secs: u64,
     /// Milliseconds between two sweeps for idle sessions and expired memberships.
     pub sweep_interval_ms: u64,
+    /// Seconds between two samples of the dashboard's one-hour activity history.
+    pub history_sample_secs: u64,
 }
 
 impl Default for HttpSection {
@@ -108,6 +110,7 @@ impl Default for HttpSection {
             connect_queue_timeout_ms: 2000,
             retry_after_secs: 5,
             sweep_interval_ms: 1000,
+            history_sample_secs: 5,
         }
     }
 }
@@ -379,6 +382,11 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "sweep_interval_ms",
         "Milliseconds between sweeps for idle sessions and expired memberships.",
     ),
+    doc(
+        "server",
+        "history_sample_secs",
+        "Seconds between samples of the dashboard's one-hour activity history (rates, chart).",
+    ),
     optional(
         "tls",
         "cert",
@@ -553,6 +561,9 @@ impl ServerConfig {
         }
         if self.server.sweep_interval_ms == 0 {
             return fail("server.sweep_interval_ms must be at least 1");
+        }
+        if self.server.history_sample_secs == 0 || self.server.history_sample_secs > 3600 {
+            return fail("server.history_sample_secs must be between 1 and 3600");
         }
         if self.server.header_read_timeout_secs == 0
             || self.server.body_read_timeout_secs == 0

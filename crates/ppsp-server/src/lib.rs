@@ -38,12 +38,15 @@
 //! # }
 //! ```
 
+mod accounting;
 mod accounts;
 mod auth;
 pub mod config;
 mod error;
+mod history;
 mod http;
 mod limiter;
+mod metrics;
 mod pages;
 mod server;
 mod state;

@@ -618,29 +618,31 @@ async fn health_metrics_stats_and_dashboard() {
     assert!(
         metrics
             .header("content-type")
-            .is_some_and(|ct| ct.starts_with("text/plain"))
+            .is_some_and(|ct| ct.starts_with("application/openmetrics-text"))
     );
     let text = metrics.text();
     for line in [
-        "ppsp_requests_total{method=\"CONNECT\"} 2",
-        "ppsp_requests_total{method=\"JOIN\"} 2",
-        "ppsp_requests_total{method=\"STAT_REPORT\"} 1",
+        "ppsp_requests_total{method=\"CONNECT\",protocol=\"xml\",status=\"OK\"} 2",
+        "ppsp_requests_total{method=\"JOIN\",protocol=\"xml\",status=\"OK\"} 2",
+        "ppsp_requests_total{method=\"STAT_REPORT\",protocol=\"xml\",status=\"OK\"} 1",
+        "ppsp_requests_total{method=\"unknown\",protocol=\"xml\",status=\"INVALID SYNTAX\"} 1",
         "ppsp_sessions 2",
         "ppsp_swarms 1",
         "ppsp_peers{mode=\"SEED\"} 1",
         "ppsp_peers{mode=\"LEECH\"} 1",
         "ppsp_sessions_expired_total 0",
         "ppsp_memberships_expired_total 0",
-        "ppsp_responses_total{status=\"INVALID SYNTAX\"} 1",
+        "ppsp_reported_bytes_total{direction=\"uploaded\"} 4096",
+        "ppsp_reported_bytes_total{direction=\"downloaded\"} 8192",
+        "ppsp_request_duration_seconds_count{method=\"JOIN\"} 2",
     ] {
         assert!(
             text.lines().any(|l| l == line),
             "missing {line:?} in\n{text}"
         );
     }
-    assert!(text.contains("ppsp_responses_total{status=\"OK\"}"));
     assert!(text.contains("ppsp_http_responses_total{code=\"200\"}"));
-    assert!(text.contains("# TYPE ppsp_requests_total counter"));
+    assert!(text.contains("# TYPE ppsp_requests counter"));
 
     let stats = get(addr, "/api/stats").await;
     assert_eq!(stats.header("content-type"), Some("application/json"));
@@ -649,6 +651,7 @@ async fn health_metrics_stats_and_dashboard() {
     assert_eq!(stats["totals"]["swarms"], 1);
     assert_eq!(stats["requests_by_method"]["CONNECT"], 2);
     assert_eq!(stats["responses_by_status"]["INVALID SYNTAX"], 1);
+    assert_eq!(stats["totals"]["uploaded_bytes_reported"], 4096);
     let swarm = &stats["swarms"][0];
     assert_eq!(swarm["swarm_id"], "movie-1");
     let peers = swarm["peers"].as_array().expect("peers");
