@@ -115,6 +115,7 @@ pub struct Server {
     config: ServerConfig,
     tracker: Arc<Tracker>,
     tls: Option<TlsAcceptor>,
+    authenticator: Arc<AccountsAuthenticator>,
 }
 
 impl std::fmt::Debug for Server {
@@ -154,7 +155,10 @@ impl Server {
                 None => "refused (no accounts file)".to_owned(),
             }
         );
-        let tracker = Arc::new(Tracker::new(config.core_config(), authenticator));
+        let tracker = Arc::new(Tracker::new(
+            config.core_config(),
+            Arc::clone(&authenticator) as Arc<dyn ppsp_tracker_core::Authenticator>,
+        ));
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => Some(TlsAcceptor::from(crate::tls::load_server_config(
                 cert, key,
@@ -165,7 +169,14 @@ impl Server {
             config,
             tracker,
             tls,
+            authenticator,
         })
+    }
+
+    /// The authenticator, kept so the accounts file can be reloaded while serving
+    /// ([`AccountsAuthenticator::reload`], on SIGHUP in `ppsp tracker`).
+    pub fn authenticator(&self) -> Arc<AccountsAuthenticator> {
+        Arc::clone(&self.authenticator)
     }
 
     /// The tracker behind the server.
