@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the outside tools the tests use
 # (xmllint, a STUN client from coturn, a JSON Schema validator, an OpenMetrics parser,
-# headless Chromium), then runs formatting, lints, every test, checks the systemd unit, and
-# builds the benches and fuzz targets.
+# headless Chromium, systemd-analyze), then runs formatting, lints, every test (the systemd
+# unit's check among them), and builds the benches and fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,8 @@ python3 -c 'import jsonschema' >/dev/null 2>&1 || need_apt+=(python3-jsonschema)
 python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
 # The dashboard test drives the page in headless Chromium.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# deploy/ppsp-tracker.service is checked with systemd-analyze verify.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing ${need_apt[*]}"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
