@@ -10,7 +10,10 @@ const INSTALLED_BINARY: &str = "/usr/local/bin/ppsp";
 fn unit_for_this_build(dir: &Path) -> std::path::PathBuf {
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/ppsp-tracker.service");
     let text = std::fs::read_to_string(&unit).expect("deploy/ppsp-tracker.service");
-    assert!(text.contains(INSTALLED_BINARY), "ExecStart names {INSTALLED_BINARY}");
+    assert!(
+        text.contains(INSTALLED_BINARY),
+        "ExecStart names {INSTALLED_BINARY}"
+    );
     for directive in [
         "DynamicUser=yes",
         "ProtectSystem=strict",
@@ -24,8 +27,11 @@ fn unit_for_this_build(dir: &Path) -> std::path::PathBuf {
     }
     std::fs::create_dir_all(dir).expect("dir");
     let copy = dir.join("ppsp-tracker.service");
-    std::fs::write(&copy, text.replace(INSTALLED_BINARY, env!("CARGO_BIN_EXE_ppsp")))
-        .expect("write unit");
+    std::fs::write(
+        &copy,
+        text.replace(INSTALLED_BINARY, env!("CARGO_BIN_EXE_ppsp")),
+    )
+    .expect("write unit");
     copy
 }
 
