@@ -42,6 +42,16 @@ pub(crate) enum RefusalCause {
     body_limit,
 }
 
+impl RefusalCause {
+    /// Every cause, so each series exists (at 0) from the start.
+    const ALL: [Self; 4] = [
+        Self::authentication,
+        Self::failed_connect_holdoff,
+        Self::load_shedding,
+        Self::body_limit,
+    ];
+}
+
 /// Which way reported bytes went, from the reporting peer's point of view.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
@@ -283,6 +293,9 @@ impl Metrics {
         }
         for direction in [Direction::uploaded, Direction::downloaded] {
             metrics.add_reported_bytes(direction, 0);
+        }
+        for cause in RefusalCause::ALL {
+            drop(metrics.refusals.get_or_create(&CauseLabels { cause }));
         }
         metrics
     }

@@ -235,3 +235,57 @@ async fn stats_page_swarms_and_peers() {
     }
     server.stop().await.expect("clean stop");
 }
+
+/// Metric names (`ppsp_...`, `process_...`) in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let bytes = expr.as_bytes();
+    let mut start = None;
+    for (index, byte) in bytes.iter().chain([&b' ']).enumerate() {
+        let word = byte.is_ascii_alphanumeric() || *byte == b'_';
+        match (word, start) {
+            (true, None) => start = Some(index),
+            (false, Some(from)) => {
+                let name = &expr[from..index];
+                if name.starts_with("ppsp_") || name.starts_with("process_") {
+                    names.push(name.to_owned());
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_uses_only_exported_series() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/grafana-tracker.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("dashboard file"))
+            .expect("JSON");
+    let server = TestServer::start(ServerConfig::default()).await;
+    // One request of each kind the panels chart, so labelled series exist.
+    let token = connect(server.http, "g", 1).await;
+    post_xml(server.http, join("g", &token, "s", "SEED", 2)).await;
+    let samples = parse_openmetrics(&get(server.http, "/metrics").await.text());
+    server.stop().await.expect("clean stop");
+    let exported: std::collections::BTreeSet<&str> =
+        samples.iter().map(|(name, _, _)| name.as_str()).collect();
+    let mut used = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for name in metric_names(expr) {
+                used += 1;
+                assert!(
+                    exported.contains(name.as_str()),
+                    "panel {:?} uses {name}, which /metrics does not export",
+                    panel["title"]
+                );
+            }
+        }
+    }
+    assert!(used >= 15, "only {used} series references");
+}
