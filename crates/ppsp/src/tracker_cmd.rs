@@ -89,7 +89,7 @@ pub(crate) fn run(mut args: TrackerArgs) -> Result<(), CliError> {
     }
     let check = args.check_config.take();
     let file = check.clone().or_else(|| args.config.take());
-    let mut config = ServerConfig::load(file.as_deref(), std::env::vars())?;
+    let mut config = ServerConfig::load(file.as_deref(), environment())?;
     args.apply(&mut config);
     config.validate()?;
     let server = Server::new(config.clone())?;
@@ -118,6 +118,22 @@ pub(crate) fn run(mut args: TrackerArgs) -> Result<(), CliError> {
     // Blocking tasks (a CONNECT hashing a password) must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())
+}
+
+/// The process environment as text. A variable that is not valid UTF-8 cannot be an
+/// override's name or value; one that looks like an override is reported, not dropped
+/// silently.
+fn environment() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(name, value)| {
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => Some((name, value)),
+            (Ok(name), Err(_)) if name.starts_with(ppsp_server::config::ENV_PREFIX) => {
+                tracing::warn!("{name} ignored: its value is not UTF-8");
+                None
+            }
+            _ => None,
+        }
+    })
 }
 
 /// Re-reads the accounts file on every SIGHUP. Sessions live in the tracker and are not
