@@ -772,6 +772,12 @@ async fn connect_queue_overflow_is_503_with_retry_after() {
     }
     assert!(accepted >= 1, "at least one CONNECT gets through");
     assert!(shed >= 1, "at least one CONNECT is shed");
+    let metrics = get(addr, "/metrics").await.text();
+    let line = format!("ppsp_refusals_total{{cause=\"load_shedding\"}} {shed}");
+    assert!(
+        metrics.lines().any(|l| l == line),
+        "no {line:?} in\n{metrics}"
+    );
     server.stop().await.expect("clean stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -923,6 +929,16 @@ async fn repeated_failed_connects_are_held_off() {
     assert_eq!(refused.transaction_id, Some(TransactionId::numeric(3)));
     // Other requests from the same source are unaffected.
     assert_eq!(get(addr, "/healthz").await.status, StatusCode::OK);
+    let metrics = get(addr, "/metrics").await.text();
+    for line in [
+        "ppsp_refusals_total{cause=\"authentication\"} 2",
+        "ppsp_refusals_total{cause=\"failed_connect_holdoff\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
     server.stop().await.expect("clean stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
