@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the outside tools the tests use
-# (xmllint, curl for HTTP Digest, a STUN client from coturn, a JSON Schema validator), then runs formatting, lints, every
-# test, and builds the benches and fuzz targets.
+# (xmllint, curl for HTTP Digest, a STUN client from coturn, a JSON Schema validator, an
+# OpenMetrics parser, headless Chromium, systemd-analyze), then runs formatting, lints, every
+# test (the systemd unit's check among them), and builds the benches and fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,16 +11,33 @@ command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v turnutils_stunclient >/dev/null 2>&1 || need_apt+=(coturn)
 python3 -c 'import jsonschema' >/dev/null 2>&1 || need_apt+=(python3-jsonschema)
+python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
+# The dashboard test drives the page in headless Chromium.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# deploy/ppsp-tracker.service is checked with systemd-analyze verify.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing ${need_apt[*]}"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # Another apt run holding the dpkg lock is waited out rather than failed on.
+    for attempt in 1 2 3 4 5; do
+        if $SUDO apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null; then
+            break
+        fi
+        [ "$attempt" = 5 ] && exit 1
+        echo "apt-get failed (lock held?), retrying in 15 s"
+        sleep 15
+    done
 fi
 if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
     # Debian's python3-jsonschema serves /usr/bin/python3; another python3 first on PATH
     # gets it from PyPI instead.
     python3 -m pip install -q jsonschema
+fi
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    # The metrics tests read /metrics with prometheus_client's OpenMetrics parser.
+    python3 -m pip install -q prometheus_client
 fi
 
 echo "==> cargo fmt --check"

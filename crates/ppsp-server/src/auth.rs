@@ -98,6 +98,25 @@ impl AccountsAuthenticator {
             .and_then(|guard| guard.0.digest_secret(peer_id, realm))
     }
 
+    /// Reads the accounts file again now, whether or not it changed on disk (SIGHUP), and
+    /// returns how many accounts it holds. Sessions are the tracker's and are untouched.
+    ///
+    /// # Errors
+    /// [`ServerError::Accounts`] when the file cannot be read or is malformed; the previous
+    /// accounts stay in force. Without an accounts file there is nothing to read: `Ok(0)`.
+    pub fn reload(&self) -> Result<usize, ServerError> {
+        let Some(path) = &self.file else {
+            return Ok(0);
+        };
+        let modified = modified_time(path);
+        let accounts = Accounts::load(path)?;
+        let count = accounts.len();
+        if let Ok(mut guard) = self.accounts.write() {
+            *guard = (accounts, modified);
+        }
+        Ok(count)
+    }
+
     fn check_plain(&self, peer_id: &PeerId, credentials: &[u8]) -> Result<(), AuthError> {
         if self.file.is_none() {
             return Err(AuthError::UnknownMechanism("PLAIN".to_owned()));

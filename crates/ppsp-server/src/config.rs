@@ -103,6 +103,8 @@ pub struct HttpSection {
     pub retry_after_secs: u64,
     /// Milliseconds between two sweeps for idle sessions and expired memberships.
     pub sweep_interval_ms: u64,
+    /// Seconds between two samples of the dashboard's one-hour activity history.
+    pub history_sample_secs: u64,
 }
 
 impl Default for HttpSection {
@@ -124,6 +126,7 @@ impl Default for HttpSection {
             connect_queue_timeout_ms: 2000,
             retry_after_secs: 5,
             sweep_interval_ms: 1000,
+            history_sample_secs: 5,
         }
     }
 }
@@ -438,6 +441,11 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "sweep_interval_ms",
         "Milliseconds between sweeps for idle sessions and expired memberships.",
     ),
+    doc(
+        "server",
+        "history_sample_secs",
+        "Seconds between samples of the dashboard's one-hour activity history (rates, chart).",
+    ),
     optional(
         "tls",
         "cert",
@@ -641,6 +649,62 @@ impl ServerConfig {
         Ok(config)
     }
 
+    /// Reads the configuration the way `ppsp tracker` does: the defaults, then the TOML
+    /// file (if any), then every environment override in `env`, then [`Self::validate`].
+    ///
+    /// An override is a variable named `PPSP_<SECTION>__<KEY>` (upper-case `PPSP_`; section
+    /// and key in any case, joined by two underscores), for example `PPSP_TRACKER__PEER_NUM_MAX=50` or
+    /// `PPSP_SERVER__LISTEN='["0.0.0.0:7070"]'`. Its value is read as a TOML value; text
+    /// that is not one (`PPSP_AUTH__ACCOUNTS_FILE=/etc/ppsp/accounts`) is taken as a string.
+    /// Variables without the double underscore are not overrides and are ignored.
+    ///
+    /// # Errors
+    /// [`ServerError::Config`] naming the file (with line and column) or the variable.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ServerError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|err| {
+                ServerError::Config(format!("cannot read {}: {err}", path.display()))
+            })?,
+            None => String::new(),
+        };
+        let name = path.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
+        // Parsed from the text first, so that errors point at a line and column.
+        toml::from_str::<Self>(&text)
+            .map_err(|err| ServerError::Config(format!("{name}: {err}")))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|err| ServerError::Config(format!("{name}: {err}")))?;
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(var, _)| env_override_key(var).is_some())
+            .collect();
+        overrides.sort();
+        for (var, value) in &overrides {
+            let Some((section, key)) = env_override_key(var) else {
+                continue;
+            };
+            let section_table = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = section_table else {
+                return Err(ServerError::Config(format!(
+                    "environment {var}: {section} is not a section"
+                )));
+            };
+            section_table.insert(key, env_value(value));
+            toml::Value::Table(table.clone())
+                .try_into::<Self>()
+                .map_err(|err| ServerError::Config(format!("environment {var}: {err}")))?;
+        }
+        let config: Self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|err| ServerError::Config(format!("{name}: {err}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Parses and checks TOML text.
     ///
     /// # Errors
@@ -693,6 +757,9 @@ impl ServerConfig {
         }
         if self.server.sweep_interval_ms == 0 {
             return fail("server.sweep_interval_ms must be at least 1");
+        }
+        if self.server.history_sample_secs == 0 || self.server.history_sample_secs > 3600 {
+            return fail("server.history_sample_secs must be between 1 and 3600");
         }
         if self.server.header_read_timeout_secs == 0
             || self.server.body_read_timeout_secs == 0
@@ -825,6 +892,24 @@ impl ServerConfig {
     }
 }
 
+/// Prefix of the environment variables that override configuration settings.
+pub const ENV_PREFIX: &str = "PPSP_";
+
+/// `(section, key)`, lower-cased, of an override variable `PPSP_<SECTION>__<KEY>`.
+fn env_override_key(var: &str) -> Option<(String, String)> {
+    let (section, key) = var.strip_prefix(ENV_PREFIX)?.split_once("__")?;
+    (!section.is_empty() && !key.is_empty())
+        .then(|| (section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+}
+
+/// An override's value: a TOML value when it reads as one, otherwise a string.
+fn env_value(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("value = {text}"))
+        .ok()
+        .and_then(|mut table| table.remove("value"))
+        .unwrap_or_else(|| toml::Value::String(text.to_owned()))
+}
+
 /// True when `key` was already written in `section` of the partly rendered text.
 fn out_has_key(out: &str, section: &str, key: &str) -> bool {
     let header = format!("[{section}]");
@@ -939,6 +1024,58 @@ mod tests {
         assert_eq!(config.server.listen, vec!["[::1]:0".parse().expect("addr")]);
         assert_eq!(config.tracker.peer_num_max, 10);
         assert_eq!(config.auth, AuthSection::default());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("ppsp-config-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("tracker.toml");
+        std::fs::write(
+            &file,
+            "[tracker]\npeer_num_max = 10\npeer_num_default = 5\n",
+        )
+        .expect("write");
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let config = ServerConfig::load(
+            Some(&file),
+            env(&[
+                ("PPSP_TRACKER__PEER_NUM_MAX", "40"),
+                ("PPSP_Server__Listen", "[\"127.0.0.1:0\"]"),
+                ("PPSP_AUTH__ACCOUNTS_FILE", "/etc/ppsp/accounts"),
+                ("PPSP_GIT_COMMIT", "not an override"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(config.tracker.peer_num_max, 40);
+        assert_eq!(config.tracker.peer_num_default, 5);
+        assert_eq!(
+            config.server.listen,
+            vec!["127.0.0.1:0".parse().expect("addr")]
+        );
+        assert_eq!(
+            config.auth.accounts_file.as_deref(),
+            Some(Path::new("/etc/ppsp/accounts"))
+        );
+        let err = ServerConfig::load(Some(&file), env(&[("PPSP_TRACKER__PEER_NUM", "3")]))
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("PPSP_TRACKER__PEER_NUM"), "{err}");
+        let err = ServerConfig::load(None, env(&[("PPSP_TRACKER__PEER_NUM_MAX", "lots")]))
+            .expect_err("wrong type");
+        assert!(
+            err.to_string().contains("PPSP_TRACKER__PEER_NUM_MAX"),
+            "{err}"
+        );
+        std::fs::write(&file, "[tracker]\npeer_num_max = 10\nbogus = 1\n").expect("write");
+        let err = ServerConfig::load(Some(&file), Vec::new()).expect_err("unknown key");
+        assert!(err.to_string().contains("line 3"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

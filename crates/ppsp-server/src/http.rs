@@ -22,6 +22,7 @@ use ppsp_tracker_core::{Format as Dialect, RequestContext, Timestamp};
 use crate::admin::{ADMIN_PATHS, AdminAccess, AdminRefusal};
 use crate::config::{IpNet, JsonErrorHttpStatus};
 use crate::digest::{JsonRequest, Refusal};
+use crate::metrics::{RefusalCause, UNDECODED_METHOD};
 use crate::state::{AppState, ConnInfo};
 
 /// The body type of every response.
@@ -217,15 +218,19 @@ pub(crate) async fn handle(
 ) -> Result<hyper::Response<ResponseBody>, Infallible> {
     let gzip_ok = accepts_gzip(request.headers());
     let started = Instant::now();
-    let logged = tracing::enabled!(tracing::Level::DEBUG)
+    // PPSP requests the tracker answered get their own log line (`accounting`); this one
+    // covers every other request.
+    let mut logged = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (request.method().clone(), request.uri().path().to_owned()));
     let reply = match route(&state, &conn, request).await {
-        Ok(reply) => reply,
-        Err(error) => {
-            // The core counts the statuses it answers; these never reached it.
-            if let Some(status) = error.ppsp_status() {
-                state.metrics.count_ppsp_status(status);
+        Ok(reply) => {
+            if matches!(reply, Reply::Ppsp { .. }) {
+                logged = None;
             }
+            reply
+        }
+        Err(error) => {
+            count_failure(&state, &error);
             error.into_reply()
         }
     };
@@ -241,8 +246,29 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
+/// Counts a request that failed before the tracker answered it.
+fn count_failure(state: &AppState, error: &RequestError) {
+    match error {
+        RequestError::PayloadTooLarge => state.metrics.refuse(RefusalCause::body_limit),
+        RequestError::Decode { dialect, error } => {
+            state
+                .metrics
+                .count_request(UNDECODED_METHOD, *dialect, error.status());
+        }
+        // Only CONNECTs wait for an authentication slot or run on the blocking pool.
+        RequestError::Overloaded { dialect, .. } | RequestError::Internal { dialect, .. } => {
+            if let Some(status) = error.ppsp_status() {
+                state
+                    .metrics
+                    .count_request(ppsp_proto::Method::Connect.as_str(), *dialect, status);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Paths served to GET and HEAD.
-const GET_PATHS: [&str; 4] = ["/", "/healthz", "/metrics", "/api/stats"];
+const GET_PATHS: [&str; 5] = ["/", "/healthz", "/metrics", "/api/stats", "/api/history"];
 
 async fn route(
     state: &AppState,
@@ -479,14 +505,24 @@ async fn ppsp_request(
         format: dialect,
         secure_channel,
     };
-    let response = if matches!(decoded.body, RequestBody::Connect(_)) {
+    let started = Instant::now();
+    let (decoded, response) = if matches!(decoded.body, RequestBody::Connect(_)) {
         connect(state, context, decoded).await?
     } else {
-        state
+        let response = state
             .tracker
             .handle(Timestamp::now(), &context, &decoded)
-            .await
+            .await;
+        (decoded, response)
     };
+    crate::accounting::account(
+        &state.metrics,
+        &state.reported,
+        dialect,
+        &decoded,
+        &response,
+        started.elapsed(),
+    );
     Ok(Reply::Ppsp {
         dialect,
         response,
@@ -509,11 +545,12 @@ fn needs_password_check(request: &ppsp_proto::Request) -> bool {
 /// CONNECT, with repeated authentication failures held off. A CONNECT that may check a
 /// password hash (slow on purpose) runs on the blocking pool, a bounded number at a time,
 /// and waits at most `connect_queue_timeout` for a slot; the others are handled inline.
+/// The request comes back with its answer, for accounting.
 async fn connect(
     state: &AppState,
     context: RequestContext,
     request: ppsp_proto::Request,
-) -> Result<ppsp_proto::Response, RequestError> {
+) -> Result<(ppsp_proto::Request, ppsp_proto::Response), RequestError> {
     let dialect = context.format;
     let source = context.observed.ip();
     if state.failed_connects.blocked(source, Instant::now()) {
@@ -521,6 +558,7 @@ async fn connect(
             "CONNECT for {} from {source} refused: too many failed attempts",
             request.peer_id
         );
+        state.metrics.refuse(RefusalCause::failed_connect_holdoff);
         return Err(RequestError::Overloaded {
             dialect,
             transaction_id: request.transaction_id,
@@ -534,7 +572,7 @@ async fn connect(
         if response.status == Status::AuthenticationRequired {
             state.failed_connects.record_failure(source, Instant::now());
         }
-        return Ok(response);
+        return Ok((request, response));
     }
     let slot = tokio::time::timeout(
         state.connect_queue_timeout,
@@ -546,6 +584,7 @@ async fn connect(
             "CONNECT from {} shed: authentication queue full",
             context.observed
         );
+        state.metrics.refuse(RefusalCause::load_shedding);
         return Err(RequestError::Overloaded {
             dialect,
             transaction_id: request.transaction_id,
@@ -558,9 +597,9 @@ async fn connect(
         // The password check inside blocks this thread, not a runtime worker.
         let response = runtime.block_on(tracker.handle(Timestamp::now(), &context, &request));
         drop(slot);
-        response
+        (request, response)
     });
-    let response = task.await.map_err(|err| {
+    let (request, response) = task.await.map_err(|err| {
         tracing::error!("CONNECT task failed: {err}");
         RequestError::Internal {
             dialect,
@@ -570,7 +609,7 @@ async fn connect(
     if response.status == Status::AuthenticationRequired {
         state.failed_connects.record_failure(source, Instant::now());
     }
-    Ok(response)
+    Ok((request, response))
 }
 
 async fn read_body(

@@ -199,6 +199,12 @@ impl Server {
         })
     }
 
+    /// The authenticator, kept so the accounts file can be reloaded while serving
+    /// ([`AccountsAuthenticator::reload`], on SIGHUP in `ppsp tracker`).
+    pub fn authenticator(&self) -> Arc<AccountsAuthenticator> {
+        Arc::clone(&self.authenticator)
+    }
+
     /// The tracker behind the server.
     pub fn tracker(&self) -> &Arc<Tracker> {
         &self.tracker
@@ -265,6 +271,10 @@ impl Server {
         if let Some(socket) = listeners.stun {
             tasks.spawn(stun_loop(socket, Arc::clone(&state), stop_rx.clone()));
         }
+        tasks.spawn(crate::history::sample_loop(
+            Arc::clone(&state),
+            stop_rx.clone(),
+        ));
         tasks.spawn(sweep_loop(
             Arc::clone(&state),
             Duration::from_millis(config.sweep_interval_ms),
@@ -282,7 +292,7 @@ impl Server {
             Err(_) => {
                 tracing::warn!(
                     "{} connections still open after {} s, closing them",
-                    state.metrics.connections_open.load(Ordering::Relaxed),
+                    state.metrics.connections_open.get(),
                     grace.as_secs()
                 );
                 let _ = abort_tx.send(true);
@@ -389,14 +399,8 @@ async fn accept_loop(
         let tls = tls.clone();
         let signals = signals.clone();
         tokio::spawn(async move {
-            state
-                .metrics
-                .connections_total
-                .fetch_add(1, Ordering::Relaxed);
-            state
-                .metrics
-                .connections_open
-                .fetch_add(1, Ordering::Relaxed);
+            state.metrics.connections_total.inc();
+            state.metrics.connections_open.inc();
             let activity = Arc::new(Activity::new());
             let io = Tracked {
                 inner: stream,
@@ -417,10 +421,7 @@ async fn accept_loop(
                     }
                 }
             }
-            state
-                .metrics
-                .connections_open
-                .fetch_sub(1, Ordering::Relaxed);
+            state.metrics.connections_open.dec();
             drop(permit);
         });
     }
@@ -627,8 +628,12 @@ async fn sweep_loop(state: Arc<AppState>, every: Duration, mut stop: watch::Rece
         }
         state
             .metrics
-            .memberships_expired_total
-            .fetch_add(report.memberships_expired as u64, Ordering::Relaxed);
+            .sessions_expired
+            .inc_by(report.sessions_expired as u64);
+        state
+            .metrics
+            .memberships_expired
+            .inc_by(report.memberships_expired as u64);
     }
 }
 
@@ -652,10 +657,7 @@ async fn stun_loop(socket: UdpSocket, state: Arc<AppState>, mut stop: watch::Rec
         if let Some(answer) = ppsp_proto::stun::answer(request, from) {
             match socket.send_to(&answer, from).await {
                 Ok(_) => {
-                    state
-                        .metrics
-                        .stun_answers_total
-                        .fetch_add(1, Ordering::Relaxed);
+                    state.metrics.stun_answers.inc();
                 }
                 Err(err) => tracing::debug!("STUN answer to {from} failed: {err}"),
             }

@@ -164,6 +164,12 @@ impl Harness {
             .expect("session state")
     }
 
+    pub fn totals(&self) -> ppsp_tracker_core::Totals {
+        self.runtime
+            .block_on(self.tracker.totals())
+            .expect("totals")
+    }
+
     pub fn snapshot(&self) -> StateView {
         self.runtime.block_on(state_of(&self.tracker, self.now))
     }

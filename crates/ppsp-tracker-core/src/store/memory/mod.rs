@@ -1147,10 +1147,12 @@ impl Store for MemoryStore {
     async fn swarms(&self, now: Timestamp, query: &SwarmQuery) -> Result<SwarmPage, TrackerError> {
         let all = self.summaries(now);
         let matching: Vec<&SwarmSummary> = match &query.filter {
-            Some(text) if !text.is_empty() => all
-                .iter()
-                .filter(|s| s.swarm_id.as_str().contains(text.as_str()))
-                .collect(),
+            Some(text) if !text.is_empty() => {
+                let needle = text.to_lowercase();
+                all.iter()
+                    .filter(|s| s.swarm_id.as_str().to_lowercase().contains(&needle))
+                    .collect()
+            }
             _ => all.iter().collect(),
         };
         Ok(SwarmPage {
@@ -1197,11 +1199,13 @@ impl Store for MemoryStore {
         let Some(summary) = summary_of else {
             return Ok(None);
         };
-        members.sort_by_key(|m| (m.joined, m.session));
+        // Stable: members that joined in the same second keep their order in the swarm.
+        members.sort_by_key(|m| m.joined);
         let page: Vec<Member> = members.into_iter().skip(offset).take(limit).collect();
 
-        // Extras of the page, and a bounded sample for availability.
-        let (extras, chunk_availability, sampled) = {
+        // Extras of the page, and a bounded sample for availability, byte sums and
+        // completions.
+        let (extras, sample) = {
             let guard = lock(shard);
             let swarm = self
                 .find_swarm(&guard, hash, swarm_id)
@@ -1212,46 +1216,104 @@ impl Store for MemoryStore {
                         .iter()
                         .map(|m| swarm.extras.get(&m.session).map(|e| extra_summary(e, self)))
                         .collect();
-                    let (availability, sampled) = availability(swarm);
-                    (extras, availability, sampled)
+                    (extras, sample_reporters(swarm, self))
                 }
-                None => (Vec::new(), Vec::new(), false),
+                None => (Vec::new(), ReporterSample::default()),
             }
         };
         let peers = page
             .iter()
             .zip(extras.into_iter().chain(std::iter::repeat(None)))
-            .filter_map(|(member, extra)| {
-                let (shard_index, slot) = self.split(member.session);
-                let sessions = lock(&self.sessions[shard_index]);
-                let session = sessions
-                    .get(slot)
-                    .filter(|s| s.generation == member.generation)?;
-                let (behind_nat, stun) = session.nat_facts();
-                let extra = extra.unwrap_or_default();
-                Some(PeerDetail {
-                    peer_id: PeerId::new(session.id_str()).ok()?,
-                    mode: member.mode(),
-                    joined_at: self.timestamp(member.joined),
-                    completed_at: extra.completed_at,
-                    uploaded_bytes: extra.uploaded,
-                    downloaded_bytes: extra.downloaded,
-                    available_bandwidth: extra.bandwidth,
-                    chunks_held: extra.held,
-                    chunks_covered: extra.covered,
-                    behind_nat,
-                    stun,
-                })
-            })
+            .filter_map(|(member, extra)| self.peer_detail(member, extra.unwrap_or_default()))
+            .collect();
+        let recently_completed = sample
+            .completed
+            .iter()
+            .filter_map(|(member, extra)| self.peer_detail(member, extra.clone()))
             .collect();
         Ok(Some(SwarmDetail {
             summary,
             offset,
             peers,
-            chunk_availability,
-            availability_sampled: sampled,
+            chunk_availability: sample.availability,
+            availability_sampled: sample.sampled,
+            uploaded_bytes: sample.uploaded,
+            downloaded_bytes: sample.downloaded,
+            recently_completed,
         }))
     }
+}
+
+impl MemoryStore {
+    /// A member as the statistics pages show it; reads its session (call with no lock held).
+    fn peer_detail(&self, member: &Member, extra: ExtraSummary) -> Option<PeerDetail> {
+        let (shard_index, slot) = self.split(member.session);
+        let sessions = lock(&self.sessions[shard_index]);
+        let session = sessions
+            .get(slot)
+            .filter(|s| s.generation == member.generation)?;
+        let (behind_nat, stun) = session.nat_facts();
+        Some(PeerDetail {
+            peer_id: PeerId::new(session.id_str()).ok()?,
+            mode: member.mode(),
+            joined_at: self.timestamp(member.joined),
+            completed_at: extra.completed_at,
+            uploaded_bytes: extra.uploaded,
+            downloaded_bytes: extra.downloaded,
+            available_bandwidth: extra.bandwidth,
+            chunks_held: extra.held,
+            chunks_covered: extra.covered,
+            behind_nat,
+            stun,
+        })
+    }
+}
+
+/// Most recent completions listed for a swarm.
+const RECENT_COMPLETIONS: usize = 10;
+
+/// What a bounded sample of a swarm's reporting members says.
+#[derive(Default)]
+struct ReporterSample {
+    availability: Vec<ClipAvailability>,
+    sampled: bool,
+    uploaded: u64,
+    downloaded: u64,
+    completed: Vec<(Member, ExtraSummary)>,
+}
+
+fn sample_reporters(swarm: &Swarm, store: &MemoryStore) -> ReporterSample {
+    let (availability, sampled) = availability(swarm);
+    let mut sample = ReporterSample {
+        availability,
+        sampled,
+        ..ReporterSample::default()
+    };
+    let mut completed: Vec<(u32, u32)> = Vec::new();
+    for (session, extra) in swarm.extras.iter().take(AVAILABILITY_SAMPLE) {
+        if let Some(stats) = &extra.stats {
+            sample.uploaded = sample
+                .uploaded
+                .saturating_add(stats.uploaded_bytes.unwrap_or(0));
+            sample.downloaded = sample
+                .downloaded
+                .saturating_add(stats.downloaded_bytes.unwrap_or(0));
+        }
+        if let Some(at) = extra.completed_at {
+            completed.push((at, *session));
+        }
+    }
+    completed.sort_unstable_by(|a, b| b.cmp(a));
+    sample.completed = completed
+        .into_iter()
+        .take(RECENT_COMPLETIONS)
+        .filter_map(|(_, session)| {
+            let member = *swarm.get(session)?;
+            let extra = swarm.extras.get(&session)?;
+            Some((member, extra_summary(extra, store)))
+        })
+        .collect();
+    sample
 }
 
 #[derive(Clone, Default)]
