@@ -241,8 +241,6 @@ pub struct TrackerSection {
     pub session_idle_timeout_secs: u64,
     /// Largest JOIN ExpireTime honoured, in seconds (larger values are clamped).
     pub max_expire_time_secs: u64,
-    /// Seconds a replaced AuthToken is still accepted.
-    pub token_grace_secs: u64,
     /// Bytes of responses remembered, for the whole tracker, to answer retransmissions.
     pub replay_cache_bytes: usize,
     /// Seconds a remembered response is kept.
@@ -281,7 +279,6 @@ impl Default for TrackerSection {
         Self {
             session_idle_timeout_secs: core.session_idle_timeout.as_secs(),
             max_expire_time_secs: core.max_expire_time.as_secs(),
-            token_grace_secs: core.token_grace.as_secs(),
             replay_cache_bytes: core.replay_cache_bytes,
             replay_cache_ttl_secs: core.replay_cache_ttl.as_secs(),
             peer_num_default: core.peer_num_default,
@@ -544,11 +541,6 @@ const SETTING_DOCS: &[SettingDoc] = &[
     ),
     doc(
         "tracker",
-        "token_grace_secs",
-        "Seconds a replaced AuthToken stays valid.",
-    ),
-    doc(
-        "tracker",
         "replay_cache_bytes",
         "Bytes of answers remembered, for the whole tracker, to answer retransmissions (replayed only to the source address that caused them).",
     ),
@@ -801,7 +793,6 @@ impl ServerConfig {
         ppsp_tracker_core::Config {
             session_idle_timeout: Duration::from_secs(t.session_idle_timeout_secs),
             max_expire_time: Duration::from_secs(t.max_expire_time_secs),
-            token_grace: Duration::from_secs(t.token_grace_secs),
             replay_cache_bytes: t.replay_cache_bytes,
             replay_cache_ttl: Duration::from_secs(t.replay_cache_ttl_secs),
             peer_num_default: t.peer_num_default,

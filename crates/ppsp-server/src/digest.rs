@@ -251,14 +251,14 @@ impl JsonGate {
         &self,
         authenticator: &AccountsAuthenticator,
         request: &JsonRequest<'_>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<bool, Refusal> {
         if !request.certificate_names.is_empty() {
             if request
                 .certificate_names
                 .iter()
                 .any(|n| n == request.peer_id)
             {
-                return Ok(());
+                return Ok(true);
             }
             if !request.headers.contains_key(hyper::header::AUTHORIZATION) {
                 tracing::info!(
@@ -284,12 +284,12 @@ impl JsonGate {
             return if needs_credentials {
                 Err(Refusal::Unauthenticated(self.challenge(false)))
             } else {
-                Ok(())
+                Ok(false)
             };
         };
         let username = self.verify(authenticator, request, params, unix_now())?;
         if username == request.peer_id {
-            Ok(())
+            Ok(true)
         } else {
             tracing::info!(
                 "JSON request for {} refused: authenticated as {username}",

@@ -271,7 +271,7 @@ fn count_failure(state: &AppState, error: &RequestError) {
 const GET_PATHS: [&str; 5] = ["/", "/healthz", "/metrics", "/api/stats", "/api/history"];
 
 async fn route(
-    state: &AppState,
+    state: &Arc<AppState>,
     conn: &ConnInfo,
     request: hyper::Request<Incoming>,
 ) -> Result<Reply, RequestError> {
@@ -301,7 +301,19 @@ async fn route(
                     AdminRefusal::Unauthorized => RequestError::AdminUnauthorized,
                 })?;
         }
-        return if is_get_path {
+        return if path == "/api/stats" || path == "/metrics" {
+            // Built on the blocking pool: a large tracker's page is milliseconds of work
+            // that must not hold a runtime worker, and the FINDs queued behind it.
+            let state = Arc::clone(state);
+            let path = path.to_owned();
+            let query = request.uri().query().map(str::to_owned);
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                runtime.block_on(crate::pages::get(&state, &path, query.as_deref()))
+            })
+            .await
+            .map_err(|_| RequestError::Unavailable)
+        } else if is_get_path {
             Ok(crate::pages::get(state, path, request.uri().query()).await)
         } else {
             Err(RequestError::MethodNotAllowed { allow: "POST" })
@@ -469,6 +481,8 @@ async fn ppsp_request(
     let decoded = dialect
         .decode_request(&body, &state.limits)
         .map_err(|error| RequestError::Decode { dialect, error })?;
+    // True when the HTTP layer proved the JSON peer's identity (Digest or a certificate).
+    let mut authenticated = false;
     if let Some((method, target, headers)) = &http_auth {
         let source = observed.ip();
         if headers.contains_key(header::AUTHORIZATION)
@@ -487,7 +501,7 @@ async fn ppsp_request(
             peer_id: decoded.peer_id.as_str(),
             certificate_names: &conn.certificate_names,
         };
-        state
+        authenticated = state
             .json_gate
             .check(&state.authenticator, &request)
             .map_err(|refusal| {
@@ -504,6 +518,7 @@ async fn ppsp_request(
         observed,
         format: dialect,
         secure_channel,
+        authenticated,
     };
     let started = Instant::now();
     let (decoded, response) = if matches!(decoded.body, RequestBody::Connect(_)) {

@@ -611,6 +611,7 @@ mod tests {
             observed: "127.0.0.1:40000".parse().expect("addr"),
             format: Format::Json,
             secure_channel: true,
+            authenticated: false,
         };
         let mut tid = 0;
         for (name, size) in swarms {

@@ -180,6 +180,7 @@ pub fn xml_ctx(observed: &str) -> RequestContext {
         observed: sock(observed),
         format: Format::Xml,
         secure_channel: true,
+        authenticated: false,
     }
 }
 
@@ -188,6 +189,7 @@ pub fn json_ctx(observed: &str) -> RequestContext {
         observed: sock(observed),
         format: Format::Json,
         secure_channel: true,
+        authenticated: false,
     }
 }
 

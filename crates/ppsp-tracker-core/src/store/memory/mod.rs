@@ -33,7 +33,8 @@ use self::addresses::AddressCounts;
 use self::session::{NewSession, SessionShard, membership_mode, membership_swarm};
 use self::swarm::{Member, MemberExtra, NO_DEADLINE, Swarm};
 use super::{
-    JoinSpec, Registration, SessionCheck, SessionKey, Store, StorePolicy, SwarmActionsOutcome,
+    JoinSpec, Proof, Registration, SessionCheck, SessionKey, Store, StorePolicy,
+    SwarmActionsOutcome,
 };
 use crate::contact::needs_reachable_peers;
 use crate::rules::{self, Criteria, Reachability};
@@ -248,11 +249,16 @@ impl MemoryStore {
                 Ok(slot)
             }
             (SessionCheck::Generation(_), _) => Err(TrackerError::BadToken),
-            (SessionCheck::Json, None) => Err(TrackerError::NotRegistered),
-            (SessionCheck::Json, Some((_, session))) if session.format() != Format::Json => {
+            (SessionCheck::Json { .. }, None) => Err(TrackerError::NotRegistered),
+            (SessionCheck::Json { .. }, Some((_, session))) if session.format() != Format::Json => {
                 Err(TrackerError::DialectMismatch)
             }
-            (SessionCheck::Json, Some((slot, _))) => Ok(slot),
+            (SessionCheck::Json { source: Some(ip) }, Some((_, session)))
+                if session.observed_ip() != ip =>
+            {
+                Err(TrackerError::SessionOwned)
+            }
+            (SessionCheck::Json { .. }, Some((slot, _))) => Ok(slot),
         }
     }
 
@@ -593,6 +599,15 @@ impl MemoryStore {
     }
 }
 
+/// True when `registration` may act on the live session `session` of its PeerID.
+fn owns(session: &session::SessionSlot, registration: &Registration<'_>) -> bool {
+    match registration.proof {
+        Proof::Credentials => true,
+        Proof::Token(generation) => generation == session.generation,
+        Proof::SourceAddress => session.observed_ip() == registration.observed.ip(),
+    }
+}
+
 fn summary(swarm: &Swarm) -> SwarmSummary {
     SwarmSummary {
         swarm_id: swarm.id.clone(),
@@ -645,9 +660,13 @@ impl Store for MemoryStore {
         if let Some(slot) = shard.find(hash, registration.peer_id.as_str()) {
             if let Some(old) = shard.get(slot)
                 && old.alive(now, self.idle_secs)
-                && old.format() != registration.format
             {
-                return Err(TrackerError::DialectMismatch);
+                if old.format() != registration.format {
+                    return Err(TrackerError::DialectMismatch);
+                }
+                if !owns(old, registration) {
+                    return Err(TrackerError::SessionOwned);
+                }
             }
             // A new CONNECT replaces the session as if the old one had sent DISCONNECT.
             self.drop_session(shard_index, shard, slot);
@@ -903,7 +922,12 @@ impl Store for MemoryStore {
                     Some(s) if s.alive(now, self.idle_secs) && s.format() != Format::Json => {
                         return Err(TrackerError::DialectMismatch);
                     }
-                    Some(s) if s.alive(now, self.idle_secs) => registered = Some(slot),
+                    Some(s) if s.alive(now, self.idle_secs) => {
+                        if !owns(s, registration) {
+                            return Err(TrackerError::SessionOwned);
+                        }
+                        registered = Some(slot);
+                    }
                     _ => self.drop_session(shard_index, shard, slot),
                 }
             }
