@@ -492,11 +492,7 @@ pub(crate) fn status_label(status: Status) -> &'static str {
 
 /// A peer mode as the XML protocol writes it.
 pub(crate) fn mode_name(mode: PeerMode) -> &'static str {
-    match mode {
-        PeerMode::Seed => "SEED",
-        PeerMode::LiveSeed => "LIVESEED",
-        PeerMode::Leech => "LEECH",
-    }
+    mode.xml_name()
 }
 
 #[cfg(test)]
