@@ -140,6 +140,23 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
+/// A request's live session, with its shard locked.
+struct Held<'a> {
+    shard: MutexGuard<'a, SessionShard>,
+    index: usize,
+    slot: u32,
+    reference: u32,
+}
+
+impl Held<'_> {
+    /// Keeps the session alive: the request it serves was valid.
+    fn touch(&mut self, now: u32) {
+        if let Some(session) = self.shard.get_mut(self.slot) {
+            session.last_activity = now;
+        }
+    }
+}
+
 /// A chosen member, before its contact is read.
 type Chosen = Vec<Member>;
 
@@ -259,6 +276,33 @@ impl MemoryStore {
                 Err(TrackerError::SessionOwned)
             }
             (SessionCheck::Json { .. }, Some((slot, _))) => Ok(slot),
+        }
+    }
+
+    /// Locks the shard of `key`'s session and checks the session (see [`Self::checked`]).
+    fn hold(&self, now: u32, key: SessionKey<'_>) -> Result<Held<'_>, TrackerError> {
+        let hash = self.hash(key.peer_id.as_str());
+        let index = self.shard_of(hash);
+        let shard = lock(&self.sessions[index]);
+        let slot = self.checked(&shard, hash, key, now)?;
+        let reference = self.reference(index, slot).ok_or(TrackerError::Internal)?;
+        Ok(Held {
+            shard,
+            index,
+            slot,
+            reference,
+        })
+    }
+
+    /// Merges NAT hints into a held session and pushes a change of its reachability to
+    /// its memberships.
+    fn merge_hints(&self, held: &mut Held<'_>, hints: NatHints) {
+        if held
+            .shard
+            .get_mut(held.slot)
+            .is_some_and(|s| s.merge_hints(hints))
+        {
+            self.refresh_reachability(&held.shard, held.slot, held.reference);
         }
     }
 
@@ -677,22 +721,15 @@ impl Store for MemoryStore {
 
     async fn touch(&self, now: Timestamp, key: SessionKey<'_>) -> Result<(), TrackerError> {
         let now = self.secs(now);
-        let hash = self.hash(key.peer_id.as_str());
-        let mut shard = lock(&self.sessions[self.shard_of(hash)]);
-        let slot = self.checked(&shard, hash, key, now)?;
-        if let Some(session) = shard.get_mut(slot) {
-            session.last_activity = now;
-        }
+        let mut held = self.hold(now, key)?;
+        held.touch(now);
         Ok(())
     }
 
     async fn disconnect(&self, now: Timestamp, key: SessionKey<'_>) -> Result<(), TrackerError> {
         let now = self.secs(now);
-        let hash = self.hash(key.peer_id.as_str());
-        let shard_index = self.shard_of(hash);
-        let mut guard = lock(&self.sessions[shard_index]);
-        let slot = self.checked(&guard, hash, key, now)?;
-        self.drop_session(shard_index, &mut guard, slot);
+        let mut held = self.hold(now, key)?;
+        self.drop_session(held.index, &mut held.shard, held.slot);
         Ok(())
     }
 
@@ -704,25 +741,13 @@ impl Store for MemoryStore {
         criteria: &Criteria,
     ) -> Result<Vec<Candidate>, TrackerError> {
         let now = self.secs(now);
-        let hash = self.hash(key.peer_id.as_str());
-        let shard_index = self.shard_of(hash);
         let chosen = {
-            let mut guard = lock(&self.sessions[shard_index]);
-            let shard = &mut *guard;
-            let slot = self.checked(shard, hash, key, now)?;
-            let session_ref = self
-                .reference(shard_index, slot)
-                .ok_or(TrackerError::Internal)?;
-            if shard
-                .get_mut(slot)
-                .is_some_and(|s| s.merge_hints(join.hints))
-            {
-                self.refresh_reachability(shard, slot, session_ref);
-            }
-            let chosen = self.join_locked(shard, slot, session_ref, now, join, criteria)?;
-            if let Some(session) = shard.get_mut(slot) {
-                session.last_activity = now;
-            }
+            let mut held = self.hold(now, key)?;
+            self.merge_hints(&mut held, join.hints);
+            let (slot, session_ref) = (held.slot, held.reference);
+            let chosen =
+                self.join_locked(&mut held.shard, slot, session_ref, now, join, criteria)?;
+            held.touch(now);
             chosen
         };
         Ok(self.render(chosen))
@@ -735,14 +760,9 @@ impl Store for MemoryStore {
         swarm_id: &SwarmId,
     ) -> Result<(), TrackerError> {
         let now = self.secs(now);
-        let hash = self.hash(key.peer_id.as_str());
-        let shard_index = self.shard_of(hash);
-        let mut guard = lock(&self.sessions[shard_index]);
-        let shard = &mut *guard;
-        let slot = self.checked(shard, hash, key, now)?;
-        let session_ref = self
-            .reference(shard_index, slot)
-            .ok_or(TrackerError::Internal)?;
+        let mut held = self.hold(now, key)?;
+        let (slot, session_ref) = (held.slot, held.reference);
+        let shard = &mut *held.shard;
         let swarm_hash = self.hash(swarm_id.as_str());
         let swarm_shard = self.shard_of(swarm_hash);
         let swarm_ref = {
@@ -781,18 +801,11 @@ impl Store for MemoryStore {
         criteria: &Criteria,
     ) -> Result<Vec<Candidate>, TrackerError> {
         let now = self.secs(now);
-        let hash = self.hash(key.peer_id.as_str());
-        let shard_index = self.shard_of(hash);
         let chosen = {
-            let mut guard = lock(&self.sessions[shard_index]);
-            let shard = &mut *guard;
-            let slot = self.checked(shard, hash, key, now)?;
-            let session_ref = self
-                .reference(shard_index, slot)
-                .ok_or(TrackerError::Internal)?;
-            if shard.get_mut(slot).is_some_and(|s| s.merge_hints(hints)) {
-                self.refresh_reachability(shard, slot, session_ref);
-            }
+            let mut held = self.hold(now, key)?;
+            self.merge_hints(&mut held, hints);
+            let (slot, session_ref) = (held.slot, held.reference);
+            let shard = &mut *held.shard;
             let session = shard.get(slot).ok_or(TrackerError::Internal)?;
             let facts = session.nat_facts();
             let swarm_hash = self.hash(swarm_id.as_str());
@@ -838,14 +851,9 @@ impl Store for MemoryStore {
         report: &StatReport,
     ) -> Result<Vec<(SwarmId, bool)>, TrackerError> {
         let now = self.secs(now);
-        let hash = self.hash(key.peer_id.as_str());
-        let shard_index = self.shard_of(hash);
-        let mut guard = lock(&self.sessions[shard_index]);
-        let shard = &mut *guard;
-        let slot = self.checked(shard, hash, key, now)?;
-        let session_ref = self
-            .reference(shard_index, slot)
-            .ok_or(TrackerError::Internal)?;
+        let mut held = self.hold(now, key)?;
+        let (slot, session_ref) = (held.slot, held.reference);
+        let shard = &mut *held.shard;
         let mut stored = Vec::new();
         let mut hints = NatHints::default();
         for stat in &report.stats {
