@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the outside tools the tests use
-# (xmllint, a STUN client from coturn, a JSON Schema validator, ffmpeg, Chromium, hls.js),
-# then runs formatting, lints, every test, and builds the benches and fuzz targets.
+# (xmllint, curl for HTTP Digest, a STUN client from coturn, a JSON Schema validator, an
+# OpenMetrics parser, headless Chromium, systemd-analyze, ffmpeg, hls.js), then runs
+# formatting, lints, every test (the systemd unit's check among them), and builds the benches
+# and fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v turnutils_stunclient >/dev/null 2>&1 || need_apt+=(coturn)
 python3 -c 'import jsonschema' >/dev/null 2>&1 || need_apt+=(python3-jsonschema)
-# Real encoders and players for the streaming tests: ffmpeg, and hls.js in Chromium.
-command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
+# The dashboard and streaming tests drive pages in headless Chromium (hls.js for streaming).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# deploy/ppsp-tracker.service is checked with systemd-analyze verify.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# Real encoders and players for the streaming tests: ffmpeg, and hls.js from npm.
+command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "==> installing ${need_apt[*]}"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    # Another apt run may hold the lock for a while: try again a few times.
+    # Another apt run may hold the dpkg lock for a while: wait it out rather than fail.
     for attempt in 1 2 3 4 5 6; do
         if $SUDO apt-get update -qq &&
             DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null; then
@@ -31,6 +38,10 @@ if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
     # Debian's python3-jsonschema serves /usr/bin/python3; another python3 first on PATH
     # gets it from PyPI instead.
     python3 -m pip install -q jsonschema
+fi
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    # The metrics tests read /metrics with prometheus_client's OpenMetrics parser.
+    python3 -m pip install -q prometheus_client
 fi
 
 # hls.js from the npm registry, into a temporary folder removed at exit.

@@ -312,11 +312,8 @@ fn parse_swarm_action(value: &Node<'_>) -> Result<SwarmAction, DecodeError> {
         "LEAVE" => SwarmActionKind::Leave,
         _ => return Err(invalid("action", "must be JOIN or LEAVE")),
     };
-    let mode = match required_str(object, "peer_mode")? {
-        "SEEDER" => PeerMode::Seed,
-        "LEECH" => PeerMode::Leech,
-        _ => return Err(invalid("peer_mode", "must be SEEDER or LEECH")),
-    };
+    let mode = PeerMode::from_json_name(required_str(object, "peer_mode")?)
+        .ok_or_else(|| invalid("peer_mode", "must be SEEDER or LEECH"))?;
     Ok(SwarmAction {
         swarm_id,
         action,
@@ -431,12 +428,8 @@ fn parse_peer_addr(
         None => 0,
     };
     let kind = match optional(object, "type") {
-        Some(v) => match as_str(v, "type")? {
-            "HOST" => AddressType::Host,
-            "REFLEXIVE" => AddressType::Reflexive,
-            "PROXY" => AddressType::Proxy,
-            _ => return Err(invalid("type", "must be HOST, REFLEXIVE or PROXY")),
-        },
+        Some(v) => AddressType::from_name(as_str(v, "type")?, false)
+            .ok_or_else(|| invalid("type", "must be HOST, REFLEXIVE or PROXY"))?,
         None => default_kind,
     };
     let connection = match optional(object, "connection") {
@@ -796,10 +789,9 @@ fn push_connect<'a>(
             SwarmActionKind::Join => ",\"action\":\"JOIN\"",
             SwarmActionKind::Leave => ",\"action\":\"LEAVE\"",
         });
-        out.push_str(match mode {
-            PeerMode::Seed | PeerMode::LiveSeed => ",\"peer_mode\":\"SEEDER\"}",
-            PeerMode::Leech => ",\"peer_mode\":\"LEECH\"}",
-        });
+        out.push_str(",\"peer_mode\":\"");
+        out.push_str(mode.json_name());
+        out.push_str("\"}");
     }
     out.push_str("]}");
 }
@@ -861,11 +853,9 @@ fn push_peer_addr(out: &mut String, address: &PeerAddress, default_kind: Address
     push_uint(out, u64::from(address.port));
     out.push_str(",\"priority\":");
     push_uint(out, u64::from(address.priority.unwrap_or(0)));
-    out.push_str(match address.kind.unwrap_or(default_kind) {
-        AddressType::Host => ",\"type\":\"HOST\"",
-        AddressType::Reflexive => ",\"type\":\"REFLEXIVE\"",
-        AddressType::Proxy => ",\"type\":\"PROXY\"",
-    });
+    out.push_str(",\"type\":\"");
+    out.push_str(address.kind.unwrap_or(default_kind).name());
+    out.push('"');
     if let Some(connection) = address.connection {
         out.push_str(match connection {
             ConnectionKind::Wired => ",\"connection\":\"wired\"",

@@ -136,9 +136,44 @@ pub enum PeerMode {
 }
 
 impl PeerMode {
+    /// Every mode.
+    pub const ALL: [Self; 3] = [Self::Seed, Self::LiveSeed, Self::Leech];
+
     /// True for the modes that hold every chunk they announce (SEED and LIVESEED).
     pub fn is_seed(self) -> bool {
         matches!(self, Self::Seed | Self::LiveSeed)
+    }
+
+    /// The XML protocol's name (draft section 5.1): `SEED`, `LIVESEED`, `LEECH`. Also the
+    /// name logs, metrics and statistics pages use.
+    pub const fn xml_name(self) -> &'static str {
+        match self {
+            Self::Seed => "SEED",
+            Self::LiveSeed => "LIVESEED",
+            Self::Leech => "LEECH",
+        }
+    }
+
+    /// The mode an XML name stands for, ignoring case.
+    pub fn from_xml_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|mode| mode.xml_name().eq_ignore_ascii_case(name))
+    }
+
+    /// RFC 7846's name: `SEEDER` for both seed modes (it has no live seed), `LEECH`.
+    pub const fn json_name(self) -> &'static str {
+        match self {
+            Self::Seed | Self::LiveSeed => "SEEDER",
+            Self::Leech => "LEECH",
+        }
+    }
+
+    /// The mode an RFC 7846 name stands for (exact match).
+    pub fn from_json_name(name: &str) -> Option<Self> {
+        [Self::Seed, Self::Leech]
+            .into_iter()
+            .find(|mode| mode.json_name() == name)
     }
 }
 
@@ -151,6 +186,31 @@ pub enum AddressType {
     Reflexive,
     /// A relay or proxy that forwards to the peer.
     Proxy,
+}
+
+impl AddressType {
+    /// Every type.
+    pub const ALL: [Self; 3] = [Self::Host, Self::Reflexive, Self::Proxy];
+
+    /// The name both protocols use: `HOST`, `REFLEXIVE`, `PROXY`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Host => "HOST",
+            Self::Reflexive => "REFLEXIVE",
+            Self::Proxy => "PROXY",
+        }
+    }
+
+    /// The type a name stands for, ignoring case (XML) or exactly (JSON).
+    pub fn from_name(name: &str, ignore_case: bool) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| {
+            if ignore_case {
+                kind.name().eq_ignore_ascii_case(name)
+            } else {
+                kind.name() == name
+            }
+        })
+    }
 }
 
 /// RFC 7846 `connection` of an address.

@@ -13,8 +13,13 @@ use crate::error::ServerError;
 
 /// Checks CONNECT credentials.
 ///
-/// * `ANONYMOUS` (RFC 4505) is accepted when the tracker is open (`allow_anonymous`).
-///   JSON requests carry no SASL data and are treated the same way.
+/// * `ANONYMOUS` (RFC 4505) is accepted when the tracker is open (`allow_anonymous`), for
+///   PeerIDs that have no account: an account's PeerID is only ever used with its
+///   credentials.
+/// * JSON requests carry no SASL data: they are authenticated at the HTTP layer (HTTP
+///   Digest or a TLS client certificate, see the server's `digest` module) before they
+///   reach the tracker, which is also where a closed tracker or an account's PeerID
+///   requires credentials of them. So `authenticate` with no SASL data accepts.
 /// * `PLAIN` (RFC 4616) is checked against the accounts file: the credentials are
 ///   `authzid NUL authcid NUL password`; the authcid must have an account whose argon2id hash
 ///   matches the password, and the identity (the authzid when given, else the authcid) must
@@ -76,6 +81,42 @@ impl AccountsAuthenticator {
         }
     }
 
+    /// True when `peer_id` has an account (the file is re-read first if it changed).
+    pub(crate) fn has_account(&self, peer_id: &str) -> bool {
+        self.refresh();
+        self.accounts
+            .read()
+            .is_ok_and(|guard| guard.0.contains(peer_id))
+    }
+
+    /// The HTTP Digest secret of `peer_id` for `realm`, when its account has one.
+    pub(crate) fn digest_secret(&self, peer_id: &str, realm: &str) -> Option<[u8; 32]> {
+        self.refresh();
+        self.accounts
+            .read()
+            .ok()
+            .and_then(|guard| guard.0.digest_secret(peer_id, realm))
+    }
+
+    /// Reads the accounts file again now, whether or not it changed on disk (SIGHUP), and
+    /// returns how many accounts it holds. Sessions are the tracker's and are untouched.
+    ///
+    /// # Errors
+    /// [`ServerError::Accounts`] when the file cannot be read or is malformed; the previous
+    /// accounts stay in force. Without an accounts file there is nothing to read: `Ok(0)`.
+    pub fn reload(&self) -> Result<usize, ServerError> {
+        let Some(path) = &self.file else {
+            return Ok(0);
+        };
+        let modified = modified_time(path);
+        let accounts = Accounts::load(path)?;
+        let count = accounts.len();
+        if let Ok(mut guard) = self.accounts.write() {
+            *guard = (accounts, modified);
+        }
+        Ok(count)
+    }
+
     fn check_plain(&self, peer_id: &PeerId, credentials: &[u8]) -> Result<(), AuthError> {
         if self.file.is_none() {
             return Err(AuthError::UnknownMechanism("PLAIN".to_owned()));
@@ -128,13 +169,15 @@ impl Authenticator for AccountsAuthenticator {
         secure_channel: bool,
     ) -> Result<(), AuthError> {
         let result = match auth {
-            None if self.allow_anonymous => Ok(()),
-            None => Err(AuthError::CredentialsRequired),
+            // Vetted at the HTTP layer, see the type's documentation.
+            None => Ok(()),
             Some(sasl) if sasl.mechanism.eq_ignore_ascii_case("ANONYMOUS") => {
-                if self.allow_anonymous {
-                    Ok(())
-                } else {
+                if !self.allow_anonymous {
                     Err(AuthError::UnknownMechanism(sasl.mechanism.clone()))
+                } else if self.has_account(peer_id.as_str()) {
+                    Err(AuthError::CredentialsRequired)
+                } else {
+                    Ok(())
                 }
             }
             Some(sasl) if sasl.mechanism.eq_ignore_ascii_case("PLAIN") => {
@@ -228,14 +271,20 @@ mod tests {
             auth.authenticate(&alice, Some(&sasl("ANONYMOUS", None)), true)
                 .is_err()
         );
-        assert_eq!(
-            auth.authenticate(&alice, None, true),
-            Err(AuthError::CredentialsRequired)
-        );
         let open = authenticator(&dir, true);
         assert_eq!(
             open.authenticate(&alice, Some(&sasl("ANONYMOUS", None)), false),
+            Err(AuthError::CredentialsRequired),
+            "alice has an account: ANONYMOUS may not use her PeerID"
+        );
+        assert_eq!(
+            open.authenticate(&bob, Some(&sasl("ANONYMOUS", None)), false),
             Ok(())
+        );
+        assert_eq!(
+            open.authenticate(&alice, Some(&good), true),
+            Ok(()),
+            "PLAIN still works on an open tracker"
         );
         assert!(
             open.authenticate(&alice, Some(&sasl("SECURID", Some(b"x"))), true)

@@ -30,6 +30,22 @@ pub struct ServerConfig {
     pub limits: LimitsSection,
     /// Tracker state machine settings.
     pub tracker: TrackerSection,
+    /// Where the dashboard, `/api/stats` and `/metrics` are served, and who may see them.
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: the dashboard (`/`), `/api/stats` and `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Cleartext HTTP listeners that serve only the admin pages (and `/healthz`). When
+    /// set, the protocol listeners no longer serve the admin pages (404). Empty: the
+    /// protocol listeners serve them, as before.
+    pub listen: Vec<SocketAddr>,
+    /// File holding a bearer token (one line). When set, the admin pages require
+    /// `Authorization: Bearer TOKEN` on whichever listener serves them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// How JSON (RFC 7846) error responses are carried in the HTTP status line.
@@ -87,6 +103,8 @@ pub struct HttpSection {
     pub retry_after_secs: u64,
     /// Milliseconds between two sweeps for idle sessions and expired memberships.
     pub sweep_interval_ms: u64,
+    /// Seconds between two samples of the dashboard's one-hour activity history.
+    pub history_sample_secs: u64,
 }
 
 impl Default for HttpSection {
@@ -108,6 +126,7 @@ impl Default for HttpSection {
             connect_queue_timeout_ms: 2000,
             retry_after_secs: 5,
             sweep_interval_ms: 1000,
+            history_sample_secs: 5,
         }
     }
 }
@@ -122,6 +141,11 @@ pub struct TlsSection {
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// PEM file of the CA certificates that sign client certificates. When set, HTTPS
+    /// clients may present one; its subject CN or a DNS/URI alternative name is then the
+    /// JSON peer's authenticated PeerID. Clients without one still connect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `[stun]`: the STUN Binding service (RFC 8489) on UDP.
@@ -137,8 +161,8 @@ pub struct StunSection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
-    /// Accept SASL ANONYMOUS (an open tracker). JSON requests carry no SASL data and are
-    /// accepted only when this is on.
+    /// Accept SASL ANONYMOUS and JSON requests without HTTP authentication (an open
+    /// tracker), except for PeerIDs that have an account.
     pub allow_anonymous: bool,
     /// Accounts file for SASL PLAIN, written by `ppsp accounts add`. Without it PLAIN is
     /// refused.
@@ -149,12 +173,22 @@ pub struct AuthSection {
     pub allow_plain_over_cleartext: bool,
     /// Count a cleartext listener bound to a loopback address as a secure channel.
     pub loopback_is_secure: bool,
-    /// Failed CONNECT authentications allowed per source network (IPv4 address or IPv6
-    /// /64) and per PeerID within `failed_connect_window_secs`; further CONNECTs from them
-    /// are answered 503 with Retry-After until the window ends. 0 turns this off.
+    /// Failed CONNECT authentications allowed per source network (see
+    /// `failed_connect_ipv4_prefix`; IPv6 /64) within `failed_connect_window_secs`; further
+    /// CONNECTs from that network are answered 503 with Retry-After until the window ends.
+    /// Failures are never counted per PeerID, so nobody can lock another peer out. 0 turns
+    /// this off.
     pub max_failed_connects: u32,
     /// Length of the failed-CONNECT counting window, in seconds.
     pub failed_connect_window_secs: u64,
+    /// Prefix length of the IPv4 network failures are counted under: 32 (one address) or
+    /// shorter, e.g. 24 against guessers that rotate through a /24.
+    pub failed_connect_ipv4_prefix: u8,
+    /// HTTP Digest realm of JSON peers; accounts need a Digest secret for this realm
+    /// (`ppsp accounts add --digest-realm`).
+    pub digest_realm: String,
+    /// Seconds an HTTP Digest nonce stays valid.
+    pub digest_nonce_lifetime_secs: u64,
 }
 
 impl Default for AuthSection {
@@ -166,6 +200,9 @@ impl Default for AuthSection {
             loopback_is_secure: true,
             max_failed_connects: 10,
             failed_connect_window_secs: 60,
+            failed_connect_ipv4_prefix: 32,
+            digest_realm: "ppsp".to_owned(),
+            digest_nonce_lifetime_secs: 300,
         }
     }
 }
@@ -204,8 +241,6 @@ pub struct TrackerSection {
     pub session_idle_timeout_secs: u64,
     /// Largest JOIN ExpireTime honoured, in seconds (larger values are clamped).
     pub max_expire_time_secs: u64,
-    /// Seconds a replaced AuthToken is still accepted.
-    pub token_grace_secs: u64,
     /// Bytes of responses remembered, for the whole tracker, to answer retransmissions.
     pub replay_cache_bytes: usize,
     /// Seconds a remembered response is kept.
@@ -244,7 +279,6 @@ impl Default for TrackerSection {
         Self {
             session_idle_timeout_secs: core.session_idle_timeout.as_secs(),
             max_expire_time_secs: core.max_expire_time.as_secs(),
-            token_grace_secs: core.token_grace.as_secs(),
             replay_cache_bytes: core.replay_cache_bytes,
             replay_cache_ttl_secs: core.replay_cache_ttl.as_secs(),
             peer_num_default: core.peer_num_default,
@@ -317,6 +351,10 @@ const SECTION_DOCS: &[(&str, &str)] = &[
         "Bounds on request bodies; larger or deeper input is refused.",
     ),
     ("tracker", "Tracker state machine: timers and caps."),
+    (
+        "admin",
+        "Dashboard, /api/stats and /metrics: a separate listener and/or a bearer token.",
+    ),
 ];
 
 const SETTING_DOCS: &[SettingDoc] = &[
@@ -400,6 +438,11 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "sweep_interval_ms",
         "Milliseconds between sweeps for idle sessions and expired memberships.",
     ),
+    doc(
+        "server",
+        "history_sample_secs",
+        "Seconds between samples of the dashboard's one-hour activity history (rates, chart).",
+    ),
     optional(
         "tls",
         "cert",
@@ -413,6 +456,12 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "key = \"/etc/ppsp/tracker.key\"",
     ),
     optional(
+        "tls",
+        "client_ca",
+        "PEM CA certificates for optional client certificates; a certificate's CN or DNS/URI SAN is the JSON peer's PeerID.",
+        "client_ca = \"/etc/ppsp/clients-ca.crt\"",
+    ),
+    optional(
         "stun",
         "listen",
         "UDP address of the STUN service; off when absent.",
@@ -421,7 +470,7 @@ const SETTING_DOCS: &[SettingDoc] = &[
     doc(
         "auth",
         "allow_anonymous",
-        "Accept SASL ANONYMOUS (open tracker); JSON CONNECTs need this, they carry no SASL.",
+        "Accept SASL ANONYMOUS and unauthenticated JSON requests (open tracker), except for PeerIDs that have accounts.",
     ),
     optional(
         "auth",
@@ -442,12 +491,27 @@ const SETTING_DOCS: &[SettingDoc] = &[
     doc(
         "auth",
         "max_failed_connects",
-        "Failed CONNECTs allowed per source network (IPv4 address, IPv6 /64) and per PeerID per window; then 503 until the window ends (0: off).",
+        "Failed CONNECTs allowed per source network (IPv4 /failed_connect_ipv4_prefix, IPv6 /64) per window, never per PeerID; then 503 from that network until the window ends (0: off).",
     ),
     doc(
         "auth",
         "failed_connect_window_secs",
         "Length of the failed-CONNECT window, in seconds.",
+    ),
+    doc(
+        "auth",
+        "failed_connect_ipv4_prefix",
+        "IPv4 prefix length failures are counted under: 32 (one address) down to e.g. 24.",
+    ),
+    doc(
+        "auth",
+        "digest_realm",
+        "HTTP Digest (SHA-256) realm of JSON peers; accounts need a secret for it (`ppsp accounts add --digest-realm`).",
+    ),
+    doc(
+        "auth",
+        "digest_nonce_lifetime_secs",
+        "Seconds an HTTP Digest nonce stays valid.",
     ),
     doc(
         "limits",
@@ -474,11 +538,6 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "tracker",
         "max_expire_time_secs",
         "Largest JOIN ExpireTime honoured (seconds); larger values are clamped.",
-    ),
-    doc(
-        "tracker",
-        "token_grace_secs",
-        "Seconds a replaced AuthToken stays valid.",
     ),
     doc(
         "tracker",
@@ -555,6 +614,17 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "max_clips_per_member",
         "Clips (name and media type) kept per membership; the oldest is dropped past it.",
     ),
+    doc(
+        "admin",
+        "listen",
+        "Listeners serving only the admin pages; when set, the protocol listeners answer them 404 (empty: served with the protocol).",
+    ),
+    optional(
+        "admin",
+        "token_file",
+        "File with a bearer token; the admin pages then need `Authorization: Bearer TOKEN`.",
+        "token_file = \"/etc/ppsp/admin-token\"",
+    ),
 ];
 
 impl ServerConfig {
@@ -568,6 +638,62 @@ impl ServerConfig {
             .map_err(|err| ServerError::Config(format!("cannot read {}: {err}", path.display())))?;
         let config = Self::from_toml(&text)
             .map_err(|err| ServerError::Config(format!("{}: {err}", path.display())))?;
+        Ok(config)
+    }
+
+    /// Reads the configuration the way `ppsp tracker` does: the defaults, then the TOML
+    /// file (if any), then every environment override in `env`, then [`Self::validate`].
+    ///
+    /// An override is a variable named `PPSP_<SECTION>__<KEY>` (upper-case `PPSP_`; section
+    /// and key in any case, joined by two underscores), for example `PPSP_TRACKER__PEER_NUM_MAX=50` or
+    /// `PPSP_SERVER__LISTEN='["0.0.0.0:7070"]'`. Its value is read as a TOML value; text
+    /// that is not one (`PPSP_AUTH__ACCOUNTS_FILE=/etc/ppsp/accounts`) is taken as a string.
+    /// Variables without the double underscore are not overrides and are ignored.
+    ///
+    /// # Errors
+    /// [`ServerError::Config`] naming the file (with line and column) or the variable.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ServerError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|err| {
+                ServerError::Config(format!("cannot read {}: {err}", path.display()))
+            })?,
+            None => String::new(),
+        };
+        let name = path.map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
+        // Parsed from the text first, so that errors point at a line and column.
+        toml::from_str::<Self>(&text)
+            .map_err(|err| ServerError::Config(format!("{name}: {err}")))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|err| ServerError::Config(format!("{name}: {err}")))?;
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(var, _)| env_override_key(var).is_some())
+            .collect();
+        overrides.sort();
+        for (var, value) in &overrides {
+            let Some((section, key)) = env_override_key(var) else {
+                continue;
+            };
+            let section_table = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = section_table else {
+                return Err(ServerError::Config(format!(
+                    "environment {var}: {section} is not a section"
+                )));
+            };
+            section_table.insert(key, env_value(value));
+            toml::Value::Table(table.clone())
+                .try_into::<Self>()
+                .map_err(|err| ServerError::Config(format!("environment {var}: {err}")))?;
+        }
+        let config: Self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|err| ServerError::Config(format!("{name}: {err}")))?;
+        config.validate()?;
         Ok(config)
     }
 
@@ -607,8 +733,25 @@ impl ServerConfig {
         if self.auth.failed_connect_window_secs == 0 {
             return fail("auth.failed_connect_window_secs must be at least 1");
         }
+        if !(8..=32).contains(&self.auth.failed_connect_ipv4_prefix) {
+            return fail("auth.failed_connect_ipv4_prefix must be between 8 and 32");
+        }
+        if !crate::accounts::valid_realm(&self.auth.digest_realm) {
+            return fail(
+                "auth.digest_realm: printable ASCII without spaces, quotes, backslashes or colons",
+            );
+        }
+        if self.auth.digest_nonce_lifetime_secs == 0 {
+            return fail("auth.digest_nonce_lifetime_secs must be at least 1");
+        }
+        if self.tls.client_ca.is_some() && self.tls.cert.is_none() {
+            return fail("tls.client_ca needs tls.cert and tls.key");
+        }
         if self.server.sweep_interval_ms == 0 {
             return fail("server.sweep_interval_ms must be at least 1");
+        }
+        if self.server.history_sample_secs == 0 || self.server.history_sample_secs > 3600 {
+            return fail("server.history_sample_secs must be between 1 and 3600");
         }
         if self.server.header_read_timeout_secs == 0
             || self.server.body_read_timeout_secs == 0
@@ -650,7 +793,6 @@ impl ServerConfig {
         ppsp_tracker_core::Config {
             session_idle_timeout: Duration::from_secs(t.session_idle_timeout_secs),
             max_expire_time: Duration::from_secs(t.max_expire_time_secs),
-            token_grace: Duration::from_secs(t.token_grace_secs),
             replay_cache_bytes: t.replay_cache_bytes,
             replay_cache_ttl: Duration::from_secs(t.replay_cache_ttl_secs),
             peer_num_default: t.peer_num_default,
@@ -739,6 +881,24 @@ impl ServerConfig {
         flush_optional(&mut out, section);
         out
     }
+}
+
+/// Prefix of the environment variables that override configuration settings.
+pub const ENV_PREFIX: &str = "PPSP_";
+
+/// `(section, key)`, lower-cased, of an override variable `PPSP_<SECTION>__<KEY>`.
+fn env_override_key(var: &str) -> Option<(String, String)> {
+    let (section, key) = var.strip_prefix(ENV_PREFIX)?.split_once("__")?;
+    (!section.is_empty() && !key.is_empty())
+        .then(|| (section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+}
+
+/// An override's value: a TOML value when it reads as one, otherwise a string.
+fn env_value(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("value = {text}"))
+        .ok()
+        .and_then(|mut table| table.remove("value"))
+        .unwrap_or_else(|| toml::Value::String(text.to_owned()))
 }
 
 /// True when `key` was already written in `section` of the partly rendered text.
@@ -855,6 +1015,58 @@ mod tests {
         assert_eq!(config.server.listen, vec!["[::1]:0".parse().expect("addr")]);
         assert_eq!(config.tracker.peer_num_max, 10);
         assert_eq!(config.auth, AuthSection::default());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("ppsp-config-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("tracker.toml");
+        std::fs::write(
+            &file,
+            "[tracker]\npeer_num_max = 10\npeer_num_default = 5\n",
+        )
+        .expect("write");
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let config = ServerConfig::load(
+            Some(&file),
+            env(&[
+                ("PPSP_TRACKER__PEER_NUM_MAX", "40"),
+                ("PPSP_Server__Listen", "[\"127.0.0.1:0\"]"),
+                ("PPSP_AUTH__ACCOUNTS_FILE", "/etc/ppsp/accounts"),
+                ("PPSP_GIT_COMMIT", "not an override"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(config.tracker.peer_num_max, 40);
+        assert_eq!(config.tracker.peer_num_default, 5);
+        assert_eq!(
+            config.server.listen,
+            vec!["127.0.0.1:0".parse().expect("addr")]
+        );
+        assert_eq!(
+            config.auth.accounts_file.as_deref(),
+            Some(Path::new("/etc/ppsp/accounts"))
+        );
+        let err = ServerConfig::load(Some(&file), env(&[("PPSP_TRACKER__PEER_NUM", "3")]))
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("PPSP_TRACKER__PEER_NUM"), "{err}");
+        let err = ServerConfig::load(None, env(&[("PPSP_TRACKER__PEER_NUM_MAX", "lots")]))
+            .expect_err("wrong type");
+        assert!(
+            err.to_string().contains("PPSP_TRACKER__PEER_NUM_MAX"),
+            "{err}"
+        );
+        std::fs::write(&file, "[tracker]\npeer_num_max = 10\nbogus = 1\n").expect("write");
+        let err = ServerConfig::load(Some(&file), Vec::new()).expect_err("unknown key");
+        assert!(err.to_string().contains("line 3"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -19,7 +19,10 @@ use hyper::{Method, StatusCode};
 use ppsp_proto::{DecodeError, RequestBody, Status, TransactionId};
 use ppsp_tracker_core::{Format as Dialect, RequestContext, Timestamp};
 
+use crate::admin::{ADMIN_PATHS, AdminAccess, AdminRefusal};
 use crate::config::{IpNet, JsonErrorHttpStatus};
+use crate::digest::{JsonRequest, Refusal};
+use crate::metrics::{RefusalCause, UNDECODED_METHOD};
 use crate::state::{AppState, ConnInfo};
 
 /// The body type of every response.
@@ -28,10 +31,11 @@ pub(crate) type ResponseBody = Full<Bytes>;
 /// What the tracker answers, before it is turned into HTTP.
 #[derive(Debug)]
 pub(crate) enum Reply {
-    /// A PPSP response, encoded in the request's dialect.
+    /// A PPSP response, encoded in the request's dialect, with extra headers.
     Ppsp {
         dialect: Dialect,
         response: ppsp_proto::Response,
+        headers: Vec<(HeaderName, HeaderValue)>,
     },
     /// Anything else: GET endpoints and HTTP-level errors.
     Plain {
@@ -58,10 +62,12 @@ pub(crate) enum RequestError {
     BodyTimeout,
     /// The body could not be read or decompressed.
     BadBody(&'static str),
-    /// A GET for a path that has no page.
+    /// A GET for a path that has no page (or not on this listener).
     NotFound,
     /// The state store did not answer a GET endpoint.
     Unavailable,
+    /// An admin page without the configured bearer token.
+    AdminUnauthorized,
     /// The codec refused the body.
     Decode {
         dialect: Dialect,
@@ -77,6 +83,11 @@ pub(crate) enum RequestError {
         dialect: Dialect,
         transaction_id: TransactionId,
     },
+    /// A JSON request without acceptable HTTP authentication for its `peer_id`.
+    JsonRefused {
+        refusal: Refusal,
+        transaction_id: Option<TransactionId>,
+    },
 }
 
 const ACCEPT_POST: &str = "application/xml, text/xml, application/ppsp-tracker+json";
@@ -88,6 +99,7 @@ impl RequestError {
             Self::Decode { error, .. } => Some(error.status()),
             Self::Overloaded { .. } => Some(Status::TemporarilyOverloaded),
             Self::Internal { .. } => Some(Status::InternalError),
+            Self::JsonRefused { refusal, .. } => Some(refusal_status(refusal)),
             _ => None,
         }
     }
@@ -137,11 +149,16 @@ impl RequestError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))],
             ),
+            Self::AdminUnauthorized => plain(
+                StatusCode::UNAUTHORIZED,
+                vec![(header::WWW_AUTHENTICATE, AdminAccess::challenge())],
+            ),
             Self::Decode { dialect, error } => {
                 tracing::debug!("undecodable request: {error}");
                 Reply::Ppsp {
                     dialect,
                     response: ppsp_proto::Response::status(error.status(), error.transaction_id),
+                    headers: Vec::new(),
                 }
             }
             Self::Overloaded {
@@ -153,6 +170,7 @@ impl RequestError {
                     Status::TemporarilyOverloaded,
                     Some(transaction_id),
                 ),
+                headers: Vec::new(),
             },
             Self::Internal {
                 dialect,
@@ -160,8 +178,35 @@ impl RequestError {
             } => Reply::Ppsp {
                 dialect,
                 response: ppsp_proto::Response::status(Status::InternalError, Some(transaction_id)),
+                headers: Vec::new(),
             },
+            Self::JsonRefused {
+                refusal,
+                transaction_id,
+            } => {
+                let status = refusal_status(&refusal);
+                let headers = match refusal {
+                    Refusal::Unauthenticated(challenge) | Refusal::WrongCredentials(challenge) => {
+                        vec![(header::WWW_AUTHENTICATE, challenge)]
+                    }
+                    Refusal::WrongIdentity => Vec::new(),
+                };
+                Reply::Ppsp {
+                    dialect: Dialect::Json,
+                    response: ppsp_proto::Response::status(status, transaction_id),
+                    headers,
+                }
+            }
         }
+    }
+}
+
+fn refusal_status(refusal: &Refusal) -> Status {
+    match refusal {
+        Refusal::Unauthenticated(_) | Refusal::WrongCredentials(_) => {
+            Status::AuthenticationRequired
+        }
+        Refusal::WrongIdentity => Status::MessageForbidden,
     }
 }
 
@@ -173,15 +218,19 @@ pub(crate) async fn handle(
 ) -> Result<hyper::Response<ResponseBody>, Infallible> {
     let gzip_ok = accepts_gzip(request.headers());
     let started = Instant::now();
-    let logged = tracing::enabled!(tracing::Level::DEBUG)
+    // PPSP requests the tracker answered get their own log line (`accounting`); this one
+    // covers every other request.
+    let mut logged = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (request.method().clone(), request.uri().path().to_owned()));
     let reply = match route(&state, &conn, request).await {
-        Ok(reply) => reply,
-        Err(error) => {
-            // The core counts the statuses it answers; these never reached it.
-            if let Some(status) = error.ppsp_status() {
-                state.metrics.count_ppsp_status(status);
+        Ok(reply) => {
+            if matches!(reply, Reply::Ppsp { .. }) {
+                logged = None;
             }
+            reply
+        }
+        Err(error) => {
+            count_failure(&state, &error);
             error.into_reply()
         }
     };
@@ -197,22 +246,74 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
+/// Counts a request that failed before the tracker answered it.
+fn count_failure(state: &AppState, error: &RequestError) {
+    match error {
+        RequestError::PayloadTooLarge => state.metrics.refuse(RefusalCause::body_limit),
+        RequestError::Decode { dialect, error } => {
+            state
+                .metrics
+                .count_request(UNDECODED_METHOD, *dialect, error.status());
+        }
+        // Only CONNECTs wait for an authentication slot or run on the blocking pool.
+        RequestError::Overloaded { dialect, .. } | RequestError::Internal { dialect, .. } => {
+            if let Some(status) = error.ppsp_status() {
+                state
+                    .metrics
+                    .count_request(ppsp_proto::Method::Connect.as_str(), *dialect, status);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Paths served to GET and HEAD.
-const GET_PATHS: [&str; 4] = ["/", "/healthz", "/metrics", "/api/stats"];
+const GET_PATHS: [&str; 5] = ["/", "/healthz", "/metrics", "/api/stats", "/api/history"];
 
 async fn route(
-    state: &AppState,
+    state: &Arc<AppState>,
     conn: &ConnInfo,
     request: hyper::Request<Incoming>,
 ) -> Result<Reply, RequestError> {
     let method = request.method();
+    let path = request.uri().path();
+    if conn.admin_listener {
+        // Admin listeners serve the admin pages and the health check, nothing else.
+        let served = path == "/healthz" || ADMIN_PATHS.contains(&path);
+        if !served {
+            return Err(RequestError::NotFound);
+        }
+        if *method != Method::GET && *method != Method::HEAD {
+            return Err(RequestError::MethodNotAllowed { allow: "GET, HEAD" });
+        }
+    }
     if *method == Method::POST {
         return ppsp_request(state, conn, request).await;
     }
-    let path = request.uri().path();
     let is_get_path = GET_PATHS.contains(&path);
     if *method == Method::GET || *method == Method::HEAD {
-        return if is_get_path {
+        if ADMIN_PATHS.contains(&path) {
+            state
+                .admin
+                .check(conn.admin_listener, request.headers())
+                .map_err(|refusal| match refusal {
+                    AdminRefusal::NotHere => RequestError::NotFound,
+                    AdminRefusal::Unauthorized => RequestError::AdminUnauthorized,
+                })?;
+        }
+        return if path == "/api/stats" || path == "/metrics" {
+            // Built on the blocking pool: a large tracker's page is milliseconds of work
+            // that must not hold a runtime worker, and the FINDs queued behind it.
+            let state = Arc::clone(state);
+            let path = path.to_owned();
+            let query = request.uri().query().map(str::to_owned);
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                runtime.block_on(crate::pages::get(&state, &path, query.as_deref()))
+            })
+            .await
+            .map_err(|_| RequestError::Unavailable)
+        } else if is_get_path {
             Ok(crate::pages::get(state, path, request.uri().query()).await)
         } else {
             Err(RequestError::MethodNotAllowed { allow: "POST" })
@@ -352,24 +453,96 @@ async fn ppsp_request(
     } else {
         conn.secure
     };
+    // RFC 7846 leaves authentication to HTTP: what the JSON gate needs is kept before the
+    // body is read.
+    let http_auth = (dialect == Dialect::Json).then(|| {
+        (
+            request.method().as_str().to_owned(),
+            request.uri().path_and_query().map_or_else(
+                || request.uri().path().to_owned(),
+                |p| p.as_str().to_owned(),
+            ),
+            request.headers().clone(),
+        )
+    });
     let body = read_body(state, request).await?;
+    if let Some((_, _, headers)) = &http_auth
+        && let Some(refusal) = state.json_gate.refuse_before_decoding(
+            headers,
+            &conn.certificate_names,
+            body.is_empty(),
+        )
+    {
+        return Err(RequestError::JsonRefused {
+            refusal,
+            transaction_id: None,
+        });
+    }
     let decoded = dialect
         .decode_request(&body, &state.limits)
         .map_err(|error| RequestError::Decode { dialect, error })?;
+    // True when the HTTP layer proved the JSON peer's identity (Digest or a certificate).
+    let mut authenticated = false;
+    if let Some((method, target, headers)) = &http_auth {
+        let source = observed.ip();
+        if headers.contains_key(header::AUTHORIZATION)
+            && state.failed_connects.blocked(source, Instant::now())
+        {
+            tracing::warn!("JSON credentials from {source} refused: too many failed attempts");
+            return Err(RequestError::Overloaded {
+                dialect,
+                transaction_id: decoded.transaction_id,
+            });
+        }
+        let request = JsonRequest {
+            method,
+            target,
+            headers,
+            peer_id: decoded.peer_id.as_str(),
+            certificate_names: &conn.certificate_names,
+        };
+        authenticated = state
+            .json_gate
+            .check(&state.authenticator, &request)
+            .map_err(|refusal| {
+                if matches!(refusal, Refusal::WrongCredentials(_)) {
+                    state.failed_connects.record_failure(source, Instant::now());
+                }
+                RequestError::JsonRefused {
+                    refusal,
+                    transaction_id: Some(decoded.transaction_id.clone()),
+                }
+            })?;
+    }
     let context = RequestContext {
         observed,
         format: dialect,
         secure_channel,
+        authenticated,
     };
-    let response = if matches!(decoded.body, RequestBody::Connect(_)) {
+    let started = Instant::now();
+    let (decoded, response) = if matches!(decoded.body, RequestBody::Connect(_)) {
         connect(state, context, decoded).await?
     } else {
-        state
+        let response = state
             .tracker
             .handle(Timestamp::now(), &context, &decoded)
-            .await
+            .await;
+        (decoded, response)
     };
-    Ok(Reply::Ppsp { dialect, response })
+    crate::accounting::account(
+        &state.metrics,
+        &state.reported,
+        dialect,
+        &decoded,
+        &response,
+        started.elapsed(),
+    );
+    Ok(Reply::Ppsp {
+        dialect,
+        response,
+        headers: Vec::new(),
+    })
 }
 
 /// True for a CONNECT whose authentication may check a password hash: any SASL mechanism
@@ -387,21 +560,20 @@ fn needs_password_check(request: &ppsp_proto::Request) -> bool {
 /// CONNECT, with repeated authentication failures held off. A CONNECT that may check a
 /// password hash (slow on purpose) runs on the blocking pool, a bounded number at a time,
 /// and waits at most `connect_queue_timeout` for a slot; the others are handled inline.
+/// The request comes back with its answer, for accounting.
 async fn connect(
     state: &AppState,
     context: RequestContext,
     request: ppsp_proto::Request,
-) -> Result<ppsp_proto::Response, RequestError> {
+) -> Result<(ppsp_proto::Request, ppsp_proto::Response), RequestError> {
     let dialect = context.format;
     let source = context.observed.ip();
-    if state
-        .failed_connects
-        .blocked(source, request.peer_id.as_str(), Instant::now())
-    {
+    if state.failed_connects.blocked(source, Instant::now()) {
         tracing::warn!(
             "CONNECT for {} from {source} refused: too many failed attempts",
             request.peer_id
         );
+        state.metrics.refuse(RefusalCause::failed_connect_holdoff);
         return Err(RequestError::Overloaded {
             dialect,
             transaction_id: request.transaction_id,
@@ -413,11 +585,9 @@ async fn connect(
             .handle(Timestamp::now(), &context, &request)
             .await;
         if response.status == Status::AuthenticationRequired {
-            state
-                .failed_connects
-                .record_failure(source, request.peer_id.as_str(), Instant::now());
+            state.failed_connects.record_failure(source, Instant::now());
         }
-        return Ok(response);
+        return Ok((request, response));
     }
     let slot = tokio::time::timeout(
         state.connect_queue_timeout,
@@ -429,6 +599,7 @@ async fn connect(
             "CONNECT from {} shed: authentication queue full",
             context.observed
         );
+        state.metrics.refuse(RefusalCause::load_shedding);
         return Err(RequestError::Overloaded {
             dialect,
             transaction_id: request.transaction_id,
@@ -436,15 +607,14 @@ async fn connect(
     };
     let tracker = Arc::clone(&state.tracker);
     let transaction_id = request.transaction_id.clone();
-    let peer_id = request.peer_id.clone();
     let runtime = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         // The password check inside blocks this thread, not a runtime worker.
         let response = runtime.block_on(tracker.handle(Timestamp::now(), &context, &request));
         drop(slot);
-        response
+        (request, response)
     });
-    let response = task.await.map_err(|err| {
+    let (request, response) = task.await.map_err(|err| {
         tracing::error!("CONNECT task failed: {err}");
         RequestError::Internal {
             dialect,
@@ -452,11 +622,9 @@ async fn connect(
         }
     })?;
     if response.status == Status::AuthenticationRequired {
-        state
-            .failed_connects
-            .record_failure(source, peer_id.as_str(), Instant::now());
+        state.failed_connects.record_failure(source, Instant::now());
     }
-    Ok(response)
+    Ok((request, response))
 }
 
 async fn read_body(
@@ -619,7 +787,11 @@ pub(crate) fn render(
     gzip_ok: bool,
 ) -> hyper::Response<ResponseBody> {
     let (status, content_type, body, mut headers) = match reply {
-        Reply::Ppsp { dialect, response } => {
+        Reply::Ppsp {
+            dialect,
+            response,
+            headers,
+        } => {
             let ppsp_status = response.status;
             let (body, content_type) = (dialect.encode_response(&response), dialect.media_type());
             let code = if dialect == Dialect::Json
@@ -630,7 +802,7 @@ pub(crate) fn render(
                 ppsp_status.http_code()
             };
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, content_type, Bytes::from(body), Vec::new())
+            (status, content_type, Bytes::from(body), headers)
         }
         Reply::Plain {
             status,
@@ -639,7 +811,11 @@ pub(crate) fn render(
             headers,
         } => (status, content_type, body, headers),
     };
-    if status == StatusCode::UNAUTHORIZED {
+    if status == StatusCode::UNAUTHORIZED
+        && !headers
+            .iter()
+            .any(|(name, _)| name == header::WWW_AUTHENTICATE)
+    {
         headers.push((
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("PPSP-SASL"),

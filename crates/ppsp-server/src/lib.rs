@@ -38,12 +38,17 @@
 //! # }
 //! ```
 
+mod accounting;
 mod accounts;
+mod admin;
 mod auth;
 pub mod config;
+mod digest;
 mod error;
+mod history;
 mod http;
 mod limiter;
+mod metrics;
 mod pages;
 mod server;
 mod state;

@@ -1,90 +1,47 @@
-//! The GET endpoints: `/healthz`, `/metrics`, `/api/stats` and the dashboard at `/`.
+//! The GET endpoints: `/healthz`, `/metrics`, `/api/stats`, `/api/history` and the
+//! dashboard at `/`.
 //!
-//! `/api/stats` pages: `?offset=&limit=&q=` lists swarms largest first (at most
-//! [`MAX_PAGE`] a page, filtered by a SwarmID substring), `?swarm=ID&offset=&limit=` shows
-//! one swarm with a page of its members. Both come from the tracker's bounded snapshot
-//! calls, so no answer grows with the whole state.
+//! Everything read from the tracker's state goes through three functions, [`read_totals`],
+//! [`read_overview`] and [`read_swarm`]; the documents they feed are described in
+//! `docs/tracker.md` ("Statistics JSON"). Both list endpoints page: a request never returns
+//! more than [`MAX_PAGE`] swarms or peers, whatever the tracker holds.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use hyper::StatusCode;
 use hyper::header::{self, HeaderValue};
 use ppsp_proto::{MediaType, Method, PeerMode, Status, SwarmId};
-use ppsp_tracker_core::{SwarmDetail, SwarmPage, SwarmQuery, Timestamp, Totals};
+use ppsp_tracker_core::{
+    Cap, PeerDetail, SwarmDetail, SwarmQuery, Timestamp, Totals, Tracker, TrackerError,
+};
 use serde::Serialize;
 
+use crate::history::Point;
 use crate::http::{Reply, RequestError};
-use crate::state::{AppState, COUNTED_HTTP_STATUSES};
+use crate::metrics::{OPENMETRICS_CONTENT_TYPE, mode_name, status_label};
+use crate::state::AppState;
 
 const DASHBOARD_HTML: &str = include_str!("dashboard.html");
 
-/// Most swarms, or members of one swarm, in one `/api/stats` answer.
-pub(crate) const MAX_PAGE: usize = 1000;
-/// Default page size.
-const DEFAULT_PAGE: usize = 50;
-
-/// The paging parameters of a query string.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct StatsQuery {
-    swarm: Option<String>,
-    offset: usize,
-    limit: usize,
-    filter: Option<String>,
-}
-
-fn decode_component(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_query(query: Option<&str>) -> StatsQuery {
-    let mut parsed = StatsQuery {
-        limit: DEFAULT_PAGE,
-        ..StatsQuery::default()
-    };
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = decode_component(value);
-        match key {
-            "swarm" => parsed.swarm = Some(value),
-            "offset" => parsed.offset = value.parse().unwrap_or(0),
-            "limit" => parsed.limit = value.parse().unwrap_or(DEFAULT_PAGE).min(MAX_PAGE),
-            "q" => parsed.filter = (!value.is_empty()).then_some(value),
-            _ => {}
-        }
-    }
-    parsed
-}
+/// Most swarms or peers in one page.
+pub(crate) const MAX_PAGE: usize = 500;
+/// Swarms per page when the query names no `limit`.
+const DEFAULT_SWARMS: usize = 50;
+/// Peers per page of one swarm when the query names no `limit`.
+const DEFAULT_PEERS: usize = 50;
+/// Peers listed with each swarm of the swarm list when the query names no `peers`.
+const DEFAULT_PEER_PREVIEW: usize = 20;
+/// Most peers listed with each swarm of the swarm list.
+const MAX_PEER_PREVIEW: usize = 100;
+/// Most finished leeches listed for one swarm.
+const MAX_FINISHED: usize = 10;
 
 /// Answers a GET (or HEAD) for one of the paths in `http::GET_PATHS`.
 pub(crate) async fn get(state: &AppState, path: &str, query: Option<&str>) -> Reply {
     let no_store = || vec![(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
-    let json = |body: String| Reply::Plain {
-        status: StatusCode::OK,
+    let json = |status: StatusCode, body: String| Reply::Plain {
+        status,
         content_type: "application/json",
         body: Bytes::from(body),
         headers: no_store(),
@@ -96,55 +53,34 @@ pub(crate) async fn get(state: &AppState, path: &str, query: Option<&str>) -> Re
             body: Bytes::from_static(b"ok"),
             headers: no_store(),
         },
-        "/metrics" => match state.tracker.totals().await {
-            Ok(totals) => Reply::Plain {
+        "/metrics" => match metrics_text(state).await {
+            Ok(text) => Reply::Plain {
                 status: StatusCode::OK,
-                content_type: "text/plain; version=0.0.4; charset=utf-8",
-                body: Bytes::from(metrics_text(state, &totals)),
+                content_type: OPENMETRICS_CONTENT_TYPE,
+                body: Bytes::from(text),
                 headers: no_store(),
             },
             Err(_) => RequestError::Unavailable.into_reply(),
         },
         "/api/stats" => {
-            let query = parse_query(query);
-            let now = Timestamp::now();
-            let Ok(totals) = state.tracker.totals().await else {
-                return RequestError::Unavailable.into_reply();
-            };
-            match query.swarm {
-                Some(id) => {
-                    let Ok(swarm_id) = SwarmId::new(id) else {
-                        return RequestError::NotFound.into_reply();
-                    };
-                    match state
-                        .tracker
-                        .swarm(now, &swarm_id, query.offset, query.limit)
-                        .await
-                    {
-                        Ok(Some(detail)) => json(swarm_json(&detail, now)),
-                        Ok(None) => RequestError::NotFound.into_reply(),
-                        Err(_) => RequestError::Unavailable.into_reply(),
-                    }
-                }
-                None => {
-                    let page = state
-                        .tracker
-                        .swarms(
-                            now,
-                            &SwarmQuery {
-                                offset: query.offset,
-                                limit: query.limit,
-                                filter: query.filter,
-                            },
-                        )
-                        .await;
-                    match page {
-                        Ok(page) => json(stats_json(state, &totals, &page)),
-                        Err(_) => RequestError::Unavailable.into_reply(),
-                    }
-                }
+            let query = StatsQuery::parse(query.unwrap_or(""));
+            match &query.swarm {
+                Some(swarm_id) => match swarm_json(state, swarm_id, &query).await {
+                    Ok(Some(body)) => json(StatusCode::OK, body),
+                    Ok(None) => json(
+                        StatusCode::NOT_FOUND,
+                        serde_json::json!({ "error": "no such swarm", "swarm_id": swarm_id })
+                            .to_string(),
+                    ),
+                    Err(_) => RequestError::Unavailable.into_reply(),
+                },
+                None => match stats_json(state, &query).await {
+                    Ok(body) => json(StatusCode::OK, body),
+                    Err(_) => RequestError::Unavailable.into_reply(),
+                },
             }
         }
+        "/api/history" => json(StatusCode::OK, state.history.to_json()),
         "/" => Reply::Plain {
             status: StatusCode::OK,
             content_type: "text/html; charset=utf-8",
@@ -155,12 +91,263 @@ pub(crate) async fn get(state: &AppState, path: &str, query: Option<&str>) -> Re
     }
 }
 
-fn mode_name(mode: PeerMode) -> &'static str {
-    match mode {
-        PeerMode::Seed => "SEED",
-        PeerMode::LiveSeed => "LIVESEED",
-        PeerMode::Leech => "LEECH",
+/// The query string of `/api/stats`. Unknown keys and unreadable numbers are ignored (the
+/// defaults apply); numbers are clamped to their ranges.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct StatsQuery {
+    /// One swarm's detail instead of the swarm list.
+    pub(crate) swarm: Option<String>,
+    /// Page size (swarms, or peers of one swarm).
+    pub(crate) limit: Option<usize>,
+    /// Entries skipped before the page.
+    pub(crate) offset: usize,
+    /// Swarm list only: keep swarms whose ID contains this (case-insensitive).
+    pub(crate) filter: Option<String>,
+    /// Swarm list only: peers listed with each swarm.
+    pub(crate) peers: Option<usize>,
+}
+
+impl StatsQuery {
+    /// Parses `swarm=`, `limit=`, `offset=`, `q=` and `peers=` (form-urlencoded).
+    pub(crate) fn parse(query: &str) -> Self {
+        let mut parsed = Self::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "swarm" if !value.is_empty() => parsed.swarm = Some(value.into_owned()),
+                "limit" => parsed.limit = value.parse().ok(),
+                "offset" => parsed.offset = value.parse().unwrap_or(0),
+                "q" if !value.is_empty() => parsed.filter = Some(value.into_owned()),
+                "peers" => parsed.peers = value.parse().ok(),
+                _ => {}
+            }
+        }
+        parsed
     }
+
+    fn limit_or(&self, default: usize) -> usize {
+        self.limit.unwrap_or(default).min(MAX_PAGE)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading the tracker: its bounded snapshot calls, nothing else.
+// ---------------------------------------------------------------------------------------
+
+/// Totals of the tracker state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct StateTotals {
+    /// Live sessions.
+    pub(crate) sessions: usize,
+    /// Swarms with a member.
+    pub(crate) swarms: usize,
+    /// Memberships in SEED mode.
+    pub(crate) seeds: usize,
+    /// Memberships in LIVESEED mode.
+    pub(crate) live_seeds: usize,
+    /// Memberships in LEECH mode.
+    pub(crate) leeches: usize,
+    /// Requests refused at each state cap, indexed like [`Cap::ALL`].
+    #[serde(skip)]
+    pub(crate) cap_refusals: [u64; Cap::ALL.len()],
+}
+
+fn count(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+impl StateTotals {
+    /// Every membership.
+    pub(crate) fn peers(&self) -> usize {
+        self.seeds + self.live_seeds + self.leeches
+    }
+
+    fn from_core(totals: &Totals) -> Self {
+        Self {
+            sessions: count(totals.sessions),
+            swarms: count(totals.swarms),
+            seeds: count(totals.seeds),
+            live_seeds: count(totals.live_seeds),
+            leeches: count(totals.leeches),
+            cap_refusals: totals.refusals,
+        }
+    }
+}
+
+/// One swarm with the members listed for it.
+#[derive(Clone, Debug)]
+pub(crate) struct SwarmSummary {
+    swarm_id: String,
+    live: bool,
+    seeds: usize,
+    live_seeds: usize,
+    leeches: usize,
+    clips: Vec<ClipSummary>,
+    /// The first members (the swarm list's preview, or one page of the detail).
+    peers: Vec<PeerSummary>,
+    /// Leeches that reported every chunk they cover, most recent first.
+    finished: Vec<PeerSummary>,
+    uploaded_bytes: u64,
+    downloaded_bytes: u64,
+}
+
+impl SwarmSummary {
+    fn members(&self) -> usize {
+        self.seeds + self.live_seeds + self.leeches
+    }
+
+    /// Chunks from the first to the last reported by any member, over every clip.
+    fn span(&self) -> u64 {
+        self.clips
+            .iter()
+            .map(|clip| clip.last.saturating_sub(clip.first).saturating_add(1))
+            .sum()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ClipSummary {
+    clip: String,
+    media: MediaType,
+    first: u64,
+    last: u64,
+    chunks_available: u64,
+    heat: Vec<u32>,
+}
+
+#[derive(Clone, Debug)]
+struct PeerSummary {
+    peer_id: String,
+    mode: PeerMode,
+    joined_at: Timestamp,
+    uploaded_bytes: u64,
+    downloaded_bytes: u64,
+    available_bandwidth: u64,
+    chunks_held: u64,
+    behind_nat: Option<bool>,
+    stun: Option<bool>,
+}
+
+impl PeerSummary {
+    fn from_core(peer: &PeerDetail) -> Self {
+        Self {
+            peer_id: peer.peer_id.as_str().to_owned(),
+            mode: peer.mode,
+            joined_at: peer.joined_at,
+            uploaded_bytes: peer.uploaded_bytes,
+            downloaded_bytes: peer.downloaded_bytes,
+            available_bandwidth: peer.available_bandwidth,
+            chunks_held: peer.chunks_held,
+            behind_nat: peer.behind_nat,
+            stun: peer.stun,
+        }
+    }
+}
+
+fn summarize(detail: &SwarmDetail) -> SwarmSummary {
+    let mut finished: Vec<&PeerDetail> = detail
+        .recently_completed
+        .iter()
+        .filter(|p| p.mode == PeerMode::Leech)
+        .collect();
+    finished.sort_by_key(|peer| std::cmp::Reverse(peer.completed_at));
+    SwarmSummary {
+        swarm_id: detail.summary.swarm_id.as_str().to_owned(),
+        live: detail.summary.live,
+        seeds: count(detail.summary.seeds),
+        live_seeds: count(detail.summary.live_seeds),
+        leeches: count(detail.summary.leeches),
+        clips: detail
+            .chunk_availability
+            .iter()
+            .map(|clip| ClipSummary {
+                clip: clip.clip.clone(),
+                media: clip.media,
+                first: clip.first,
+                last: clip.last,
+                chunks_available: clip.chunks_available,
+                heat: clip.heat.clone(),
+            })
+            .collect(),
+        peers: detail.peers.iter().map(PeerSummary::from_core).collect(),
+        finished: finished
+            .into_iter()
+            .take(MAX_FINISHED)
+            .map(PeerSummary::from_core)
+            .collect(),
+        uploaded_bytes: detail.uploaded_bytes,
+        downloaded_bytes: detail.downloaded_bytes,
+    }
+}
+
+/// Totals of the tracker state (from counters: cheap).
+pub(crate) async fn read_totals(tracker: &Tracker) -> Result<StateTotals, TrackerError> {
+    Ok(StateTotals::from_core(&tracker.totals().await?))
+}
+
+/// The totals and one page of swarms, largest first (then by SwarmID), among those whose
+/// ID contains `filter` (case-insensitive); also how many swarms matched.
+pub(crate) async fn read_overview(
+    tracker: &Tracker,
+    filter: Option<&str>,
+    offset: usize,
+    limit: usize,
+    peer_preview: usize,
+) -> Result<(StateTotals, usize, Vec<SwarmSummary>), TrackerError> {
+    let now = Timestamp::now();
+    let totals = read_totals(tracker).await?;
+    let page = tracker
+        .swarms(
+            now,
+            &SwarmQuery {
+                offset,
+                limit,
+                filter: filter.map(str::to_owned),
+            },
+        )
+        .await?;
+    let mut swarms = Vec::with_capacity(page.swarms.len());
+    for listed in &page.swarms {
+        if let Some(detail) = tracker
+            .swarm(now, &listed.swarm_id, 0, peer_preview)
+            .await?
+        {
+            swarms.push(summarize(&detail));
+        }
+    }
+    Ok((totals, page.total, swarms))
+}
+
+/// One swarm with a page of its members (join order); `None` when it has none.
+pub(crate) async fn read_swarm(
+    tracker: &Tracker,
+    swarm_id: &str,
+    offset: usize,
+    limit: usize,
+) -> Result<Option<SwarmSummary>, TrackerError> {
+    let Ok(swarm_id) = SwarmId::new(swarm_id) else {
+        return Ok(None);
+    };
+    let detail = tracker
+        .swarm(Timestamp::now(), &swarm_id, offset, limit)
+        .await?;
+    Ok(detail.as_ref().map(summarize))
+}
+
+// ---------------------------------------------------------------------------------------
+// Documents.
+// ---------------------------------------------------------------------------------------
+
+/// OpenMetrics text of every metric, with the state gauges brought up to date first.
+pub(crate) async fn metrics_text(state: &AppState) -> Result<String, TrackerError> {
+    let totals = read_totals(&state.tracker).await?;
+    state.metrics.set_cap_refusals(&totals.cap_refusals);
+    state.metrics.set_state(totals.sessions, totals.swarms);
+    state.metrics.set_peers(PeerMode::Seed, totals.seeds);
+    state
+        .metrics
+        .set_peers(PeerMode::LiveSeed, totals.live_seeds);
+    state.metrics.set_peers(PeerMode::Leech, totals.leeches);
+    Ok(state.metrics.encode())
 }
 
 fn media_name(media: MediaType) -> &'static str {
@@ -170,345 +357,357 @@ fn media_name(media: MediaType) -> &'static str {
     }
 }
 
-/// Prometheus text exposition format 0.0.4.
-pub(crate) fn metrics_text(state: &AppState, totals: &Totals) -> String {
-    let (requests, responses) = state.tracker.request_counts();
-    let mut out = String::with_capacity(4096);
-    let _ = writeln!(
-        out,
-        "# HELP ppsp_requests_total PPSP requests handled by the tracker, by method.\n\
-         # TYPE ppsp_requests_total counter"
-    );
-    for (method, count) in Method::ALL.iter().zip(requests) {
-        let _ = writeln!(
-            out,
-            "ppsp_requests_total{{method=\"{}\"}} {count}",
-            method.as_str()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ppsp_responses_total PPSP responses, by protocol status.\n\
-         # TYPE ppsp_responses_total counter"
-    );
-    for (status, count) in Status::ALL
-        .iter()
-        .zip(state.metrics.ppsp_status_totals(&responses))
-    {
-        let _ = writeln!(
-            out,
-            "ppsp_responses_total{{status=\"{}\"}} {count}",
-            status_label(*status)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ppsp_http_responses_total HTTP responses sent, by status code.\n\
-         # TYPE ppsp_http_responses_total counter"
-    );
-    for (code, counter) in COUNTED_HTTP_STATUSES
-        .iter()
-        .zip(state.metrics.http_responses.iter())
-    {
-        let _ = writeln!(
-            out,
-            "ppsp_http_responses_total{{code=\"{code}\"}} {}",
-            counter.load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "ppsp_http_responses_total{{code=\"other\"}} {}",
-        state.metrics.http_responses_other.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP ppsp_refusals_total Requests refused at a state cap, by cap.\n\
-         # TYPE ppsp_refusals_total counter"
-    );
-    for (cap, count) in ppsp_tracker_core::Cap::ALL.iter().zip(totals.refusals) {
-        let _ = writeln!(
-            out,
-            "ppsp_refusals_total{{cause=\"{}\"}} {count}",
-            cap.as_str()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ppsp_sessions Registered peers (live sessions).\n\
-         # TYPE ppsp_sessions gauge\n\
-         ppsp_sessions {}\n\
-         # HELP ppsp_swarms Swarms with at least one member.\n\
-         # TYPE ppsp_swarms gauge\n\
-         ppsp_swarms {}\n\
-         # HELP ppsp_peers Swarm memberships, by peer mode.\n\
-         # TYPE ppsp_peers gauge\n\
-         ppsp_peers{{mode=\"SEED\"}} {}\n\
-         ppsp_peers{{mode=\"LIVESEED\"}} {}\n\
-         ppsp_peers{{mode=\"LEECH\"}} {}\n\
-         # HELP ppsp_chunk_map_bytes Chunk-map memory held for reported chunk maps.\n\
-         # TYPE ppsp_chunk_map_bytes gauge\n\
-         ppsp_chunk_map_bytes {}\n\
-         # HELP ppsp_replay_cache_bytes Bytes held by the retransmission cache.\n\
-         # TYPE ppsp_replay_cache_bytes gauge\n\
-         ppsp_replay_cache_bytes {}\n\
-         # HELP ppsp_sessions_expired_total Sessions removed by the inactivity timer.\n\
-         # TYPE ppsp_sessions_expired_total counter\n\
-         ppsp_sessions_expired_total {}\n\
-         # HELP ppsp_memberships_expired_total Swarm memberships removed when their ExpireTime passed.\n\
-         # TYPE ppsp_memberships_expired_total counter\n\
-         ppsp_memberships_expired_total {}\n\
-         # HELP ppsp_connections_open HTTP connections open now.\n\
-         # TYPE ppsp_connections_open gauge\n\
-         ppsp_connections_open {}\n\
-         # HELP ppsp_connections_total HTTP connections accepted.\n\
-         # TYPE ppsp_connections_total counter\n\
-         ppsp_connections_total {}\n\
-         # HELP ppsp_stun_answers_total STUN Binding requests answered.\n\
-         # TYPE ppsp_stun_answers_total counter\n\
-         ppsp_stun_answers_total {}",
-        totals.sessions,
-        totals.swarms,
-        totals.seeds,
-        totals.live_seeds,
-        totals.leeches,
-        totals.chunk_map_bytes,
-        state.tracker.replay_cache_bytes(),
-        totals.sessions_expired,
-        totals.memberships_expired,
-        state.metrics.connections_open.load(Ordering::Relaxed),
-        state.metrics.connections_total.load(Ordering::Relaxed),
-        state.metrics.stun_answers_total.load(Ordering::Relaxed),
-    );
-    out
-}
-
-fn status_label(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "OK",
-        other => other.ppsp_str(),
-    }
-}
-
 #[derive(Serialize)]
-struct StatsJson<'a> {
+struct StatsJson {
     totals: TotalsJson,
+    rates: Point,
     requests_by_method: BTreeMap<&'static str, u64>,
     responses_by_status: BTreeMap<&'static str, u64>,
-    swarms: PageJson<SwarmJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct PageJson<T> {
-    /// Items matching the query.
-    total: usize,
+    /// Swarms matching the filter (all swarms without one).
+    swarms_matching: usize,
     offset: usize,
-    items: Vec<T>,
+    limit: usize,
+    swarms: Vec<SwarmJson>,
 }
 
 #[derive(Serialize)]
 struct TotalsJson {
-    sessions: u64,
-    swarms: u64,
-    peers: u64,
-    seeds: u64,
-    live_seeds: u64,
-    leeches: u64,
+    sessions: usize,
+    swarms: usize,
+    peers: usize,
+    seeds: usize,
+    live_seeds: usize,
+    leeches: usize,
     sessions_expired: u64,
     memberships_expired: u64,
-    chunk_map_bytes: u64,
-}
-
-impl From<&Totals> for TotalsJson {
-    fn from(t: &Totals) -> Self {
-        Self {
-            sessions: t.sessions,
-            swarms: t.swarms,
-            peers: t.seeds + t.live_seeds + t.leeches,
-            seeds: t.seeds,
-            live_seeds: t.live_seeds,
-            leeches: t.leeches,
-            sessions_expired: t.sessions_expired,
-            memberships_expired: t.memberships_expired,
-            chunk_map_bytes: t.chunk_map_bytes,
-        }
-    }
+    uploaded_bytes_reported: u64,
+    downloaded_bytes_reported: u64,
+    uptime_secs: u64,
 }
 
 #[derive(Serialize)]
-struct SwarmJson<'a> {
-    swarm_id: &'a str,
+struct SwarmJson {
+    swarm_id: String,
     live: bool,
-    peers: u64,
+    peer_count: usize,
     peers_by_mode: PeersByMode,
+    /// Chunks from the first to the last any member reported, over every clip.
+    chunks_total: u64,
+    uploaded_bytes: u64,
+    downloaded_bytes: u64,
+    chunk_availability: Vec<ClipJson>,
+    /// The listed members: a preview in the swarm list, a page in the detail.
+    peers: Vec<PeerJson>,
+    /// True when `peers` does not list every member.
+    peers_truncated: bool,
+    finished: Vec<PeerJson>,
 }
 
 #[derive(Serialize)]
 struct PeersByMode {
     #[serde(rename = "SEED")]
-    seed: u64,
+    seed: usize,
     #[serde(rename = "LIVESEED")]
-    live_seed: u64,
+    live_seed: usize,
     #[serde(rename = "LEECH")]
-    leech: u64,
+    leech: usize,
 }
 
 #[derive(Serialize)]
-struct SwarmDetailJson<'a> {
-    swarm: SwarmJson<'a>,
-    members: PageJson<PeerJson<'a>>,
-    chunk_availability: Vec<ClipJson<'a>>,
-    availability_sampled: bool,
-}
-
-#[derive(Serialize)]
-struct PeerJson<'a> {
-    peer_id: &'a str,
+struct PeerJson {
+    peer_id: String,
     mode: &'static str,
     /// Seconds since the peer joined the swarm.
     joined_seconds_ago: u64,
-    /// Seconds since it first reported every chunk it covers, if it did.
-    completed_seconds_ago: Option<u64>,
     uploaded_bytes: u64,
     downloaded_bytes: u64,
+    /// Averages since the join: reported totals over time in the swarm.
+    upload_bytes_per_second: u64,
+    download_bytes_per_second: u64,
     available_bandwidth: u64,
     chunks_held: u64,
-    chunks_covered: u64,
+    /// The swarm's `chunks_total`, so `chunks_held` of `chunks_total` is its completion.
+    chunks_total: u64,
     behind_nat: Option<bool>,
     stun: Option<bool>,
 }
 
 #[derive(Serialize)]
-struct ClipJson<'a> {
-    clip: &'a str,
+struct ClipJson {
+    clip: String,
     media: &'static str,
     first: u64,
     last: u64,
     chunks_available: u64,
-    heat: &'a [u32],
+    /// `first..=last` in equal buckets: members reporting a chunk in each.
+    heat: Vec<u32>,
 }
 
-fn swarm_summary_json(summary: &ppsp_tracker_core::SwarmSummary) -> SwarmJson<'_> {
-    SwarmJson {
-        swarm_id: summary.swarm_id.as_str(),
-        live: summary.live,
-        peers: summary.members(),
-        peers_by_mode: PeersByMode {
-            seed: summary.seeds,
-            live_seed: summary.live_seeds,
-            leech: summary.leeches,
-        },
+#[derive(Serialize)]
+struct SwarmDetailJson {
+    offset: usize,
+    limit: usize,
+    swarm: SwarmJson,
+}
+
+fn peer_json(peer: &PeerSummary, chunks_total: u64, now: Timestamp) -> PeerJson {
+    let seconds = now.since(peer.joined_at).as_secs();
+    let per_second = |bytes: u64| bytes.checked_div(seconds).unwrap_or(bytes);
+    PeerJson {
+        peer_id: peer.peer_id.clone(),
+        mode: mode_name(peer.mode),
+        joined_seconds_ago: seconds,
+        uploaded_bytes: peer.uploaded_bytes,
+        downloaded_bytes: peer.downloaded_bytes,
+        upload_bytes_per_second: per_second(peer.uploaded_bytes),
+        download_bytes_per_second: per_second(peer.downloaded_bytes),
+        available_bandwidth: peer.available_bandwidth,
+        chunks_held: peer.chunks_held,
+        chunks_total,
+        behind_nat: peer.behind_nat,
+        stun: peer.stun,
     }
 }
 
-/// The `/api/stats` document: totals and one page of swarms.
-pub(crate) fn stats_json(state: &AppState, totals: &Totals, page: &SwarmPage) -> String {
-    let (requests, responses) = state.tracker.request_counts();
-    let doc = StatsJson {
-        totals: totals.into(),
-        requests_by_method: Method::ALL
-            .iter()
-            .map(|m| m.as_str())
-            .zip(requests)
-            .collect(),
-        responses_by_status: Status::ALL
-            .iter()
-            .map(|s| status_label(*s))
-            .zip(state.metrics.ppsp_status_totals(&responses))
-            .collect(),
-        swarms: PageJson {
-            total: page.total,
-            offset: page.offset,
-            items: page.swarms.iter().map(swarm_summary_json).collect(),
+fn swarm_to_json(swarm: &SwarmSummary, listed_from: usize, now: Timestamp) -> SwarmJson {
+    let chunks_total = swarm.span();
+    SwarmJson {
+        swarm_id: swarm.swarm_id.clone(),
+        live: swarm.live,
+        peer_count: swarm.members(),
+        peers_by_mode: PeersByMode {
+            seed: swarm.seeds,
+            live_seed: swarm.live_seeds,
+            leech: swarm.leeches,
         },
-    };
-    serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned())
-}
-
-/// The `/api/stats?swarm=ID` document: one swarm and a page of its members.
-pub(crate) fn swarm_json(detail: &SwarmDetail, now: Timestamp) -> String {
-    let ago = |t: Timestamp| now.since(t).as_secs();
-    let doc = SwarmDetailJson {
-        swarm: swarm_summary_json(&detail.summary),
-        members: PageJson {
-            total: usize::try_from(detail.summary.members()).unwrap_or(usize::MAX),
-            offset: detail.offset,
-            items: detail
-                .peers
-                .iter()
-                .map(|peer| PeerJson {
-                    peer_id: peer.peer_id.as_str(),
-                    mode: mode_name(peer.mode),
-                    joined_seconds_ago: ago(peer.joined_at),
-                    completed_seconds_ago: peer.completed_at.map(ago),
-                    uploaded_bytes: peer.uploaded_bytes,
-                    downloaded_bytes: peer.downloaded_bytes,
-                    available_bandwidth: peer.available_bandwidth,
-                    chunks_held: peer.chunks_held,
-                    chunks_covered: peer.chunks_covered,
-                    behind_nat: peer.behind_nat,
-                    stun: peer.stun,
-                })
-                .collect(),
-        },
-        chunk_availability: detail
-            .chunk_availability
+        chunks_total,
+        uploaded_bytes: swarm.uploaded_bytes,
+        downloaded_bytes: swarm.downloaded_bytes,
+        chunk_availability: swarm
+            .clips
             .iter()
             .map(|clip| ClipJson {
-                clip: &clip.clip,
+                clip: clip.clip.clone(),
                 media: media_name(clip.media),
                 first: clip.first,
                 last: clip.last,
                 chunks_available: clip.chunks_available,
-                heat: &clip.heat,
+                heat: clip.heat.clone(),
             })
             .collect(),
-        availability_sampled: detail.availability_sampled,
+        peers_truncated: listed_from > 0 || swarm.peers.len() < swarm.members(),
+        peers: swarm
+            .peers
+            .iter()
+            .map(|p| peer_json(p, chunks_total, now))
+            .collect(),
+        finished: swarm
+            .finished
+            .iter()
+            .map(|p| peer_json(p, chunks_total, now))
+            .collect(),
+    }
+}
+
+/// Answers per PPSP status so far, over every method and protocol.
+fn responses_by_status(state: &AppState) -> BTreeMap<&'static str, u64> {
+    Status::ALL
+        .iter()
+        .map(|status| (status_label(*status), state.metrics.responses_with(*status)))
+        .collect()
+}
+
+/// The `/api/stats` document: totals, rates and one page of swarms.
+pub(crate) async fn stats_json(
+    state: &AppState,
+    query: &StatsQuery,
+) -> Result<String, TrackerError> {
+    let limit = query.limit_or(DEFAULT_SWARMS);
+    let preview = query
+        .peers
+        .unwrap_or(DEFAULT_PEER_PREVIEW)
+        .min(MAX_PEER_PREVIEW);
+    let (totals, matching, page) = read_overview(
+        &state.tracker,
+        query.filter.as_deref(),
+        query.offset,
+        limit,
+        preview,
+    )
+    .await?;
+    let now = Timestamp::now();
+    let metrics = &state.metrics;
+    let doc = StatsJson {
+        totals: TotalsJson {
+            sessions: totals.sessions,
+            swarms: totals.swarms,
+            peers: totals.peers(),
+            seeds: totals.seeds,
+            live_seeds: totals.live_seeds,
+            leeches: totals.leeches,
+            sessions_expired: metrics.sessions_expired.get(),
+            memberships_expired: metrics.memberships_expired.get(),
+            uploaded_bytes_reported: metrics.reported_bytes(crate::metrics::Direction::uploaded),
+            downloaded_bytes_reported: metrics
+                .reported_bytes(crate::metrics::Direction::downloaded),
+            uptime_secs: metrics.uptime().as_secs(),
+        },
+        rates: state.history.latest(),
+        requests_by_method: Method::ALL
+            .iter()
+            .map(|m| m.as_str())
+            .zip(metrics.requests_by_method())
+            .collect(),
+        responses_by_status: responses_by_status(state),
+        swarms_matching: matching,
+        offset: query.offset,
+        limit,
+        swarms: page.iter().map(|s| swarm_to_json(s, 0, now)).collect(),
     };
-    serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned())
+    Ok(serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned()))
+}
+
+/// The `/api/stats?swarm=ID` document; `None` when the swarm has no member.
+pub(crate) async fn swarm_json(
+    state: &AppState,
+    swarm_id: &str,
+    query: &StatsQuery,
+) -> Result<Option<String>, TrackerError> {
+    let limit = query.limit_or(DEFAULT_PEERS);
+    let Some(swarm) = read_swarm(&state.tracker, swarm_id, query.offset, limit).await? else {
+        return Ok(None);
+    };
+    let doc = SwarmDetailJson {
+        offset: query.offset,
+        limit,
+        swarm: swarm_to_json(&swarm, query.offset, Timestamp::now()),
+    };
+    Ok(Some(
+        serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned()),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use ppsp_tracker_core::{OpenAuthenticator, Tracker};
+    use ppsp_proto::{
+        Connect, PeerId, PeerMode, Request, RequestBody, SwarmAction, SwarmActionKind, SwarmId,
+        TransactionId,
+    };
+    use ppsp_tracker_core::{Format, OpenAuthenticator, RequestContext, Tracker};
 
     use super::*;
     use crate::config::ServerConfig;
 
-    fn state() -> AppState {
+    /// A tracker with `sizes[i]` JSON seeders in swarm `names[i]`.
+    async fn tracker_with(swarms: &[(&str, usize)]) -> AppState {
         let config = ServerConfig::default();
-        let tracker = Tracker::new(config.core_config(), Arc::new(OpenAuthenticator));
-        AppState::new(&config, Arc::new(tracker))
-    }
-
-    #[test]
-    fn query_strings_are_parsed_and_bounded() {
-        let q = parse_query(Some("swarm=a%20b&offset=5&limit=100000&q=x+y"));
-        assert_eq!(q.swarm.as_deref(), Some("a b"));
-        assert_eq!((q.offset, q.limit), (5, MAX_PAGE));
-        assert_eq!(q.filter.as_deref(), Some("x y"));
-        let q = parse_query(Some("limit=abc&offset=-1&%zz=1&q=%"));
-        assert_eq!(
-            (q.offset, q.limit, q.filter.as_deref()),
-            (0, DEFAULT_PAGE, Some("%"))
-        );
-        assert_eq!(parse_query(None).limit, DEFAULT_PAGE);
-    }
-
-    #[test]
-    fn metrics_text_is_well_formed() {
-        let state = state();
-        let text = metrics_text(&state, &Totals::default());
-        for line in text.lines() {
-            if line.starts_with('#') {
-                assert!(line.starts_with("# HELP ppsp_") || line.starts_with("# TYPE ppsp_"));
-            } else {
-                let (name, value) = line.rsplit_once(' ').expect("sample");
-                assert!(name.starts_with("ppsp_"), "{line}");
-                assert!(value.parse::<f64>().is_ok(), "{line}");
+        let tracker = Arc::new(Tracker::new(
+            config.core_config(),
+            Arc::new(OpenAuthenticator),
+        ));
+        let ctx = RequestContext {
+            observed: "127.0.0.1:40000".parse().expect("addr"),
+            format: Format::Json,
+            secure_channel: true,
+            authenticated: false,
+        };
+        let mut tid = 0;
+        for (name, size) in swarms {
+            for i in 0..*size {
+                tid += 1;
+                let request = Request {
+                    peer_id: PeerId::new(format!("{name}-{i}")).expect("id"),
+                    auth_token: None,
+                    transaction_id: TransactionId::numeric(tid),
+                    body: RequestBody::Connect(Connect {
+                        auth: None,
+                        addresses: Vec::new(),
+                        peer_num: None,
+                        swarm_actions: vec![SwarmAction {
+                            swarm_id: SwarmId::new(*name).expect("id"),
+                            action: SwarmActionKind::Join,
+                            mode: PeerMode::Seed,
+                        }],
+                    }),
+                };
+                let answer = tracker.handle(Timestamp::now(), &ctx, &request).await;
+                assert_eq!(answer.status, Status::Ok);
             }
         }
+        AppState::for_tests(&config, tracker)
+    }
+
+    #[test]
+    fn query_parsing() {
+        assert_eq!(
+            StatsQuery::parse("limit=10&offset=20&q=Mo%20vie&peers=0&x=1"),
+            StatsQuery {
+                swarm: None,
+                limit: Some(10),
+                offset: 20,
+                filter: Some("Mo vie".to_owned()),
+                peers: Some(0),
+            }
+        );
+        let odd = StatsQuery::parse("limit=-3&offset=lots&swarm=a%2Bb");
+        assert_eq!(odd.limit, None);
+        assert_eq!(odd.offset, 0);
+        assert_eq!(odd.swarm.as_deref(), Some("a+b"));
+        assert_eq!(StatsQuery::parse("limit=100000").limit_or(5), MAX_PAGE);
+    }
+
+    #[tokio::test]
+    async fn swarms_page_largest_first_and_filter() {
+        let state = tracker_with(&[("alpha", 1), ("beta", 5), ("Gamma", 3)]).await;
+        let ids = |page: &[SwarmSummary]| -> Vec<String> {
+            page.iter().map(|s| s.swarm_id.clone()).collect()
+        };
+        let (totals, matching, page) = read_overview(&state.tracker, None, 0, 2, 0)
+            .await
+            .expect("overview");
+        assert_eq!((totals.swarms, totals.peers(), matching), (3, 9, 3));
+        assert_eq!(ids(&page), ["beta", "Gamma"]);
+        assert!(page.iter().all(|s| s.peers.is_empty()));
+        let (_, _, page) = read_overview(&state.tracker, None, 2, 2, 3)
+            .await
+            .expect("overview");
+        assert_eq!(ids(&page), ["alpha"]);
+        assert_eq!(page[0].peers.len(), 1);
+        let (_, matching, page) = read_overview(&state.tracker, Some("gAm"), 0, 10, 0)
+            .await
+            .expect("overview");
+        assert_eq!((matching, ids(&page)), (1, vec!["Gamma".to_owned()]));
+        let (_, matching, page) = read_overview(&state.tracker, Some("zzz"), 0, 10, 0)
+            .await
+            .expect("overview");
+        assert_eq!((matching, page.len()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_swarm_page_of_peers() {
+        let state = tracker_with(&[("beta", 5)]).await;
+        let beta = read_swarm(&state.tracker, "beta", 1, 2)
+            .await
+            .expect("read")
+            .expect("beta");
+        assert_eq!(beta.peers.len(), 2);
+        assert_eq!(beta.members(), 5);
+        let json = swarm_to_json(&beta, 1, Timestamp::now());
+        assert!(json.peers_truncated);
+        assert_eq!(json.peer_count, 5);
+        assert!(
+            read_swarm(&state.tracker, "none", 0, 2)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            read_swarm(&state.tracker, "", 0, 2)
+                .await
+                .expect("read")
+                .is_none()
+        );
     }
 }

@@ -19,8 +19,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::AdminAccess;
 use crate::auth::AccountsAuthenticator;
 use crate::config::ServerConfig;
+use crate::digest::JsonGate;
 use crate::error::ServerError;
 use crate::state::{AppState, ConnInfo};
 
@@ -34,6 +36,8 @@ pub struct Listeners {
     pub https: Vec<TcpListener>,
     /// The STUN service's UDP socket, when the service is on.
     pub stun: Option<UdpSocket>,
+    /// Listeners serving only the admin pages (`[admin] listen`).
+    pub admin: Vec<TcpListener>,
 }
 
 impl Listeners {
@@ -52,11 +56,15 @@ impl Listeners {
         if let Some(addr) = config.stun.listen {
             listeners.stun = Some(bind_udp(addr)?);
         }
+        for addr in &config.admin.listen {
+            listeners.admin.push(bind_tcp(*addr).await?);
+        }
         Ok(listeners)
     }
 
     /// The readiness lines: `listening on http://HOST:PORT` per HTTP listener,
-    /// `listening on https://HOST:PORT` per HTTPS listener and `stun on udp://HOST:PORT`.
+    /// `listening on https://HOST:PORT` per HTTPS listener, `stun on udp://HOST:PORT` and
+    /// `admin on http://HOST:PORT` per admin listener.
     ///
     /// # Errors
     /// When a socket's local address cannot be read.
@@ -70,6 +78,9 @@ impl Listeners {
         }
         if let Some(socket) = &self.stun {
             lines.push(format!("stun on udp://{}", socket.local_addr()?));
+        }
+        for listener in &self.admin {
+            lines.push(format!("admin on http://{}", listener.local_addr()?));
         }
         Ok(lines)
     }
@@ -114,6 +125,9 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
 pub struct Server {
     config: ServerConfig,
     tracker: Arc<Tracker>,
+    authenticator: Arc<AccountsAuthenticator>,
+    json_gate: Arc<JsonGate>,
+    admin: AdminAccess,
     tls: Option<TlsAcceptor>,
 }
 
@@ -154,18 +168,41 @@ impl Server {
                 None => "refused (no accounts file)".to_owned(),
             }
         );
-        let tracker = Arc::new(Tracker::new(config.core_config(), authenticator));
+        let tracker = Arc::new(Tracker::new(
+            config.core_config(),
+            Arc::clone(&authenticator) as Arc<dyn ppsp_tracker_core::Authenticator>,
+        ));
+        let json_gate = JsonGate::new(
+            &config.auth.digest_realm,
+            Duration::from_secs(config.auth.digest_nonce_lifetime_secs),
+            config.auth.allow_anonymous,
+        )
+        .ok_or_else(|| ServerError::Config("no system randomness for Digest nonces".to_owned()))?;
         let tls = match (&config.tls.cert, &config.tls.key) {
-            (Some(cert), Some(key)) => Some(TlsAcceptor::from(crate::tls::load_server_config(
-                cert, key,
-            )?)),
+            (Some(cert), Some(key)) => Some(TlsAcceptor::from(
+                crate::tls::load_server_config_with_client_ca(
+                    cert,
+                    key,
+                    config.tls.client_ca.as_deref(),
+                )?,
+            )),
             _ => None,
         };
+        let admin = AdminAccess::from_config(&config.admin)?;
         Ok(Self {
             config,
             tracker,
+            authenticator,
+            json_gate: Arc::new(json_gate),
+            admin,
             tls,
         })
+    }
+
+    /// The authenticator, kept so the accounts file can be reloaded while serving
+    /// ([`AccountsAuthenticator::reload`], on SIGHUP in `ppsp tracker`).
+    pub fn authenticator(&self) -> Arc<AccountsAuthenticator> {
+        Arc::clone(&self.authenticator)
     }
 
     /// The tracker behind the server.
@@ -190,7 +227,13 @@ impl Server {
             ));
         }
         let config = &self.config.server;
-        let state = Arc::new(AppState::new(&self.config, Arc::clone(&self.tracker)));
+        let state = Arc::new(AppState::new(
+            &self.config,
+            Arc::clone(&self.tracker),
+            Arc::clone(&self.authenticator),
+            Arc::clone(&self.json_gate),
+            self.admin.clone(),
+        ));
         let (stop_tx, stop_rx) = watch::channel(false);
         // Set when the grace period is over: connections still open are dropped.
         let (abort_tx, abort_rx) = watch::channel(false);
@@ -203,12 +246,19 @@ impl Server {
         });
 
         let mut tasks = tokio::task::JoinSet::new();
-        let plain = listeners.http.into_iter().map(|l| (l, None));
-        let tls = listeners.https.into_iter().map(|l| (l, self.tls.clone()));
-        for (listener, acceptor) in plain.chain(tls) {
+        let plain = listeners.http.into_iter().map(|l| (l, None, false));
+        let tls = listeners
+            .https
+            .into_iter()
+            .map(|l| (l, self.tls.clone(), false));
+        let admin = listeners.admin.into_iter().map(|l| (l, None, true));
+        for (listener, acceptor, admin_listener) in plain.chain(tls).chain(admin) {
             tasks.spawn(accept_loop(
-                listener,
-                acceptor,
+                Endpoint {
+                    listener,
+                    tls: acceptor,
+                    admin_listener,
+                },
                 Arc::clone(&state),
                 Arc::clone(&settings),
                 Arc::clone(&connection_slots),
@@ -221,6 +271,10 @@ impl Server {
         if let Some(socket) = listeners.stun {
             tasks.spawn(stun_loop(socket, Arc::clone(&state), stop_rx.clone()));
         }
+        tasks.spawn(crate::history::sample_loop(
+            Arc::clone(&state),
+            stop_rx.clone(),
+        ));
         tasks.spawn(sweep_loop(
             Arc::clone(&state),
             Duration::from_millis(config.sweep_interval_ms),
@@ -238,7 +292,7 @@ impl Server {
             Err(_) => {
                 tracing::warn!(
                     "{} connections still open after {} s, closing them",
-                    state.metrics.connections_open.load(Ordering::Relaxed),
+                    state.metrics.connections_open.get(),
                     grace.as_secs()
                 );
                 let _ = abort_tx.send(true);
@@ -285,14 +339,26 @@ struct ConnSettings {
     loopback_is_secure: bool,
 }
 
-async fn accept_loop(
+/// One listening socket and what it serves.
+struct Endpoint {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    /// Serves only the admin pages.
+    admin_listener: bool,
+}
+
+async fn accept_loop(
+    endpoint: Endpoint,
     state: Arc<AppState>,
     settings: Arc<ConnSettings>,
     slots: Arc<Semaphore>,
     signals: Signals,
 ) {
+    let Endpoint {
+        listener,
+        tls,
+        admin_listener,
+    } = endpoint;
     let mut stop = signals.stop.clone();
     loop {
         // A slot is taken before accepting: when all are in use, new clients wait in the
@@ -322,20 +388,19 @@ async fn accept_loop(
         let local = stream.local_addr().ok();
         let secure = tls.is_some()
             || (settings.loopback_is_secure && local.is_some_and(|a| a.ip().is_loopback()));
-        let info = Arc::new(ConnInfo { peer, secure });
+        let info = Arc::new(ConnInfo {
+            peer,
+            secure,
+            certificate_names: Vec::new(),
+            admin_listener,
+        });
         let state = Arc::clone(&state);
         let settings = Arc::clone(&settings);
         let tls = tls.clone();
         let signals = signals.clone();
         tokio::spawn(async move {
-            state
-                .metrics
-                .connections_total
-                .fetch_add(1, Ordering::Relaxed);
-            state
-                .metrics
-                .connections_open
-                .fetch_add(1, Ordering::Relaxed);
+            state.metrics.connections_total.inc();
+            state.metrics.connections_open.inc();
             let activity = Arc::new(Activity::new());
             let io = Tracked {
                 inner: stream,
@@ -348,6 +413,7 @@ async fn accept_loop(
                         .await
                     {
                         Ok(Ok(tls_stream)) => {
+                            let info = with_client_certificate(&info, &tls_stream);
                             drive(tls_stream, activity, info, &state, &settings, signals).await;
                         }
                         Ok(Err(err)) => tracing::debug!("TLS handshake with {peer} failed: {err}"),
@@ -355,13 +421,31 @@ async fn accept_loop(
                     }
                 }
             }
-            state
-                .metrics
-                .connections_open
-                .fetch_sub(1, Ordering::Relaxed);
+            state.metrics.connections_open.dec();
             drop(permit);
         });
     }
+}
+
+/// The connection's facts plus the names of the client certificate rustls verified, if any.
+fn with_client_certificate<S>(
+    info: &Arc<ConnInfo>,
+    stream: &tokio_rustls::server::TlsStream<S>,
+) -> Arc<ConnInfo> {
+    let names = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| crate::digest::certificate_names(leaf.as_ref()))
+        .unwrap_or_default();
+    if names.is_empty() {
+        return Arc::clone(info);
+    }
+    Arc::new(ConnInfo {
+        certificate_names: names,
+        ..ConnInfo::clone(info)
+    })
 }
 
 /// Serves HTTP/1.1 on one connection until the client closes it, it idles out, or
@@ -544,8 +628,12 @@ async fn sweep_loop(state: Arc<AppState>, every: Duration, mut stop: watch::Rece
         }
         state
             .metrics
-            .memberships_expired_total
-            .fetch_add(report.memberships_expired as u64, Ordering::Relaxed);
+            .sessions_expired
+            .inc_by(report.sessions_expired as u64);
+        state
+            .metrics
+            .memberships_expired
+            .inc_by(report.memberships_expired as u64);
     }
 }
 
@@ -569,10 +657,7 @@ async fn stun_loop(socket: UdpSocket, state: Arc<AppState>, mut stop: watch::Rec
         if let Some(answer) = ppsp_proto::stun::answer(request, from) {
             match socket.send_to(&answer, from).await {
                 Ok(_) => {
-                    state
-                        .metrics
-                        .stun_answers_total
-                        .fetch_add(1, Ordering::Relaxed);
+                    state.metrics.stun_answers.inc();
                 }
                 Err(err) => tracing::debug!("STUN answer to {from} failed: {err}"),
             }

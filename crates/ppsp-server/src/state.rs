@@ -2,14 +2,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ppsp_tracker_core::Tracker;
 use tokio::sync::Semaphore;
 
+use crate::accounting::ReportedBytes;
+use crate::admin::AdminAccess;
+use crate::auth::AccountsAuthenticator;
 use crate::config::{IpNet, JsonErrorHttpStatus, ServerConfig};
+use crate::digest::JsonGate;
+use crate::history::History;
 use crate::limiter::FailureLimiter;
+use crate::metrics::Metrics;
 
 /// Everything a request handler needs, shared behind an `Arc`.
 pub(crate) struct AppState {
@@ -24,14 +29,35 @@ pub(crate) struct AppState {
     pub(crate) retry_after_secs: u64,
     pub(crate) connect_slots: Arc<Semaphore>,
     pub(crate) connect_queue_timeout: Duration,
-    pub(crate) metrics: ServerMetrics,
+    pub(crate) metrics: Metrics,
+    /// Last reported byte totals, to count what each STAT_REPORT adds.
+    pub(crate) reported: ReportedBytes,
+    /// The last hour of activity for the dashboard.
+    pub(crate) history: History,
+    /// How long a peer may stay silent before its session expires.
+    pub(crate) session_idle_timeout: Duration,
     pub(crate) failed_connects: FailureLimiter,
+    /// The accounts, for the HTTP-layer authentication of JSON peers.
+    pub(crate) authenticator: Arc<AccountsAuthenticator>,
+    /// HTTP Digest and client-certificate checks of JSON requests.
+    pub(crate) json_gate: Arc<JsonGate>,
+    /// Who may see the admin pages.
+    pub(crate) admin: AdminAccess,
 }
 
 impl AppState {
-    pub(crate) fn new(config: &ServerConfig, tracker: Arc<Tracker>) -> Self {
+    pub(crate) fn new(
+        config: &ServerConfig,
+        tracker: Arc<Tracker>,
+        authenticator: Arc<AccountsAuthenticator>,
+        json_gate: Arc<JsonGate>,
+        admin: AdminAccess,
+    ) -> Self {
         Self {
             tracker,
+            authenticator,
+            json_gate,
+            admin,
             limits: config.decode_limits(),
             trusted_proxies: config.trusted_proxy_nets(),
             json_error_http_status: config.server.json_error_http_status,
@@ -42,73 +68,45 @@ impl AppState {
             retry_after_secs: config.server.retry_after_secs,
             connect_slots: Arc::new(Semaphore::new(config.server.connect_concurrency)),
             connect_queue_timeout: Duration::from_millis(config.server.connect_queue_timeout_ms),
-            metrics: ServerMetrics::default(),
+            metrics: Metrics::new(),
+            reported: ReportedBytes::default(),
+            history: History::new(Duration::from_secs(config.server.history_sample_secs)),
+            session_idle_timeout: Duration::from_secs(config.tracker.session_idle_timeout_secs),
             failed_connects: FailureLimiter::new(
                 config.auth.max_failed_connects,
                 Duration::from_secs(config.auth.failed_connect_window_secs),
+                config.auth.failed_connect_ipv4_prefix,
             ),
         }
     }
 }
 
+#[cfg(test)]
+impl AppState {
+    /// State for unit tests: `config`'s authentication settings, its accounts file if any.
+    pub(crate) fn for_tests(config: &ServerConfig, tracker: Arc<Tracker>) -> Self {
+        let authenticator =
+            Arc::new(AccountsAuthenticator::from_config(&config.auth).expect("accounts"));
+        let gate = JsonGate::new(
+            &config.auth.digest_realm,
+            Duration::from_secs(config.auth.digest_nonce_lifetime_secs),
+            config.auth.allow_anonymous,
+        )
+        .expect("randomness");
+        let admin = AdminAccess::from_config(&config.admin).expect("admin token");
+        Self::new(config, tracker, authenticator, Arc::new(gate), admin)
+    }
+}
+
 /// Facts about one accepted connection.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ConnInfo {
     /// The socket peer.
     pub(crate) peer: SocketAddr,
     /// True over TLS, or on a loopback listener when loopback counts as secure.
     pub(crate) secure: bool,
-}
-
-/// HTTP status codes counted one by one; anything else lands in "other".
-pub(crate) const COUNTED_HTTP_STATUSES: [u16; 13] = [
-    200, 400, 401, 403, 404, 405, 406, 408, 413, 415, 500, 501, 503,
-];
-
-/// Counters kept by the HTTP layer (the tracker core counts PPSP requests and statuses).
-#[derive(Debug, Default)]
-pub(crate) struct ServerMetrics {
-    pub(crate) connections_total: AtomicU64,
-    pub(crate) connections_open: AtomicU64,
-    pub(crate) http_responses: [AtomicU64; COUNTED_HTTP_STATUSES.len()],
-    pub(crate) http_responses_other: AtomicU64,
-    pub(crate) memberships_expired_total: AtomicU64,
-    pub(crate) stun_answers_total: AtomicU64,
-    /// PPSP statuses answered by the server itself (undecodable requests, load shedding),
-    /// indexed like [`ppsp_proto::Status::ALL`].
-    pub(crate) ppsp_statuses: [AtomicU64; 8],
-}
-
-impl ServerMetrics {
-    pub(crate) fn count_ppsp_status(&self, status: ppsp_proto::Status) {
-        if let Some(counter) = ppsp_proto::Status::ALL
-            .iter()
-            .position(|s| *s == status)
-            .and_then(|index| self.ppsp_statuses.get(index))
-        {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Core counts plus the server's own, per status.
-    pub(crate) fn ppsp_status_totals(&self, core: &[u64; 8]) -> [u64; 8] {
-        let mut totals = *core;
-        for (total, own) in totals.iter_mut().zip(&self.ppsp_statuses) {
-            *total += own.load(Ordering::Relaxed);
-        }
-        totals
-    }
-
-    pub(crate) fn count_http_status(&self, code: u16) {
-        match COUNTED_HTTP_STATUSES.iter().position(|c| *c == code) {
-            Some(index) => {
-                if let Some(counter) = self.http_responses.get(index) {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            None => {
-                self.http_responses_other.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
+    /// Names of the verified TLS client certificate (CN, DNS and URI SANs); empty without.
+    pub(crate) certificate_names: Vec<String>,
+    /// True on an `[admin] listen` listener, which serves only the admin pages.
+    pub(crate) admin_listener: bool,
 }

@@ -355,8 +355,8 @@ async fn sasl_plain_against_the_accounts_file() {
     let answer = post_xml(addr, connect_plain("mallory", "correct horse", 3)).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 
-    // A closed tracker has nothing to check JSON CONNECTs against (RFC 7846 carries no
-    // SASL data), so they are refused as well.
+    // A closed tracker refuses JSON CONNECTs that bring no HTTP authentication (RFC 7846
+    // carries no SASL data).
     let answer = post_json(
         addr,
         json_request(
@@ -558,7 +558,7 @@ async fn json_and_xml_share_one_tracker() {
     // The XML side sees the JSON leech too (in /api/stats).
     let stats: serde_json::Value =
         serde_json::from_slice(&get(addr, "/api/stats").await.body()).expect("json");
-    let swarm = &stats["swarms"]["items"][0];
+    let swarm = &stats["swarms"][0];
     assert_eq!(swarm["swarm_id"], "shared");
     assert_eq!(swarm["peers_by_mode"]["SEED"], 1);
     assert_eq!(swarm["peers_by_mode"]["LEECH"], 1);
@@ -618,29 +618,31 @@ async fn health_metrics_stats_and_dashboard() {
     assert!(
         metrics
             .header("content-type")
-            .is_some_and(|ct| ct.starts_with("text/plain"))
+            .is_some_and(|ct| ct.starts_with("application/openmetrics-text"))
     );
     let text = metrics.text();
     for line in [
-        "ppsp_requests_total{method=\"CONNECT\"} 2",
-        "ppsp_requests_total{method=\"JOIN\"} 2",
-        "ppsp_requests_total{method=\"STAT_REPORT\"} 1",
+        "ppsp_requests_total{method=\"CONNECT\",protocol=\"xml\",status=\"OK\"} 2",
+        "ppsp_requests_total{method=\"JOIN\",protocol=\"xml\",status=\"OK\"} 2",
+        "ppsp_requests_total{method=\"STAT_REPORT\",protocol=\"xml\",status=\"OK\"} 1",
+        "ppsp_requests_total{method=\"unknown\",protocol=\"xml\",status=\"INVALID SYNTAX\"} 1",
         "ppsp_sessions 2",
         "ppsp_swarms 1",
         "ppsp_peers{mode=\"SEED\"} 1",
         "ppsp_peers{mode=\"LEECH\"} 1",
         "ppsp_sessions_expired_total 0",
         "ppsp_memberships_expired_total 0",
-        "ppsp_responses_total{status=\"INVALID SYNTAX\"} 1",
+        "ppsp_reported_bytes_total{direction=\"uploaded\"} 4096",
+        "ppsp_reported_bytes_total{direction=\"downloaded\"} 8192",
+        "ppsp_request_duration_seconds_count{method=\"JOIN\"} 2",
     ] {
         assert!(
             text.lines().any(|l| l == line),
             "missing {line:?} in\n{text}"
         );
     }
-    assert!(text.contains("ppsp_responses_total{status=\"OK\"}"));
     assert!(text.contains("ppsp_http_responses_total{code=\"200\"}"));
-    assert!(text.contains("# TYPE ppsp_requests_total counter"));
+    assert!(text.contains("# TYPE ppsp_requests counter"));
 
     let stats = get(addr, "/api/stats").await;
     assert_eq!(stats.header("content-type"), Some("application/json"));
@@ -649,14 +651,12 @@ async fn health_metrics_stats_and_dashboard() {
     assert_eq!(stats["totals"]["swarms"], 1);
     assert_eq!(stats["requests_by_method"]["CONNECT"], 2);
     assert_eq!(stats["responses_by_status"]["INVALID SYNTAX"], 1);
-    assert_eq!(stats["swarms"]["total"], 1);
-    let swarm = &stats["swarms"]["items"][0];
+    assert_eq!(stats["totals"]["uploaded_bytes_reported"], 4096);
+    assert_eq!(stats["swarms_matching"], 1);
+    let swarm = &stats["swarms"][0];
     assert_eq!(swarm["swarm_id"], "movie-1");
-    assert_eq!(swarm["peers"], 2);
-    let detail: serde_json::Value =
-        serde_json::from_slice(&get(addr, "/api/stats?swarm=movie-1").await.body()).expect("json");
-    assert_eq!(detail["members"]["total"], 2);
-    let peers = detail["members"]["items"].as_array().expect("peers");
+    assert_eq!(swarm["peer_count"], 2);
+    let peers = swarm["peers"].as_array().expect("peers");
     let l1 = peers
         .iter()
         .find(|p| p["peer_id"] == "l1")
@@ -665,7 +665,7 @@ async fn health_metrics_stats_and_dashboard() {
     assert_eq!(l1["uploaded_bytes"], 4096);
     assert_eq!(l1["downloaded_bytes"], 8192);
     assert_eq!(l1["chunks_held"], 16);
-    let clips = detail["chunk_availability"]
+    let clips = swarm["chunk_availability"]
         .as_array()
         .expect("availability");
     assert_eq!(clips[0]["clip"], "movie");
@@ -774,6 +774,12 @@ async fn connect_queue_overflow_is_503_with_retry_after() {
     }
     assert!(accepted >= 1, "at least one CONNECT gets through");
     assert!(shed >= 1, "at least one CONNECT is shed");
+    let metrics = get(addr, "/metrics").await.text();
+    let line = format!("ppsp_refusals_total{{cause=\"load_shedding\"}} {shed}");
+    assert!(
+        metrics.lines().any(|l| l == line),
+        "no {line:?} in\n{metrics}"
+    );
     server.stop().await.expect("clean stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -925,6 +931,16 @@ async fn repeated_failed_connects_are_held_off() {
     assert_eq!(refused.transaction_id, Some(TransactionId::numeric(3)));
     // Other requests from the same source are unaffected.
     assert_eq!(get(addr, "/healthz").await.status, StatusCode::OK);
+    let metrics = get(addr, "/metrics").await.text();
+    for line in [
+        "ppsp_refusals_total{cause=\"authentication\"} 2",
+        "ppsp_refusals_total{cause=\"failed_connect_holdoff\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
     server.stop().await.expect("clean stop");
     let _ = std::fs::remove_dir_all(&dir);
 }

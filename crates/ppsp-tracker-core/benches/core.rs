@@ -37,6 +37,7 @@ impl Client {
                 observed: SocketAddr::new(ip, 40000),
                 format: Format::Xml,
                 secure_channel: true,
+                authenticated: false,
             },
             next_tid: 0,
         }

@@ -92,6 +92,10 @@ pub enum TrackerError {
     /// A JSON FIND or STAT_REPORT from a peer ID that is not registered.
     #[error("peer is not registered")]
     NotRegistered,
+    /// A live session of the PeerID belongs to someone who has not been proven to be the
+    /// requester (no current AuthToken, no verified credentials, another source address).
+    #[error("the PeerID has a live session of another owner")]
+    SessionOwned,
     /// The peer registered in one dialect and spoke the other.
     #[error("peer registered in the other protocol dialect")]
     DialectMismatch,
@@ -129,6 +133,7 @@ impl TrackerError {
             Self::Authentication(_) | Self::BadToken => Status::AuthenticationRequired,
             Self::NotRegistered
             | Self::DialectMismatch
+            | Self::SessionOwned
             | Self::NotMember
             | Self::TooManySwarms
             | Self::NoValidSwarmAction => Status::MessageForbidden,
@@ -156,6 +161,7 @@ mod tests {
             (TrackerError::BadToken, Status::AuthenticationRequired),
             (TrackerError::NotRegistered, Status::MessageForbidden),
             (TrackerError::DialectMismatch, Status::MessageForbidden),
+            (TrackerError::SessionOwned, Status::MessageForbidden),
             (TrackerError::NotMember, Status::MessageForbidden),
             (TrackerError::TooManySwarms, Status::MessageForbidden),
             (TrackerError::NoValidSwarmAction, Status::MessageForbidden),

@@ -19,6 +19,12 @@
 //!
 //! * FIND and LEAVE look the swarm up first: an unknown swarm is 404 (JSON: 03), an
 //!   existing swarm the peer is not in is 403 for FIND and 200 for LEAVE.
+//! * A live session is replaced only by its owner: a CONNECT for its PeerID must carry the
+//!   session's AuthToken, or credentials the authenticator verified, or (for a session made
+//!   without credentials) come from the same source IP as the session's CONNECT. Anything
+//!   else is 403 and leaves the session, its memberships and its token as they were. An
+//!   unauthenticated JSON PeerID is bound the same way to the source IP of its first
+//!   CONNECT: JSON requests naming it from elsewhere are 403.
 //! * A token that does not match, including any XML request for a peer registered over
 //!   JSON (which has no token), is 401. A CONNECT that would switch a live registration to
 //!   the other dialect is 403, as is any JSON request for a peer registered over XML.
@@ -74,6 +80,10 @@ pub struct RequestContext {
     /// True when the channel protects credentials: TLS, or a loopback listener.
     /// SASL PLAIN over a non-secure channel is refused (401) unless the config allows it.
     pub secure_channel: bool,
+    /// JSON only: the HTTP layer proved that the request comes from the PeerID it names
+    /// (HTTP Digest or a TLS client certificate). An unproven JSON PeerID is bound to the
+    /// source address of its first CONNECT.
+    pub authenticated: bool,
 }
 
 /// Caps on what the tracker stores. Past one, the request is refused and counted; what is
@@ -117,9 +127,6 @@ pub struct Config {
     pub session_idle_timeout: Duration,
     /// Largest JOIN ExpireTime honoured; larger values are clamped (default 86,400 s).
     pub max_expire_time: Duration,
-    /// How long a replaced AuthToken stays valid (default 30 s). Tokens are not rotated in
-    /// this version, so nothing uses it yet.
-    pub token_grace: Duration,
     /// Bytes the retransmission cache may hold for the whole tracker (default 4 MiB, some
     /// 10,000 answers with a peer list of 20, or 25,000 without).
     pub replay_cache_bytes: usize,
@@ -147,7 +154,6 @@ impl Default for Config {
         Self {
             session_idle_timeout: Duration::from_secs(180),
             max_expire_time: Duration::from_secs(86_400),
-            token_grace: Duration::from_secs(30),
             replay_cache_bytes: 4 << 20,
             replay_cache_ttl: Duration::from_secs(60),
             peer_num_default: 20,

@@ -37,7 +37,7 @@ pub struct SwarmQuery {
     pub offset: usize,
     /// Swarms to show at most.
     pub limit: usize,
-    /// Only swarms whose ID contains this text.
+    /// Only swarms whose ID contains this text, compared case-insensitively.
     pub filter: Option<String>,
 }
 
@@ -141,6 +141,14 @@ pub struct SwarmDetail {
     pub peers: Vec<PeerDetail>,
     /// Per clip and media type.
     pub chunk_availability: Vec<ClipAvailability>,
-    /// True when availability was computed from a sample of the reporting members.
+    /// True when availability, byte sums and completions were computed from a sample of
+    /// the reporting members.
     pub availability_sampled: bool,
+    /// Bytes the (sampled) members reported uploading, summed.
+    pub uploaded_bytes: u64,
+    /// Bytes the (sampled) members reported downloading, summed.
+    pub downloaded_bytes: u64,
+    /// Members that reported holding every chunk they cover, most recent first (at most
+    /// ten).
+    pub recently_completed: Vec<PeerDetail>,
 }

@@ -16,7 +16,7 @@ use ppsp_proto::{
 use crate::replay::{Replay, ReplayCache};
 use crate::rules::{ChunkScope, Criteria, Reachability};
 use crate::snapshot::{SwarmDetail, SwarmPage, SwarmQuery, Totals};
-use crate::store::{JoinSpec, Registration, SessionCheck, SessionKey, Store};
+use crate::store::{JoinSpec, Proof, Registration, SessionCheck, SessionKey, Store};
 use crate::token::TokenKey;
 use crate::{
     Authenticator, Candidate, Config, JSON_PEER_COUNT_MAX, MemoryStore, RequestContext, Timestamp,
@@ -67,7 +67,10 @@ fn failure(error: &TrackerError, transaction_id: &TransactionId) -> Response {
 fn is_session_refusal(error: &TrackerError) -> bool {
     matches!(
         error,
-        TrackerError::BadToken | TrackerError::NotRegistered | TrackerError::DialectMismatch
+        TrackerError::BadToken
+            | TrackerError::NotRegistered
+            | TrackerError::DialectMismatch
+            | TrackerError::SessionOwned
     )
 }
 
@@ -222,12 +225,27 @@ impl<S: Store> Tracker<S> {
         if let Some(replayed) = self.replayed(request, ctx, now) {
             return replayed;
         }
+        // What this CONNECT proves about owning a live session of its PeerID: verified
+        // credentials, the session's current token, or else only its source address.
+        let proof = if !sasl.mechanism.eq_ignore_ascii_case("ANONYMOUS") {
+            Proof::Credentials
+        } else {
+            match request
+                .auth_token
+                .as_ref()
+                .and_then(|t| self.tokens.verify(&request.peer_id, t))
+            {
+                Some(generation) => Proof::Token(generation),
+                None => Proof::SourceAddress,
+            }
+        };
         let registration = Registration {
             peer_id: &request.peer_id,
             format: Format::Xml,
             observed: ctx.observed,
             declared: &connect.addresses,
             ability_nat: None,
+            proof,
         };
         let generation = match self.store.register(now, &registration).await {
             Ok(generation) => generation,
@@ -296,6 +314,11 @@ impl<S: Store> Tracker<S> {
             observed: ctx.observed,
             declared: &connect.addresses,
             ability_nat,
+            proof: if ctx.authenticated {
+                Proof::Credentials
+            } else {
+                Proof::SourceAddress
+            },
         };
         let outcome = match self
             .store
@@ -353,7 +376,9 @@ impl<S: Store> Tracker<S> {
                     tid,
                 );
             }
-            Format::Json => SessionCheck::Json,
+            Format::Json => SessionCheck::Json {
+                source: (!ctx.authenticated).then(|| ctx.observed.ip()),
+            },
             Format::Xml => {
                 // A forged or altered token fails here, before any state is looked at.
                 match request

@@ -15,7 +15,13 @@ pub(crate) enum AccountsCommand {
         /// The accounts file (created if missing, rewritten atomically).
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
-        /// The peer's PeerID, which is also its SASL PLAIN user name.
+        /// Also store the HTTP Digest (SHA-256) secret for this realm, so JSON peers can
+        /// authenticate with Digest; it must equal the tracker's `[auth] digest_realm`
+        /// (default `ppsp`). Whoever reads this secret can authenticate with Digest, so it
+        /// is only stored when asked for.
+        #[arg(long, value_name = "REALM")]
+        digest_realm: Option<String>,
+        /// The peer's PeerID, which is also its SASL PLAIN and HTTP Digest user name.
         peer_id: String,
     },
     /// Remove an account.
@@ -37,7 +43,11 @@ pub(crate) enum AccountsCommand {
 /// Runs an accounts subcommand.
 pub(crate) fn run(cmd: AccountsCommand) -> Result<(), CliError> {
     match cmd {
-        AccountsCommand::Add { file, peer_id } => {
+        AccountsCommand::Add {
+            file,
+            digest_realm,
+            peer_id,
+        } => {
             let peer_id = ppsp_proto::PeerId::new(peer_id)?;
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line)?;
@@ -51,11 +61,17 @@ pub(crate) fn run(cmd: AccountsCommand) -> Result<(), CliError> {
             let mut accounts = Accounts::load_or_empty(&file)?;
             let replaced = accounts.contains(peer_id.as_str());
             accounts.set_password(&peer_id, password.as_bytes())?;
+            if let Some(realm) = &digest_realm {
+                accounts.set_digest(&peer_id, realm, password.as_bytes())?;
+            }
             accounts.save(&file)?;
             eprintln!(
-                "{} account {peer_id} in {}",
+                "{} account {peer_id} in {}{}",
                 if replaced { "replaced" } else { "added" },
-                file.display()
+                file.display(),
+                digest_realm.map_or_else(String::new, |realm| format!(
+                    " (with an HTTP Digest secret for realm {realm})"
+                ))
             );
             Ok(())
         }

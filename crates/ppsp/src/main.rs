@@ -17,14 +17,27 @@ pub(crate) type CliError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Parser)]
 #[command(name = "ppsp", version, about)]
 struct Cli {
-    /// More log output on standard error (-v debug, -vv trace).
+    /// More log output on standard error (-v debug, -vv trace). `RUST_LOG`, when set,
+    /// overrides -v and -q.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     /// Only warnings and errors on standard error.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Log line format on standard error: `text` or `json` (one JSON object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: timestamp, level, fields (`message` included).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,24 +54,45 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+/// The log filter: `RUST_LOG` when set (same syntax as `env_logger`: `debug`,
+/// `ppsp_server=debug,info`, ...), otherwise the level -q / -v select.
+fn log_filter(verbose: u8, quiet: bool) -> tracing_subscriber::EnvFilter {
     let level = match (quiet, verbose) {
         (true, _) => tracing::Level::WARN,
         (false, 0) => tracing::Level::INFO,
         (false, 1) => tracing::Level::DEBUG,
         (false, _) => tracing::Level::TRACE,
     };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
+    tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env()
+        .unwrap_or_else(|err| {
+            eprintln!("warning: RUST_LOG ignored: {err}");
+            tracing_subscriber::EnvFilter::new(level.as_str())
+        })
+}
+
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
+    let filter = log_filter(verbose, quiet);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(cli.verbose, cli.quiet, cli.log_format);
     let result = match cli.command {
         Command::Tracker(args) => tracker_cmd::run(args),
         Command::Accounts(cmd) => accounts_cmd::run(cmd),

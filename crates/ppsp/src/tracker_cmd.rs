@@ -4,11 +4,14 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use ppsp_server::{Listeners, Server, ServerConfig};
+use std::sync::Arc;
+
+use ppsp_server::{AccountsAuthenticator, Listeners, Server, ServerConfig};
 
 use crate::CliError;
 
-/// Options of `ppsp tracker`. Flags override the configuration file.
+/// Options of `ppsp tracker`. Flags override `PPSP_SECTION__KEY` environment variables,
+/// which override the configuration file, which overrides the defaults.
 #[derive(Debug, clap::Args)]
 pub(crate) struct TrackerArgs {
     /// HTTP listener address (repeatable; IPv4 or IPv6; port 0 picks a free port).
@@ -33,6 +36,11 @@ pub(crate) struct TrackerArgs {
     /// Print the full default configuration as commented TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Check a configuration file (with the environment overrides and flags, the accounts
+    /// file and the TLS files it names), print `configuration OK: FILE` and exit; exit 1
+    /// naming the problem (line and column for syntax errors) otherwise.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
     /// Accounts file for SASL PLAIN (written by `ppsp accounts add`).
     #[arg(long, value_name = "FILE")]
     accounts: Option<PathBuf>,
@@ -72,26 +80,30 @@ impl TrackerArgs {
     }
 }
 
-/// Runs the tracker until SIGINT or SIGTERM.
-pub(crate) fn run(args: TrackerArgs) -> Result<(), CliError> {
+/// Runs the tracker until SIGINT or SIGTERM; SIGHUP reloads the accounts file.
+pub(crate) fn run(mut args: TrackerArgs) -> Result<(), CliError> {
     if args.print_config {
         print!("{}", ServerConfig::default().commented_toml());
         std::io::stdout().flush()?;
         return Ok(());
     }
-    let mut config = match &args.config {
-        Some(path) => ServerConfig::from_file(path)?,
-        None => ServerConfig::default(),
-    };
+    let check = args.check_config.take();
+    let file = check.clone().or_else(|| args.config.take());
+    let mut config = ServerConfig::load(file.as_deref(), environment())?;
     args.apply(&mut config);
     config.validate()?;
     let server = Server::new(config.clone())?;
+    if let Some(path) = check {
+        println!("configuration OK: {}", path.display());
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ppsp-tracker")
         .build()?;
     runtime.block_on(async move {
         let listeners = Listeners::bind(&config).await?;
+        reload_accounts_on_hangup(server.authenticator())?;
         let mut stdout = std::io::stdout().lock();
         for line in listeners.readiness_lines()? {
             tracing::info!("{line}");
@@ -105,6 +117,40 @@ pub(crate) fn run(args: TrackerArgs) -> Result<(), CliError> {
     })?;
     // Blocking tasks (a CONNECT hashing a password) must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}
+
+/// The process environment as text. A variable that is not valid UTF-8 cannot be an
+/// override's name or value; one that looks like an override is reported, not dropped
+/// silently.
+fn environment() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(name, value)| {
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => Some((name, value)),
+            (Ok(name), Err(_)) if name.starts_with(ppsp_server::config::ENV_PREFIX) => {
+                tracing::warn!("{name} ignored: its value is not UTF-8");
+                None
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Re-reads the accounts file on every SIGHUP. Sessions live in the tracker and are not
+/// touched; a file that fails to load leaves the previous accounts in force.
+fn reload_accounts_on_hangup(authenticator: Arc<AccountsAuthenticator>) -> Result<(), CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let reloader = Arc::clone(&authenticator);
+            match tokio::task::spawn_blocking(move || reloader.reload()).await {
+                Ok(Ok(count)) => tracing::info!("SIGHUP: accounts file reloaded, {count} accounts"),
+                Ok(Err(err)) => tracing::warn!("SIGHUP: keeping the previous accounts: {err}"),
+                Err(err) => tracing::error!("SIGHUP: accounts reload failed: {err}"),
+            }
+        }
+    });
     Ok(())
 }
 

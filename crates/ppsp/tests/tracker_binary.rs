@@ -1,6 +1,7 @@
 //! The real `ppsp tracker` binary: readiness line, a typical three-peer session over plain
 //! HTTP, SASL PLAIN with an accounts file written by `ppsp accounts add`, `--print-config`,
-//! and a clean exit on SIGTERM.
+//! `--check-config`, environment overrides, SIGHUP reloading the accounts, JSON logs without
+//! secrets, and a clean exit on SIGTERM.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -588,5 +589,292 @@ fn config_file_settings_apply_and_bad_files_are_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("listen_on"), "{stderr}");
     assert!(output.stdout.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes (or adds to) an accounts file with `ppsp accounts add`.
+fn add_account(file: &std::path::Path, peer: &str, password: &str) {
+    let mut add = Command::new(env!("CARGO_BIN_EXE_ppsp"))
+        .args(["accounts", "add", "--file"])
+        .arg(file)
+        .arg(peer)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn accounts add");
+    add.stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password");
+    assert!(wait_for_exit(&mut add, Duration::from_secs(30)).success());
+}
+
+/// A tracker whose standard error lines arrive on the returned channel.
+fn spawn_logging_tracker(
+    global: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Tracker, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ppsp"))
+        .args(global)
+        .args(["tracker", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ppsp tracker");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (log_tx, log_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = log_tx.send(line);
+        }
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("readiness line within 30 s");
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected readiness line {line:?}"))
+        .parse()
+        .expect("address in readiness line");
+    (Tracker { child, addr }, log_rx)
+}
+
+/// Waits for a log line containing `needle`, keeping every line seen in `seen`.
+fn wait_for_log(logs: &mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match logs.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+            Err(_) => panic!("no log line with {needle:?} in:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+fn plain_connect(peer: &str, credentials: &str, txid: u64) -> String {
+    format!(
+        "{HEAD}<Method>CONNECT</Method><PeerID>{peer}</PeerID>\
+         <Auth mechanism=\"PLAIN\"/><Credentials>{credentials}</Credentials>\
+         <TransactionID>{txid}</TransactionID>{TAIL}"
+    )
+}
+
+#[test]
+fn sighup_reloads_accounts_keeps_sessions_and_logs_hold_no_secret() {
+    let dir = std::env::temp_dir().join(format!("ppsp-tracker-sighup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("accounts");
+    add_account(&file, "616c696365", "alice-pass-1");
+    let file_arg = file.to_string_lossy().into_owned();
+    let (tracker, logs) = spawn_logging_tracker(
+        &["--log-format", "json"],
+        &["--accounts", &file_arg, "--no-anonymous"],
+        &[("RUST_LOG", "debug")],
+    );
+    let mut seen = Vec::new();
+
+    // base64("\0616c696365\0alice-pass-1")
+    let alice_credentials = "ADYxNmM2OTYzNjUAYWxpY2UtcGFzcy0x";
+    let alice = call(
+        tracker.addr,
+        &plain_connect("616c696365", alice_credentials, 1),
+        200,
+    );
+    let alice_token = alice.auth_token.expect("token").as_str().to_owned();
+    // base64("\0626f62\0bob-pass-22")
+    let bob_credentials = "ADYyNmY2MgBib2ItcGFzcy0yMg==";
+    call(
+        tracker.addr,
+        &plain_connect("626f62", bob_credentials, 2),
+        401,
+    );
+
+    add_account(&file, "626f62", "bob-pass-22");
+    let pid = tracker.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let reloaded = wait_for_log(&logs, &mut seen, "SIGHUP: accounts file reloaded");
+    assert!(reloaded.contains("2 accounts"), "{reloaded}");
+    let bob = call(
+        tracker.addr,
+        &plain_connect("626f62", bob_credentials, 3),
+        200,
+    );
+    let bob_token = bob.auth_token.expect("token").as_str().to_owned();
+    // Alice's session survived the reload.
+    let alive = call(
+        tracker.addr,
+        &with_token("KEEPALIVE", "616c696365", &alice_token, 4, ""),
+        200,
+    );
+    assert_eq!(alive.status, Status::Ok);
+
+    // A broken file on SIGHUP keeps the accounts in force.
+    std::fs::write(&file, "not an accounts line\n").expect("break the file");
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    wait_for_log(&logs, &mut seen, "keeping the previous accounts");
+    call(
+        tracker.addr,
+        &with_token("KEEPALIVE", "626f62", &bob_token, 5, ""),
+        200,
+    );
+    call(
+        tracker.addr,
+        &with_token("JOIN", "626f62", &bob_token, 6, &join_inner("film", "SEED")),
+        200,
+    );
+    // The request line comes first, then the lifecycle line.
+    let request_line = wait_for_log(&logs, &mut seen, "\"method\":\"JOIN\"");
+    wait_for_log(&logs, &mut seen, "joined swarm");
+
+    // JSON lines: the per-request line at debug, the lifecycle at info.
+    let request: serde_json::Value = serde_json::from_str(&request_line).expect("JSON log line");
+    assert_eq!(request["level"], "DEBUG");
+    assert_eq!(request["message"], "request");
+    assert_eq!(request["swarm"], "film");
+    assert_eq!(request["status"], "OK");
+    assert!(request["micros"].is_u64());
+    let opened = seen
+        .iter()
+        .find(|l| l.contains("session opened"))
+        .expect("session line");
+    let opened: serde_json::Value = serde_json::from_str(opened).expect("JSON log line");
+    assert_eq!(opened["level"], "INFO");
+    for line in &seen {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|err| panic!("not a JSON line ({err}): {line}"));
+        for secret in [
+            "alice-pass-1",
+            "bob-pass-22",
+            alice_credentials,
+            bob_credentials,
+            alice_token.as_str(),
+            bob_token.as_str(),
+        ] {
+            assert!(!line.contains(secret), "secret in log line: {line}");
+        }
+    }
+    drop(tracker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_config_says_ok_or_names_the_problem() {
+    let dir = std::env::temp_dir().join(format!("ppsp-check-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[tracker]\npeer_num_max = 20\n").expect("write");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[tracker]\npeer_num_max = 20\npeer_num_maximum = 3\n").expect("write");
+    let check = |file: &std::path::Path, env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_ppsp"))
+            .args(["tracker", "--check-config"])
+            .arg(file)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run")
+    };
+    let output = check(&good, &[]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("configuration OK: {}", good.display())
+    );
+    let output = check(&bad, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 3, column 1"), "{stderr}");
+    assert!(stderr.contains("peer_num_maximum"), "{stderr}");
+    // The environment is checked too: here it breaks a good file.
+    let output = check(&good, &[("PPSP_TRACKER__PEER_NUM_MAX", "0")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("peer_num_max must be at least 1"),
+        "{output:?}"
+    );
+    let output = check(&good, &[("PPSP_TRACKER__NO_SUCH_KEY", "1")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("PPSP_TRACKER__NO_SUCH_KEY"),
+        "{output:?}"
+    );
+    let output = check(&dir.join("missing.toml"), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn flags_override_the_environment_which_overrides_the_file() {
+    let dir = std::env::temp_dir().join(format!("ppsp-env-override-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("tracker.toml");
+    std::fs::write(&file, "[tracker]\npeer_num_default = 1\npeer_num_max = 1\n").expect("write");
+    let file_arg = file.to_string_lossy().into_owned();
+    // The environment names a listener the flag replaces, and raises the file's peer cap.
+    let (tracker, _logs) = spawn_logging_tracker(
+        &["--quiet"],
+        &["--config", &file_arg],
+        &[
+            ("PPSP_SERVER__LISTEN", "[\"127.0.0.1:1\"]"),
+            ("PPSP_TRACKER__PEER_NUM_DEFAULT", "3"),
+            ("PPSP_TRACKER__PEER_NUM_MAX", "3"),
+        ],
+    );
+    assert_ne!(tracker.addr.port(), 1);
+    let mut tokens = Vec::new();
+    for (index, peer) in ["e1", "e2", "e3", "e4"].iter().enumerate() {
+        let txid = 10 * index as u64;
+        let response = call(
+            tracker.addr,
+            &connect_body(peer, txid, 7000 + index as u16),
+            200,
+        );
+        let token = response.auth_token.expect("token").as_str().to_owned();
+        call(
+            tracker.addr,
+            &with_token("JOIN", peer, &token, txid + 1, &join_inner("env", "SEED")),
+            200,
+        );
+        tokens.push(token);
+    }
+    let found = call(
+        tracker.addr,
+        &with_token("FIND", "e4", &tokens[3], 100, &find_inner("env", None)),
+        200,
+    );
+    // The file alone would allow one peer; the environment allows three.
+    assert_eq!(listed(&found).len(), 3, "{found:?}");
+    drop(tracker);
     let _ = std::fs::remove_dir_all(&dir);
 }

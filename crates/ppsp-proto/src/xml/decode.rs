@@ -170,15 +170,7 @@ fn parse_status(value: &str) -> Result<Status, DecodeError> {
 }
 
 fn parse_peer_mode(field: &'static str, value: &str) -> Result<PeerMode, DecodeError> {
-    if value.eq_ignore_ascii_case("SEED") {
-        Ok(PeerMode::Seed)
-    } else if value.eq_ignore_ascii_case("LIVESEED") {
-        Ok(PeerMode::LiveSeed)
-    } else if value.eq_ignore_ascii_case("LEECH") {
-        Ok(PeerMode::Leech)
-    } else {
-        Err(invalid(field, "must be SEED, LIVESEED or LEECH"))
-    }
+    PeerMode::from_xml_name(value).ok_or_else(|| invalid(field, "must be SEED, LIVESEED or LEECH"))
 }
 
 fn parse_media(field: &'static str, value: &str) -> Result<MediaType, DecodeError> {
@@ -192,18 +184,8 @@ fn parse_media(field: &'static str, value: &str) -> Result<MediaType, DecodeErro
 }
 
 fn parse_address_type(value: &str) -> Result<AddressType, DecodeError> {
-    if value.eq_ignore_ascii_case("HOST") {
-        Ok(AddressType::Host)
-    } else if value.eq_ignore_ascii_case("REFLEXIVE") {
-        Ok(AddressType::Reflexive)
-    } else if value.eq_ignore_ascii_case("PROXY") {
-        Ok(AddressType::Proxy)
-    } else {
-        Err(invalid(
-            "PeerAddress@type",
-            "must be HOST, REFLEXIVE or PROXY",
-        ))
-    }
+    AddressType::from_name(value, true)
+        .ok_or_else(|| invalid("PeerAddress@type", "must be HOST, REFLEXIVE or PROXY"))
 }
 
 /// RFC 4422 §3.1: 1 to 20 characters of upper-case letters, digits, `-` and `_`.

@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 
 use crate::model::{
-    AddressType, ChunkMapReport, ChunkSegments, Clip, MediaType, NatHints, PeerAddress, PeerInfo,
-    PeerMode, Request, RequestBody, Response, Segment, Stat, StreamStats, TransactionId,
+    ChunkMapReport, ChunkSegments, Clip, MediaType, NatHints, PeerAddress, PeerInfo, Request,
+    RequestBody, Response, Segment, Stat, StreamStats, TransactionId,
 };
 
 const PROLOG: &str =
@@ -103,22 +103,6 @@ fn transaction_id(out: &mut String, id: &TransactionId) {
     }
 }
 
-fn peer_mode_str(mode: PeerMode) -> &'static str {
-    match mode {
-        PeerMode::Seed => "SEED",
-        PeerMode::LiveSeed => "LIVESEED",
-        PeerMode::Leech => "LEECH",
-    }
-}
-
-fn address_type_str(kind: AddressType) -> &'static str {
-    match kind {
-        AddressType::Host => "HOST",
-        AddressType::Reflexive => "REFLEXIVE",
-        AddressType::Proxy => "PROXY",
-    }
-}
-
 /// `<element ip=".." port=".." [priority=".."] [type=".."]/>`; IPv6 in RFC 5952 form
 /// (std's `Display`).
 fn address(out: &mut String, element: &str, addr: &PeerAddress, with_ice: bool) {
@@ -135,7 +119,7 @@ fn address(out: &mut String, element: &str, addr: &PeerAddress, with_ice: bool) 
         }
         if let Some(kind) = addr.kind {
             out.push_str(" type=\"");
-            out.push_str(address_type_str(kind));
+            out.push_str(kind.name());
             out.push('"');
         }
     }
@@ -288,7 +272,7 @@ fn peer_info(out: &mut String, peer: &PeerInfo) {
     out.push_str("<PeerInfo>");
     element(out, "PeerID", peer.peer_id.as_str());
     if let Some(mode) = peer.mode {
-        element(out, "PeerMode", peer_mode_str(mode));
+        element(out, "PeerMode", mode.xml_name());
     }
     peer_addresses(out, &peer.addresses);
     if let Some(location) = &peer.location {
@@ -356,7 +340,7 @@ pub(crate) fn encode_request(req: &Request) -> String {
         }
         RequestBody::Join(join) => {
             element(&mut out, "SwarmID", join.swarm_id.as_str());
-            element(&mut out, "PeerMode", peer_mode_str(join.mode));
+            element(&mut out, "PeerMode", join.mode.xml_name());
             hints(&mut out, &join.hints);
             if let Some(n) = join.peer_num {
                 number_element(&mut out, "PeerNum", u64::from(n));

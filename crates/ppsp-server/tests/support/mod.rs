@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 pub struct TestServer {
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
+    /// The first `[admin] listen` listener, when the config names one.
+    pub admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServerError>>>,
 }
@@ -37,6 +39,10 @@ impl TestServer {
             .https
             .first()
             .map(|l| l.local_addr().expect("addr"));
+        let admin = listeners
+            .admin
+            .first()
+            .map(|l| l.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(ppsp_server::serve(config, listeners, async move {
             let _ = stopped.await;
@@ -44,6 +50,7 @@ impl TestServer {
         Self {
             http,
             https,
+            admin,
             stop: Some(stop),
             task: Some(task),
         }

@@ -12,7 +12,7 @@
 pub mod memory;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ppsp_proto::{
     AbilityNat, ChunkSet, Clip, Format, MediaType, NatHints, PeerAddress, PeerId, PeerMode,
@@ -40,8 +40,26 @@ pub struct ClipChunks {
 pub enum SessionCheck {
     /// XML: the session generation named by a verified AuthToken.
     Generation(u32),
-    /// JSON: a session registered over JSON (RFC 7846 has no token).
-    Json,
+    /// JSON: a session registered over JSON (RFC 7846 has no token). `source` is the
+    /// request's IP when the HTTP layer did not prove the PeerID: the session must have been
+    /// registered from it.
+    Json {
+        /// The source IP an unproven request must share with the session.
+        source: Option<IpAddr>,
+    },
+}
+
+/// What a CONNECT proves about its right to replace a live session of its PeerID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proof {
+    /// Nothing beyond its source address: it may replace a session registered from the
+    /// same IP (the same host, or a host behind the same NAT).
+    SourceAddress,
+    /// The AuthToken of the session with this generation.
+    Token(u32),
+    /// Credentials the authenticator verified (an account's password, HTTP Digest, a client
+    /// certificate).
+    Credentials,
 }
 
 /// A request's claim on a session: the PeerID and how it proves it.
@@ -66,6 +84,8 @@ pub struct Registration<'a> {
     pub declared: &'a [PeerAddress],
     /// RFC 7846 `ability_nat`.
     pub ability_nat: Option<AbilityNat>,
+    /// What the request proves about owning a live session of the PeerID.
+    pub proof: Proof,
 }
 
 /// A JOIN to apply.
@@ -108,11 +128,13 @@ pub struct StorePolicy {
 /// Where the tracker keeps its state. See the module documentation.
 pub trait Store: Send + Sync + 'static {
     /// Registers a new session for an XML CONNECT, replacing a live XML session of the
-    /// same PeerID (as if it had sent DISCONNECT). Returns the new generation.
+    /// same PeerID (as if it had sent DISCONNECT) when the registration's [`Proof`] shows it
+    /// is the session's owner. Returns the new generation.
     ///
     /// # Errors
     /// [`TrackerError::DialectMismatch`] when a live JSON session holds the PeerID;
-    /// [`TrackerError::OverCap`] past the session caps.
+    /// [`TrackerError::SessionOwned`] when the proof does not cover the live session
+    /// (nothing changes); [`TrackerError::OverCap`] past the session caps.
     fn register(
         &self,
         now: Timestamp,

@@ -164,6 +164,12 @@ impl Harness {
             .expect("session state")
     }
 
+    pub fn totals(&self) -> ppsp_tracker_core::Totals {
+        self.runtime
+            .block_on(self.tracker.totals())
+            .expect("totals")
+    }
+
     pub fn snapshot(&self) -> StateView {
         self.runtime.block_on(state_of(&self.tracker, self.now))
     }
@@ -174,6 +180,7 @@ pub fn xml_ctx(observed: &str) -> RequestContext {
         observed: sock(observed),
         format: Format::Xml,
         secure_channel: true,
+        authenticated: false,
     }
 }
 
@@ -182,6 +189,7 @@ pub fn json_ctx(observed: &str) -> RequestContext {
         observed: sock(observed),
         format: Format::Json,
         secure_channel: true,
+        authenticated: false,
     }
 }
 

@@ -334,14 +334,14 @@ pub(crate) fn http_json(addr: &str, path: &str) -> serde_json::Value {
 pub(crate) fn tracker_members(tracker_url: &str, swarm: &str) -> Vec<serde_json::Value> {
     let response = http_get(
         authority(tracker_url),
-        &format!("/api/stats?swarm={swarm}&limit=1000"),
+        &format!("/api/stats?swarm={swarm}&limit=500"),
         &[],
     );
     if response.status != 200 {
         return Vec::new();
     }
     let detail: serde_json::Value = serde_json::from_slice(&response.body).expect("JSON body");
-    detail["members"]["items"]
+    detail["swarm"]["peers"]
         .as_array()
         .cloned()
         .unwrap_or_default()
@@ -349,11 +349,8 @@ pub(crate) fn tracker_members(tracker_url: &str, swarm: &str) -> Vec<serde_json:
 
 /// Every member of every swarm the tracker lists, each with its `swarm_id` added.
 pub(crate) fn tracker_all_members(tracker_url: &str) -> Vec<serde_json::Value> {
-    let stats = http_json(authority(tracker_url), "/api/stats?limit=1000");
-    let swarms = stats["swarms"]["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let stats = http_json(authority(tracker_url), "/api/stats?limit=500&peers=0");
+    let swarms = stats["swarms"].as_array().cloned().unwrap_or_default();
     swarms
         .iter()
         .filter_map(|s| s["swarm_id"].as_str().map(str::to_owned))

@@ -33,7 +33,8 @@ use self::addresses::AddressCounts;
 use self::session::{NewSession, SessionShard, membership_mode, membership_swarm};
 use self::swarm::{Member, MemberExtra, NO_DEADLINE, Swarm};
 use super::{
-    JoinSpec, Registration, SessionCheck, SessionKey, Store, StorePolicy, SwarmActionsOutcome,
+    JoinSpec, Proof, Registration, SessionCheck, SessionKey, Store, StorePolicy,
+    SwarmActionsOutcome,
 };
 use crate::contact::needs_reachable_peers;
 use crate::rules::{self, Criteria, Reachability};
@@ -136,6 +137,23 @@ impl std::fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("shards", &self.sessions.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// A request's live session, with its shard locked.
+struct Held<'a> {
+    shard: MutexGuard<'a, SessionShard>,
+    index: usize,
+    slot: u32,
+    reference: u32,
+}
+
+impl Held<'_> {
+    /// Keeps the session alive: the request it serves was valid.
+    fn touch(&mut self, now: u32) {
+        if let Some(session) = self.shard.get_mut(self.slot) {
+            session.last_activity = now;
+        }
     }
 }
 
@@ -248,11 +266,43 @@ impl MemoryStore {
                 Ok(slot)
             }
             (SessionCheck::Generation(_), _) => Err(TrackerError::BadToken),
-            (SessionCheck::Json, None) => Err(TrackerError::NotRegistered),
-            (SessionCheck::Json, Some((_, session))) if session.format() != Format::Json => {
+            (SessionCheck::Json { .. }, None) => Err(TrackerError::NotRegistered),
+            (SessionCheck::Json { .. }, Some((_, session))) if session.format() != Format::Json => {
                 Err(TrackerError::DialectMismatch)
             }
-            (SessionCheck::Json, Some((slot, _))) => Ok(slot),
+            (SessionCheck::Json { source: Some(ip) }, Some((_, session)))
+                if session.observed_ip() != ip =>
+            {
+                Err(TrackerError::SessionOwned)
+            }
+            (SessionCheck::Json { .. }, Some((slot, _))) => Ok(slot),
+        }
+    }
+
+    /// Locks the shard of `key`'s session and checks the session (see [`Self::checked`]).
+    fn hold(&self, now: u32, key: SessionKey<'_>) -> Result<Held<'_>, TrackerError> {
+        let hash = self.hash(key.peer_id.as_str());
+        let index = self.shard_of(hash);
+        let shard = lock(&self.sessions[index]);
+        let slot = self.checked(&shard, hash, key, now)?;
+        let reference = self.reference(index, slot).ok_or(TrackerError::Internal)?;
+        Ok(Held {
+            shard,
+            index,
+            slot,
+            reference,
+        })
+    }
+
+    /// Merges NAT hints into a held session and pushes a change of its reachability to
+    /// its memberships.
+    fn merge_hints(&self, held: &mut Held<'_>, hints: NatHints) {
+        if held
+            .shard
+            .get_mut(held.slot)
+            .is_some_and(|s| s.merge_hints(hints))
+        {
+            self.refresh_reachability(&held.shard, held.slot, held.reference);
         }
     }
 
@@ -593,6 +643,15 @@ impl MemoryStore {
     }
 }
 
+/// True when `registration` may act on the live session `session` of its PeerID.
+fn owns(session: &session::SessionSlot, registration: &Registration<'_>) -> bool {
+    match registration.proof {
+        Proof::Credentials => true,
+        Proof::Token(generation) => generation == session.generation,
+        Proof::SourceAddress => session.observed_ip() == registration.observed.ip(),
+    }
+}
+
 fn summary(swarm: &Swarm) -> SwarmSummary {
     SwarmSummary {
         swarm_id: swarm.id.clone(),
@@ -645,9 +704,13 @@ impl Store for MemoryStore {
         if let Some(slot) = shard.find(hash, registration.peer_id.as_str()) {
             if let Some(old) = shard.get(slot)
                 && old.alive(now, self.idle_secs)
-                && old.format() != registration.format
             {
-                return Err(TrackerError::DialectMismatch);
+                if old.format() != registration.format {
+                    return Err(TrackerError::DialectMismatch);
+                }
+                if !owns(old, registration) {
+                    return Err(TrackerError::SessionOwned);
+                }
             }
             // A new CONNECT replaces the session as if the old one had sent DISCONNECT.
             self.drop_session(shard_index, shard, slot);
@@ -658,22 +721,15 @@ impl Store for MemoryStore {
 
     async fn touch(&self, now: Timestamp, key: SessionKey<'_>) -> Result<(), TrackerError> {
         let now = self.secs(now);
-        let hash = self.hash(key.peer_id.as_str());
-        let mut shard = lock(&self.sessions[self.shard_of(hash)]);
-        let slot = self.checked(&shard, hash, key, now)?;
-        if let Some(session) = shard.get_mut(slot) {
-            session.last_activity = now;
-        }
+        let mut held = self.hold(now, key)?;
+        held.touch(now);
         Ok(())
     }
 
     async fn disconnect(&self, now: Timestamp, key: SessionKey<'_>) -> Result<(), TrackerError> {
         let now = self.secs(now);
-        let hash = self.hash(key.peer_id.as_str());
-        let shard_index = self.shard_of(hash);
-        let mut guard = lock(&self.sessions[shard_index]);
-        let slot = self.checked(&guard, hash, key, now)?;
-        self.drop_session(shard_index, &mut guard, slot);
+        let mut held = self.hold(now, key)?;
+        self.drop_session(held.index, &mut held.shard, held.slot);
         Ok(())
     }
 
@@ -685,25 +741,13 @@ impl Store for MemoryStore {
         criteria: &Criteria,
     ) -> Result<Vec<Candidate>, TrackerError> {
         let now = self.secs(now);
-        let hash = self.hash(key.peer_id.as_str());
-        let shard_index = self.shard_of(hash);
         let chosen = {
-            let mut guard = lock(&self.sessions[shard_index]);
-            let shard = &mut *guard;
-            let slot = self.checked(shard, hash, key, now)?;
-            let session_ref = self
-                .reference(shard_index, slot)
-                .ok_or(TrackerError::Internal)?;
-            if shard
-                .get_mut(slot)
-                .is_some_and(|s| s.merge_hints(join.hints))
-            {
-                self.refresh_reachability(shard, slot, session_ref);
-            }
-            let chosen = self.join_locked(shard, slot, session_ref, now, join, criteria)?;
-            if let Some(session) = shard.get_mut(slot) {
-                session.last_activity = now;
-            }
+            let mut held = self.hold(now, key)?;
+            self.merge_hints(&mut held, join.hints);
+            let (slot, session_ref) = (held.slot, held.reference);
+            let chosen =
+                self.join_locked(&mut held.shard, slot, session_ref, now, join, criteria)?;
+            held.touch(now);
             chosen
         };
         Ok(self.render(chosen))
@@ -716,14 +760,9 @@ impl Store for MemoryStore {
         swarm_id: &SwarmId,
     ) -> Result<(), TrackerError> {
         let now = self.secs(now);
-        let hash = self.hash(key.peer_id.as_str());
-        let shard_index = self.shard_of(hash);
-        let mut guard = lock(&self.sessions[shard_index]);
-        let shard = &mut *guard;
-        let slot = self.checked(shard, hash, key, now)?;
-        let session_ref = self
-            .reference(shard_index, slot)
-            .ok_or(TrackerError::Internal)?;
+        let mut held = self.hold(now, key)?;
+        let (slot, session_ref) = (held.slot, held.reference);
+        let shard = &mut *held.shard;
         let swarm_hash = self.hash(swarm_id.as_str());
         let swarm_shard = self.shard_of(swarm_hash);
         let swarm_ref = {
@@ -762,18 +801,11 @@ impl Store for MemoryStore {
         criteria: &Criteria,
     ) -> Result<Vec<Candidate>, TrackerError> {
         let now = self.secs(now);
-        let hash = self.hash(key.peer_id.as_str());
-        let shard_index = self.shard_of(hash);
         let chosen = {
-            let mut guard = lock(&self.sessions[shard_index]);
-            let shard = &mut *guard;
-            let slot = self.checked(shard, hash, key, now)?;
-            let session_ref = self
-                .reference(shard_index, slot)
-                .ok_or(TrackerError::Internal)?;
-            if shard.get_mut(slot).is_some_and(|s| s.merge_hints(hints)) {
-                self.refresh_reachability(shard, slot, session_ref);
-            }
+            let mut held = self.hold(now, key)?;
+            self.merge_hints(&mut held, hints);
+            let (slot, session_ref) = (held.slot, held.reference);
+            let shard = &mut *held.shard;
             let session = shard.get(slot).ok_or(TrackerError::Internal)?;
             let facts = session.nat_facts();
             let swarm_hash = self.hash(swarm_id.as_str());
@@ -819,14 +851,9 @@ impl Store for MemoryStore {
         report: &StatReport,
     ) -> Result<Vec<(SwarmId, bool)>, TrackerError> {
         let now = self.secs(now);
-        let hash = self.hash(key.peer_id.as_str());
-        let shard_index = self.shard_of(hash);
-        let mut guard = lock(&self.sessions[shard_index]);
-        let shard = &mut *guard;
-        let slot = self.checked(shard, hash, key, now)?;
-        let session_ref = self
-            .reference(shard_index, slot)
-            .ok_or(TrackerError::Internal)?;
+        let mut held = self.hold(now, key)?;
+        let (slot, session_ref) = (held.slot, held.reference);
+        let shard = &mut *held.shard;
         let mut stored = Vec::new();
         let mut hints = NatHints::default();
         for stat in &report.stats {
@@ -903,7 +930,12 @@ impl Store for MemoryStore {
                     Some(s) if s.alive(now, self.idle_secs) && s.format() != Format::Json => {
                         return Err(TrackerError::DialectMismatch);
                     }
-                    Some(s) if s.alive(now, self.idle_secs) => registered = Some(slot),
+                    Some(s) if s.alive(now, self.idle_secs) => {
+                        if !owns(s, registration) {
+                            return Err(TrackerError::SessionOwned);
+                        }
+                        registered = Some(slot);
+                    }
                     _ => self.drop_session(shard_index, shard, slot),
                 }
             }
@@ -1147,10 +1179,12 @@ impl Store for MemoryStore {
     async fn swarms(&self, now: Timestamp, query: &SwarmQuery) -> Result<SwarmPage, TrackerError> {
         let all = self.summaries(now);
         let matching: Vec<&SwarmSummary> = match &query.filter {
-            Some(text) if !text.is_empty() => all
-                .iter()
-                .filter(|s| s.swarm_id.as_str().contains(text.as_str()))
-                .collect(),
+            Some(text) if !text.is_empty() => {
+                let needle = text.to_lowercase();
+                all.iter()
+                    .filter(|s| s.swarm_id.as_str().to_lowercase().contains(&needle))
+                    .collect()
+            }
             _ => all.iter().collect(),
         };
         Ok(SwarmPage {
@@ -1197,11 +1231,13 @@ impl Store for MemoryStore {
         let Some(summary) = summary_of else {
             return Ok(None);
         };
-        members.sort_by_key(|m| (m.joined, m.session));
+        // Stable: members that joined in the same second keep their order in the swarm.
+        members.sort_by_key(|m| m.joined);
         let page: Vec<Member> = members.into_iter().skip(offset).take(limit).collect();
 
-        // Extras of the page, and a bounded sample for availability.
-        let (extras, chunk_availability, sampled) = {
+        // Extras of the page, and a bounded sample for availability, byte sums and
+        // completions.
+        let (extras, sample) = {
             let guard = lock(shard);
             let swarm = self
                 .find_swarm(&guard, hash, swarm_id)
@@ -1212,46 +1248,104 @@ impl Store for MemoryStore {
                         .iter()
                         .map(|m| swarm.extras.get(&m.session).map(|e| extra_summary(e, self)))
                         .collect();
-                    let (availability, sampled) = availability(swarm);
-                    (extras, availability, sampled)
+                    (extras, sample_reporters(swarm, self))
                 }
-                None => (Vec::new(), Vec::new(), false),
+                None => (Vec::new(), ReporterSample::default()),
             }
         };
         let peers = page
             .iter()
             .zip(extras.into_iter().chain(std::iter::repeat(None)))
-            .filter_map(|(member, extra)| {
-                let (shard_index, slot) = self.split(member.session);
-                let sessions = lock(&self.sessions[shard_index]);
-                let session = sessions
-                    .get(slot)
-                    .filter(|s| s.generation == member.generation)?;
-                let (behind_nat, stun) = session.nat_facts();
-                let extra = extra.unwrap_or_default();
-                Some(PeerDetail {
-                    peer_id: PeerId::new(session.id_str()).ok()?,
-                    mode: member.mode(),
-                    joined_at: self.timestamp(member.joined),
-                    completed_at: extra.completed_at,
-                    uploaded_bytes: extra.uploaded,
-                    downloaded_bytes: extra.downloaded,
-                    available_bandwidth: extra.bandwidth,
-                    chunks_held: extra.held,
-                    chunks_covered: extra.covered,
-                    behind_nat,
-                    stun,
-                })
-            })
+            .filter_map(|(member, extra)| self.peer_detail(member, extra.unwrap_or_default()))
+            .collect();
+        let recently_completed = sample
+            .completed
+            .iter()
+            .filter_map(|(member, extra)| self.peer_detail(member, extra.clone()))
             .collect();
         Ok(Some(SwarmDetail {
             summary,
             offset,
             peers,
-            chunk_availability,
-            availability_sampled: sampled,
+            chunk_availability: sample.availability,
+            availability_sampled: sample.sampled,
+            uploaded_bytes: sample.uploaded,
+            downloaded_bytes: sample.downloaded,
+            recently_completed,
         }))
     }
+}
+
+impl MemoryStore {
+    /// A member as the statistics pages show it; reads its session (call with no lock held).
+    fn peer_detail(&self, member: &Member, extra: ExtraSummary) -> Option<PeerDetail> {
+        let (shard_index, slot) = self.split(member.session);
+        let sessions = lock(&self.sessions[shard_index]);
+        let session = sessions
+            .get(slot)
+            .filter(|s| s.generation == member.generation)?;
+        let (behind_nat, stun) = session.nat_facts();
+        Some(PeerDetail {
+            peer_id: PeerId::new(session.id_str()).ok()?,
+            mode: member.mode(),
+            joined_at: self.timestamp(member.joined),
+            completed_at: extra.completed_at,
+            uploaded_bytes: extra.uploaded,
+            downloaded_bytes: extra.downloaded,
+            available_bandwidth: extra.bandwidth,
+            chunks_held: extra.held,
+            chunks_covered: extra.covered,
+            behind_nat,
+            stun,
+        })
+    }
+}
+
+/// Most recent completions listed for a swarm.
+const RECENT_COMPLETIONS: usize = 10;
+
+/// What a bounded sample of a swarm's reporting members says.
+#[derive(Default)]
+struct ReporterSample {
+    availability: Vec<ClipAvailability>,
+    sampled: bool,
+    uploaded: u64,
+    downloaded: u64,
+    completed: Vec<(Member, ExtraSummary)>,
+}
+
+fn sample_reporters(swarm: &Swarm, store: &MemoryStore) -> ReporterSample {
+    let (availability, sampled) = availability(swarm);
+    let mut sample = ReporterSample {
+        availability,
+        sampled,
+        ..ReporterSample::default()
+    };
+    let mut completed: Vec<(u32, u32)> = Vec::new();
+    for (session, extra) in swarm.extras.iter().take(AVAILABILITY_SAMPLE) {
+        if let Some(stats) = &extra.stats {
+            sample.uploaded = sample
+                .uploaded
+                .saturating_add(stats.uploaded_bytes.unwrap_or(0));
+            sample.downloaded = sample
+                .downloaded
+                .saturating_add(stats.downloaded_bytes.unwrap_or(0));
+        }
+        if let Some(at) = extra.completed_at {
+            completed.push((at, *session));
+        }
+    }
+    completed.sort_unstable_by(|a, b| b.cmp(a));
+    sample.completed = completed
+        .into_iter()
+        .take(RECENT_COMPLETIONS)
+        .filter_map(|(_, session)| {
+            let member = *swarm.get(session)?;
+            let extra = swarm.extras.get(&session)?;
+            Some((member, extra_summary(extra, store)))
+        })
+        .collect();
+    sample
 }
 
 #[derive(Clone, Default)]
