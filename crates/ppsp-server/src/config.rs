@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub limits: LimitsSection,
     /// Tracker state machine settings.
     pub tracker: TrackerSection,
+    /// Where the tracker keeps its state.
+    pub store: crate::store::StoreSection,
 }
 
 /// How JSON (RFC 7846) error responses are carried in the HTTP status line.
@@ -317,6 +319,10 @@ const SECTION_DOCS: &[(&str, &str)] = &[
         "Bounds on request bodies; larger or deeper input is refused.",
     ),
     ("tracker", "Tracker state machine: timers and caps."),
+    (
+        "store",
+        "Where the state lives: memory, or Redis shared by several tracker nodes.",
+    ),
 ];
 
 const SETTING_DOCS: &[SettingDoc] = &[
@@ -554,6 +560,16 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "tracker",
         "max_clips_per_member",
         "Clips (name and media type) kept per membership; the oldest is dropped past it.",
+    ),
+    doc(
+        "store",
+        "url",
+        "memory (one node), redis://HOST:PORT or redis-cluster://H:P[,H:P...] (nodes sharing one state); --store overrides it.",
+    ),
+    doc(
+        "store",
+        "timeout_ms",
+        "Longest wait for one call to a Redis store; past it the request gets 503 with Retry-After.",
     ),
 ];
 

@@ -47,6 +47,7 @@ mod limiter;
 mod pages;
 mod server;
 mod state;
+pub mod store;
 pub mod tls;
 
 pub use ppsp_tracker_core;

@@ -90,11 +90,19 @@ pub(crate) async fn get(state: &AppState, path: &str, query: Option<&str>) -> Re
         headers: no_store(),
     };
     match path {
-        "/healthz" => Reply::Plain {
-            status: StatusCode::OK,
-            content_type: "text/plain; charset=utf-8",
-            body: Bytes::from_static(b"ok"),
-            headers: no_store(),
+        "/healthz" => match crate::store::health(&state.tracker).await {
+            Ok(()) => Reply::Plain {
+                status: StatusCode::OK,
+                content_type: "text/plain; charset=utf-8",
+                body: Bytes::from_static(b"ok"),
+                headers: no_store(),
+            },
+            Err(reason) => Reply::Plain {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                content_type: "text/plain; charset=utf-8",
+                body: Bytes::from(format!("unhealthy: {reason}")),
+                headers: no_store(),
+            },
         },
         "/metrics" => match state.tracker.totals().await {
             Ok(totals) => Reply::Plain {
@@ -472,14 +480,15 @@ pub(crate) fn swarm_json(detail: &SwarmDetail, now: Timestamp) -> String {
 mod tests {
     use std::sync::Arc;
 
-    use ppsp_tracker_core::{OpenAuthenticator, Tracker};
+    use ppsp_tracker_core::OpenAuthenticator;
 
     use super::*;
     use crate::config::ServerConfig;
 
     fn state() -> AppState {
         let config = ServerConfig::default();
-        let tracker = Tracker::new(config.core_config(), Arc::new(OpenAuthenticator));
+        let tracker =
+            crate::store::memory_tracker(config.core_config(), Arc::new(OpenAuthenticator));
         AppState::new(&config, Arc::new(tracker))
     }
 

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use ppsp_tracker_core::{Timestamp, Tracker};
+use ppsp_tracker_core::Timestamp;
+
+use crate::store::ServerTracker;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UdpSocket};
@@ -113,7 +115,7 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
 /// A configured tracker server, ready to serve on bound [`Listeners`].
 pub struct Server {
     config: ServerConfig,
-    tracker: Arc<Tracker>,
+    tracker: Arc<ServerTracker>,
     tls: Option<TlsAcceptor>,
 }
 
@@ -132,6 +134,31 @@ impl Server {
     /// # Errors
     /// [`ServerError::Config`], [`ServerError::Accounts`] or [`ServerError::Tls`].
     pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
+        if config.store.url != "memory" {
+            return Err(ServerError::Config(format!(
+                "store {} needs Server::open",
+                config.store.url
+            )));
+        }
+        let authenticator = Self::authenticator(&config)?;
+        let tracker = crate::store::memory_tracker(config.core_config(), authenticator);
+        Self::with_tracker(config, tracker)
+    }
+
+    /// As [`Server::new`], on the store `config.store` names (connecting to Redis when it
+    /// names Redis).
+    ///
+    /// # Errors
+    /// As [`Server::new`]; [`ServerError::Store`] when the store cannot be reached.
+    pub async fn open(config: ServerConfig) -> Result<Self, ServerError> {
+        let authenticator = Self::authenticator(&config)?;
+        let tracker =
+            crate::store::open_tracker(&config.store, config.core_config(), authenticator).await?;
+        tracing::info!("state store: {}", config.store.url);
+        Self::with_tracker(config, tracker)
+    }
+
+    fn authenticator(config: &ServerConfig) -> Result<Arc<AccountsAuthenticator>, ServerError> {
         config.validate()?;
         let authenticator = Arc::new(AccountsAuthenticator::from_config(&config.auth)?);
         tracing::info!(
@@ -154,7 +181,11 @@ impl Server {
                 None => "refused (no accounts file)".to_owned(),
             }
         );
-        let tracker = Arc::new(Tracker::new(config.core_config(), authenticator));
+        Ok(authenticator)
+    }
+
+    fn with_tracker(config: ServerConfig, tracker: ServerTracker) -> Result<Self, ServerError> {
+        let tracker = Arc::new(tracker);
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => Some(TlsAcceptor::from(crate::tls::load_server_config(
                 cert, key,
@@ -169,7 +200,7 @@ impl Server {
     }
 
     /// The tracker behind the server.
-    pub fn tracker(&self) -> &Arc<Tracker> {
+    pub fn tracker(&self) -> &Arc<ServerTracker> {
         &self.tracker
     }
 

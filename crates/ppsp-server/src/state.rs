@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ppsp_tracker_core::Tracker;
+use crate::store::ServerTracker;
 use tokio::sync::Semaphore;
 
 use crate::config::{IpNet, JsonErrorHttpStatus, ServerConfig};
@@ -13,7 +13,7 @@ use crate::limiter::FailureLimiter;
 
 /// Everything a request handler needs, shared behind an `Arc`.
 pub(crate) struct AppState {
-    pub(crate) tracker: Arc<Tracker>,
+    pub(crate) tracker: Arc<ServerTracker>,
     pub(crate) limits: ppsp_proto::Limits,
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) json_error_http_status: JsonErrorHttpStatus,
@@ -29,7 +29,7 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    pub(crate) fn new(config: &ServerConfig, tracker: Arc<Tracker>) -> Self {
+    pub(crate) fn new(config: &ServerConfig, tracker: Arc<ServerTracker>) -> Self {
         Self {
             tracker,
             limits: config.decode_limits(),

@@ -42,6 +42,10 @@ pub(crate) struct TrackerArgs {
     /// Trust X-Forwarded-For from this proxy address or CIDR network (repeatable).
     #[arg(long, value_name = "NET")]
     trusted_proxy: Vec<String>,
+    /// Where the state lives: `memory` (default), `redis://HOST:PORT` or
+    /// `redis-cluster://H:P[,H:P...]`; nodes on one Redis store share one state.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
 }
 
 impl TrackerArgs {
@@ -69,6 +73,9 @@ impl TrackerArgs {
         if !self.trusted_proxy.is_empty() {
             config.server.trusted_proxies = self.trusted_proxy;
         }
+        if let Some(store) = self.store {
+            config.store.url = store;
+        }
     }
 }
 
@@ -85,12 +92,13 @@ pub(crate) fn run(args: TrackerArgs) -> Result<(), CliError> {
     };
     args.apply(&mut config);
     config.validate()?;
-    let server = Server::new(config.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ppsp-tracker")
         .build()?;
     runtime.block_on(async move {
+        // A store that cannot be reached ends the start here, naming it, within its time-out.
+        let server = Server::open(config.clone()).await?;
         let listeners = Listeners::bind(&config).await?;
         let mut stdout = std::io::stdout().lock();
         for line in listeners.readiness_lines()? {
