@@ -30,6 +30,24 @@ fn command(port: u16, line: &str) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&buffer[..read]).into_owned())
 }
 
+/// Sends two inline commands on one connection and returns what follows.
+fn command_pair(port: u16, first: &str, second: &str) -> io::Result<String> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(format!("{first}\r\n{second}\r\n").as_bytes())?;
+    let mut reply = String::new();
+    let mut buffer = [0u8; 1024];
+    // Both replies: "+OK" then the second.
+    while reply.matches("\r\n").count() < 2 {
+        let read = stream.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        reply.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+    Ok(reply)
+}
+
 fn wait_until(mut ready: impl FnMut() -> bool, what: &str) -> io::Result<()> {
     let start = Instant::now();
     while start.elapsed() < READY_WITHIN {
@@ -77,30 +95,48 @@ impl RedisServer {
         for _ in 0..5 {
             let dir = scratch_dir("server")?;
             let port = free_port()?;
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&dir)
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?;
-            let mut server = Self { child, port, dir };
-            let answered = wait_until(
-                || {
-                    matches!(server.child.try_wait(), Ok(Some(_)))
-                        || command(port, "PING").is_ok_and(|r| r.starts_with("+PONG"))
-                },
-                "redis-server",
-            );
-            match (answered, server.child.try_wait()) {
-                (Ok(()), Ok(None)) => return Ok(server),
-                (Err(error), _) => last_error = error,
-                _ => last_error = io::Error::other("redis-server exited (port taken?)"),
+            match Self::spawn(port, dir, extra) {
+                Ok(server) => return Ok(server),
+                Err(error) => last_error = error,
             }
         }
         Err(last_error)
+    }
+
+    fn spawn(port: u16, dir: PathBuf, extra: &[&str]) -> io::Result<Self> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut server = Self { child, port, dir };
+        wait_until(
+            || {
+                matches!(server.child.try_wait(), Ok(Some(_)))
+                    || command(port, "PING").is_ok_and(|r| r.starts_with("+PONG"))
+            },
+            "redis-server",
+        )?;
+        match server.child.try_wait() {
+            Ok(None) => Ok(server),
+            _ => Err(io::Error::other("redis-server exited (port taken?)")),
+        }
+    }
+
+    /// Starts a killed standalone server again on the same port (its data is gone).
+    ///
+    /// # Errors
+    /// When it cannot be started or does not answer in time.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill();
+        let dir = std::mem::take(&mut self.dir);
+        let fresh = Self::spawn(self.port, dir, &[])?;
+        *self = fresh;
+        Ok(())
     }
 
     /// Its port on 127.0.0.1.
@@ -212,6 +248,16 @@ impl RedisCluster {
         self.primaries()
             .into_iter()
             .find(|port| owns_slot(*port, slot))
+    }
+
+    /// True when a replica of the primary on `primary` holds field `field` of hash `key`
+    /// (replication is asynchronous).
+    pub fn replicated(&self, primary: u16, key: &str, field: &str) -> bool {
+        self.nodes.iter().filter(|n| n.port() != primary).any(|n| {
+            command(n.port(), "ROLE").is_ok_and(|r| r.contains(&primary.to_string()))
+                && command_pair(n.port(), "READONLY", &format!("HEXISTS {key} {field}"))
+                    .is_ok_and(|r| r.contains(":1"))
+        })
     }
 
     /// Kills the node on `port` (SIGKILL).
