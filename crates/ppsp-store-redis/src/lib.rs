@@ -15,8 +15,11 @@
 //! # Atomicity
 //! A change is read, decided in Rust by the core's rules, and written by one script that
 //! first checks the records it read are unchanged (else the change is retried). A request
-//! that touches a session and a swarm runs the session script first, then the swarm's;
-//! counters in `{ppsp:g}` follow in a third call. See docs/scaling.md for what a crash
+//! that adds a membership runs the session script first, then the swarm's; one that
+//! removes a membership or a session runs the swarm's first, then the session's. So a node
+//! dying between the two leaves at worst a session naming a swarm that lacks it (harmless,
+//! swept with the session), never a listed member without a session. Counters in
+//! `{ppsp:g}` follow in a third call. See docs/scaling.md for what a crash
 //! between those calls leaves behind.
 //!
 //! Every call runs under a time-out: a store that does not answer gives
@@ -489,12 +492,19 @@ impl RedisStore {
     }
 
     /// Removes a session read as `text` and all its memberships; false when it moved.
+    ///
+    /// Memberships go first and the session last, so a node that dies half-way leaves a
+    /// session naming swarms (swept when it idles out), never a member without a session.
     async fn drop_session(
         &self,
         peer_id: &str,
         text: &str,
         session: &SessionRecord,
     ) -> Result<bool, TrackerError> {
+        for (swarm_id, _) in &session.w {
+            self.remove_member(swarm_id, peer_id, Some(session.g))
+                .await?;
+        }
         let key = self.names.session(peer_id);
         let mut ops = Ops::default();
         ops.check(&key, Some(text))
@@ -502,10 +512,6 @@ impl RedisStore {
             .zrem(&self.names.session_idle(peer_id), peer_id);
         if self.backend.apply(&ops).await? == Applied::Conflict {
             return Ok(false);
-        }
-        for (swarm_id, _) in &session.w {
-            self.remove_member(swarm_id, peer_id, Some(session.g))
-                .await?;
         }
         self.backend
             .decrement(&self.names.address(session.o.ip()))
@@ -1015,7 +1021,7 @@ impl RedisStore {
         Ok(removed)
     }
 
-    /// Ends one due membership, session first; true when it was removed.
+    /// Ends one due membership, swarm first; true when it was removed.
     async fn expire_membership(
         &self,
         now: u64,
@@ -1023,28 +1029,31 @@ impl RedisStore {
         peer: &str,
     ) -> Result<bool, TrackerError> {
         let keys = self.names.swarm(swarm_id);
-        for _ in 0..RETRIES {
-            let Some((_, member)) = self.read_member(&keys, peer).await? else {
-                return Ok(false);
-            };
-            if member.dl.is_none_or(|d| d > now) {
-                return Ok(false);
-            }
-            if let Some((text, mut session)) = self.read_session(peer).await?
-                && session.g == member.g
-            {
-                session.remove_membership(swarm_id);
-                session.b = session.b.saturating_sub(member.ch);
-                if !self.write_session(peer, Some(&text), &session).await? {
-                    continue;
-                }
-            }
-            return Ok(self
-                .remove_member(swarm_id, peer, Some(member.g))
-                .await?
-                .is_some());
+        let Some((_, member)) = self.read_member(&keys, peer).await? else {
+            return Ok(false);
+        };
+        if member.dl.is_none_or(|d| d > now) {
+            return Ok(false);
         }
-        Err(self.conflict())
+        // Swarm first, then the session (see `drop_session`).
+        let removed = self
+            .remove_member(swarm_id, peer, Some(member.g))
+            .await?
+            .is_some();
+        for _ in 0..RETRIES {
+            let Some((text, mut session)) = self.read_session(peer).await? else {
+                break;
+            };
+            if session.g != member.g || session.membership(swarm_id).is_none() {
+                break;
+            }
+            session.remove_membership(swarm_id);
+            session.b = session.b.saturating_sub(member.ch);
+            if self.write_session(peer, Some(&text), &session).await? {
+                break;
+            }
+        }
+        Ok(removed)
     }
 }
 
@@ -1255,6 +1264,11 @@ impl Store for RedisStore {
                 .await?
                 .filter(|(_, m)| m.g == session.g)
                 .map_or(0, |(_, m)| m.ch);
+            // Swarm first, then the session (see `drop_session`).
+            if member {
+                self.remove_member(swarm_id.as_str(), key.peer_id.as_str(), Some(session.g))
+                    .await?;
+            }
             session.remove_membership(swarm_id.as_str());
             session.b = session.b.saturating_sub(charged);
             session.l = now;
@@ -1263,10 +1277,6 @@ impl Store for RedisStore {
                 .await?
             {
                 continue;
-            }
-            if member {
-                self.remove_member(swarm_id.as_str(), key.peer_id.as_str(), Some(session.g))
-                    .await?;
             }
             return Ok(());
         }
