@@ -62,6 +62,17 @@ fn wait_until(mut ready: impl FnMut() -> bool, what: &str) -> io::Result<()> {
     ))
 }
 
+/// A free port for a cluster node: its bus port (10,000 higher) must exist and be free.
+fn free_cluster_port() -> io::Result<u16> {
+    for _ in 0..100 {
+        let port = free_port()?;
+        if port <= 55_535 && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 10_000)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(io::Error::other("no free port pair for a cluster node"))
+}
+
 fn scratch_dir(label: &str) -> io::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "ppsp-redis-{label}-{}-{}",
@@ -90,11 +101,16 @@ impl RedisServer {
     }
 
     fn start_with(extra: &[&str]) -> io::Result<Self> {
+        let cluster = extra.contains(&"--cluster-enabled");
         // A port can be taken between the probe and the bind: try a few.
         let mut last_error = io::Error::other("redis-server did not start");
         for _ in 0..5 {
             let dir = scratch_dir("server")?;
-            let port = free_port()?;
+            let port = if cluster {
+                free_cluster_port()?
+            } else {
+                free_port()?
+            };
             match Self::spawn(port, dir, extra) {
                 Ok(server) => return Ok(server),
                 Err(error) => last_error = error,
