@@ -427,3 +427,51 @@ async fn invoke_on<C: ConnectionLike, T: FromRedisValue>(
 ) -> redis::RedisResult<T> {
     invocation.invoke_async(connection).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_parse_or_are_refused() {
+        assert_eq!(
+            StoreAddress::parse("redis://127.0.0.1:6379").ok(),
+            Some(StoreAddress::Single("redis://127.0.0.1:6379".into()))
+        );
+        assert_eq!(
+            StoreAddress::parse("redis-cluster://127.0.0.1:7000, 127.0.0.2:7001").ok(),
+            Some(StoreAddress::Cluster(vec![
+                "redis://127.0.0.1:7000".into(),
+                "redis://127.0.0.2:7001".into()
+            ]))
+        );
+        for bad in [
+            "memory",
+            "redis://",
+            "redis-cluster://",
+            "http://127.0.0.1:6379",
+        ] {
+            assert!(
+                matches!(
+                    StoreAddress::parse(bad),
+                    Err(RedisStoreError::BadUrl { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn operations_name_each_key_once() {
+        let mut ops = Ops::on_swarm("m");
+        ops.include("j")
+            .hset("m", "p", "v")
+            .zadd("j", 5, "p")
+            .hincr("c", "seeds", 0);
+        assert_eq!(ops.keys, ["m", "j"]);
+        assert_eq!(
+            ops.argv,
+            ["key", "2", "hset", "1", "p", "v", "zadd", "2", "5", "p"]
+        );
+    }
+}
