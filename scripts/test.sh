@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the outside tools the tests use
 # (xmllint, curl for HTTP Digest, a STUN client from coturn, a JSON Schema validator, an
-# OpenMetrics parser, headless Chromium, systemd-analyze, ffmpeg, hls.js), then runs
-# formatting, lints, every test (the systemd unit's check among them), and builds the benches
-# and fuzz targets.
+# OpenMetrics parser, headless Chromium, systemd-analyze, ffmpeg, hls.js, redis-server and
+# redis-cli), then runs formatting, lints, every test (the systemd unit's check among them,
+# and the core's tests once more on a Redis store), and builds the benches and fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,8 @@ need_apt=()
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v turnutils_stunclient >/dev/null 2>&1 || need_apt+=(coturn)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 python3 -c 'import jsonschema' >/dev/null 2>&1 || need_apt+=(python3-jsonschema)
 python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
 # The dashboard and streaming tests drive pages in headless Chromium (hls.js for streaming).
@@ -59,6 +61,10 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 
 echo "==> cargo test"
 cargo test --locked --workspace
+
+echo "==> tracker core tests on Redis (each test starts its own redis-server)"
+PPSP_TEST_STORE=redis cargo test --locked -p ppsp-tracker-core \
+    --test state_table --test selection --test expiry_replay --test json_dialect
 
 echo "==> benches and fuzz targets build"
 cargo bench --locked --workspace --no-run

@@ -73,21 +73,41 @@ struct TrackerState {
 struct FakeTracker {
     url: String,
     state: Arc<Mutex<TrackerState>>,
+    accept: tokio::task::AbortHandle,
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl FakeTracker {
     async fn start() -> Self {
+        Self::start_on(Arc::new(Mutex::new(TrackerState::default()))).await
+    }
+
+    /// A second tracker on the same state, as two nodes sharing one store are.
+    async fn start_sharing(other: &Self) -> Self {
+        Self::start_on(Arc::clone(&other.state)).await
+    }
+
+    /// Stops listening and closes open connections: new connections are refused.
+    fn stop(&self) {
+        self.accept.abort();
+        for connection in self.connections.lock().expect("connections").drain(..) {
+            connection.abort();
+        }
+    }
+
+    async fn start_on(state: Arc<Mutex<TrackerState>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let state = Arc::new(Mutex::new(TrackerState::default()));
         let shared = Arc::clone(&state);
-        tokio::spawn(async move {
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::clone(&connections);
+        let accept = tokio::spawn(async move {
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 let state = Arc::clone(&shared);
-                tokio::spawn(async move {
+                let connection = tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let state = Arc::clone(&state);
                         async move { handle(state, peer, request).await }
@@ -96,11 +116,16 @@ impl FakeTracker {
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
+                open.lock()
+                    .expect("connections")
+                    .push(connection.abort_handle());
             }
         });
         Self {
             url: format!("http://{address}/ppsp"),
             state,
+            accept: accept.abort_handle(),
+            connections,
         }
     }
 
@@ -506,6 +531,48 @@ async fn a_dead_tracker_is_left_for_the_next_tier_and_swarms_are_rejoined() {
     // The backup got a fresh session, the swarm again, then the FIND.
     assert_eq!(
         backup.methods(),
+        [Method::Connect, Method::Join, Method::Find]
+    );
+    assert_eq!(
+        client.connect_info().await.expect("connected").tracker,
+        backup.url
+    );
+}
+
+#[tokio::test]
+async fn a_refused_tracker_is_left_at_once_keeping_the_session() {
+    let primary = FakeTracker::start().await;
+    let backup = FakeTracker::start_sharing(&primary).await;
+    let client = client_for(&[&primary, &backup]);
+    join_leech(&client, swarm("a")).await;
+    primary.stop();
+    // Let the aborted accept loop drop its listener.
+    eventually("primary refuses connections", || {
+        std::net::TcpStream::connect(
+            primary
+                .url
+                .trim_start_matches("http://")
+                .trim_end_matches("/ppsp"),
+        )
+        .is_err()
+    })
+    .await;
+    // The idle pooled connection to the primary is gone with it; the FIND goes to the
+    // backup without waiting out the retransmission delays (50 + 100 + 200 ms).
+    let started = Instant::now();
+    let found = client
+        .find_peers(swarm("a"))
+        .await
+        .expect("find on the backup");
+    assert_eq!(found.len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    // The backup knows the session: no new CONNECT, no re-JOIN.
+    assert_eq!(
+        primary.methods(),
         [Method::Connect, Method::Join, Method::Find]
     );
     assert_eq!(

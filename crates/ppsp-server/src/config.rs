@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub limits: LimitsSection,
     /// Tracker state machine settings.
     pub tracker: TrackerSection,
+    /// Where the tracker keeps its state.
+    pub store: crate::store::StoreSection,
     /// Where the dashboard, `/api/stats` and `/metrics` are served, and who may see them.
     pub admin: AdminSection,
 }
@@ -355,6 +357,10 @@ const SECTION_DOCS: &[(&str, &str)] = &[
         "admin",
         "Dashboard, /api/stats and /metrics: a separate listener and/or a bearer token.",
     ),
+    (
+        "store",
+        "Where the state lives: memory, or Redis shared by several tracker nodes.",
+    ),
 ];
 
 const SETTING_DOCS: &[SettingDoc] = &[
@@ -624,6 +630,16 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "token_file",
         "File with a bearer token; the admin pages then need `Authorization: Bearer TOKEN`.",
         "token_file = \"/etc/ppsp/admin-token\"",
+    ),
+    doc(
+        "store",
+        "url",
+        "memory (one node), redis://HOST:PORT or redis-cluster://H:P[,H:P...] (nodes sharing one state); --store overrides it.",
+    ),
+    doc(
+        "store",
+        "timeout_ms",
+        "Longest wait for one call to a Redis store; past it the request gets 503 with Retry-After.",
     ),
 ];
 

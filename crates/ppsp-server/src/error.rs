@@ -33,6 +33,15 @@ pub enum ServerError {
     /// Hashing a password failed.
     #[error("password hashing failed: {0}")]
     PasswordHash(String),
+    /// The state store named by `--store` / `[store] url` cannot be used (the reason
+    /// names it).
+    #[error("{reason}")]
+    Store {
+        /// The store's URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Another I/O failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),

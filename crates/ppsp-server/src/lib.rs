@@ -52,6 +52,7 @@ mod metrics;
 mod pages;
 mod server;
 mod state;
+pub mod store;
 pub mod tls;
 
 pub use ppsp_tracker_core;

@@ -13,7 +13,7 @@ use hyper::StatusCode;
 use hyper::header::{self, HeaderValue};
 use ppsp_proto::{MediaType, Method, PeerMode, Status, SwarmId};
 use ppsp_tracker_core::{
-    Cap, PeerDetail, SwarmDetail, SwarmQuery, Timestamp, Totals, Tracker, TrackerError,
+    Cap, PeerDetail, SwarmDetail, SwarmQuery, Timestamp, Totals, TrackerError,
 };
 use serde::Serialize;
 
@@ -21,6 +21,7 @@ use crate::history::Point;
 use crate::http::{Reply, RequestError};
 use crate::metrics::{OPENMETRICS_CONTENT_TYPE, mode_name, status_label};
 use crate::state::AppState;
+use crate::store::ServerTracker;
 
 const DASHBOARD_HTML: &str = include_str!("dashboard.html");
 
@@ -47,11 +48,19 @@ pub(crate) async fn get(state: &AppState, path: &str, query: Option<&str>) -> Re
         headers: no_store(),
     };
     match path {
-        "/healthz" => Reply::Plain {
-            status: StatusCode::OK,
-            content_type: "text/plain; charset=utf-8",
-            body: Bytes::from_static(b"ok"),
-            headers: no_store(),
+        "/healthz" => match crate::store::health(&state.tracker).await {
+            Ok(()) => Reply::Plain {
+                status: StatusCode::OK,
+                content_type: "text/plain; charset=utf-8",
+                body: Bytes::from_static(b"ok"),
+                headers: no_store(),
+            },
+            Err(reason) => Reply::Plain {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                content_type: "text/plain; charset=utf-8",
+                body: Bytes::from(format!("unhealthy: {reason}")),
+                headers: no_store(),
+            },
         },
         "/metrics" => match metrics_text(state).await {
             Ok(text) => Reply::Plain {
@@ -280,14 +289,14 @@ fn summarize(detail: &SwarmDetail) -> SwarmSummary {
 }
 
 /// Totals of the tracker state (from counters: cheap).
-pub(crate) async fn read_totals(tracker: &Tracker) -> Result<StateTotals, TrackerError> {
+pub(crate) async fn read_totals(tracker: &ServerTracker) -> Result<StateTotals, TrackerError> {
     Ok(StateTotals::from_core(&tracker.totals().await?))
 }
 
 /// The totals and one page of swarms, largest first (then by SwarmID), among those whose
 /// ID contains `filter` (case-insensitive); also how many swarms matched.
 pub(crate) async fn read_overview(
-    tracker: &Tracker,
+    tracker: &ServerTracker,
     filter: Option<&str>,
     offset: usize,
     limit: usize,
@@ -319,7 +328,7 @@ pub(crate) async fn read_overview(
 
 /// One swarm with a page of its members (join order); `None` when it has none.
 pub(crate) async fn read_swarm(
-    tracker: &Tracker,
+    tracker: &ServerTracker,
     swarm_id: &str,
     offset: usize,
     limit: usize,
@@ -595,7 +604,7 @@ mod tests {
         Connect, PeerId, PeerMode, Request, RequestBody, SwarmAction, SwarmActionKind, SwarmId,
         TransactionId,
     };
-    use ppsp_tracker_core::{Format, OpenAuthenticator, RequestContext, Tracker};
+    use ppsp_tracker_core::{Format, OpenAuthenticator, RequestContext};
 
     use super::*;
     use crate::config::ServerConfig;
@@ -603,7 +612,7 @@ mod tests {
     /// A tracker with `sizes[i]` JSON seeders in swarm `names[i]`.
     async fn tracker_with(swarms: &[(&str, usize)]) -> AppState {
         let config = ServerConfig::default();
-        let tracker = Arc::new(Tracker::new(
+        let tracker = Arc::new(crate::store::memory_tracker(
             config.core_config(),
             Arc::new(OpenAuthenticator),
         ));

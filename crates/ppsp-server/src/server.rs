@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use ppsp_tracker_core::{Timestamp, Tracker};
+use ppsp_tracker_core::Timestamp;
+
+use crate::store::ServerTracker;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UdpSocket};
@@ -124,7 +126,7 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServerError> {
 /// A configured tracker server, ready to serve on bound [`Listeners`].
 pub struct Server {
     config: ServerConfig,
-    tracker: Arc<Tracker>,
+    tracker: Arc<ServerTracker>,
     authenticator: Arc<AccountsAuthenticator>,
     json_gate: Arc<JsonGate>,
     admin: AdminAccess,
@@ -146,6 +148,40 @@ impl Server {
     /// # Errors
     /// [`ServerError::Config`], [`ServerError::Accounts`] or [`ServerError::Tls`].
     pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
+        if config.store.url != "memory" {
+            return Err(ServerError::Config(format!(
+                "store {} needs Server::open",
+                config.store.url
+            )));
+        }
+        let authenticator = Self::build_authenticator(&config)?;
+        let tracker = crate::store::memory_tracker(
+            config.core_config(),
+            Arc::clone(&authenticator) as Arc<dyn ppsp_tracker_core::Authenticator>,
+        );
+        Self::with_tracker(config, tracker, authenticator)
+    }
+
+    /// As [`Server::new`], on the store `config.store` names (connecting to Redis when it
+    /// names Redis).
+    ///
+    /// # Errors
+    /// As [`Server::new`]; [`ServerError::Store`] when the store cannot be reached.
+    pub async fn open(config: ServerConfig) -> Result<Self, ServerError> {
+        let authenticator = Self::build_authenticator(&config)?;
+        let tracker = crate::store::open_tracker(
+            &config.store,
+            config.core_config(),
+            Arc::clone(&authenticator) as Arc<dyn ppsp_tracker_core::Authenticator>,
+        )
+        .await?;
+        tracing::info!("state store: {}", config.store.url);
+        Self::with_tracker(config, tracker, authenticator)
+    }
+
+    fn build_authenticator(
+        config: &ServerConfig,
+    ) -> Result<Arc<AccountsAuthenticator>, ServerError> {
         config.validate()?;
         let authenticator = Arc::new(AccountsAuthenticator::from_config(&config.auth)?);
         tracing::info!(
@@ -168,10 +204,15 @@ impl Server {
                 None => "refused (no accounts file)".to_owned(),
             }
         );
-        let tracker = Arc::new(Tracker::new(
-            config.core_config(),
-            Arc::clone(&authenticator) as Arc<dyn ppsp_tracker_core::Authenticator>,
-        ));
+        Ok(authenticator)
+    }
+
+    fn with_tracker(
+        config: ServerConfig,
+        tracker: ServerTracker,
+        authenticator: Arc<AccountsAuthenticator>,
+    ) -> Result<Self, ServerError> {
+        let tracker = Arc::new(tracker);
         let json_gate = JsonGate::new(
             &config.auth.digest_realm,
             Duration::from_secs(config.auth.digest_nonce_lifetime_secs),
@@ -206,7 +247,7 @@ impl Server {
     }
 
     /// The tracker behind the server.
-    pub fn tracker(&self) -> &Arc<Tracker> {
+    pub fn tracker(&self) -> &Arc<ServerTracker> {
         &self.tracker
     }
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ppsp_tracker_core::Tracker;
+use crate::store::ServerTracker;
 use tokio::sync::Semaphore;
 
 use crate::accounting::ReportedBytes;
@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 
 /// Everything a request handler needs, shared behind an `Arc`.
 pub(crate) struct AppState {
-    pub(crate) tracker: Arc<Tracker>,
+    pub(crate) tracker: Arc<ServerTracker>,
     pub(crate) limits: ppsp_proto::Limits,
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) json_error_http_status: JsonErrorHttpStatus,
@@ -48,7 +48,7 @@ pub(crate) struct AppState {
 impl AppState {
     pub(crate) fn new(
         config: &ServerConfig,
-        tracker: Arc<Tracker>,
+        tracker: Arc<ServerTracker>,
         authenticator: Arc<AccountsAuthenticator>,
         json_gate: Arc<JsonGate>,
         admin: AdminAccess,
@@ -84,7 +84,7 @@ impl AppState {
 #[cfg(test)]
 impl AppState {
     /// State for unit tests: `config`'s authentication settings, its accounts file if any.
-    pub(crate) fn for_tests(config: &ServerConfig, tracker: Arc<Tracker>) -> Self {
+    pub(crate) fn for_tests(config: &ServerConfig, tracker: Arc<ServerTracker>) -> Self {
         let authenticator =
             Arc::new(AccountsAuthenticator::from_config(&config.auth).expect("accounts"));
         let gate = JsonGate::new(

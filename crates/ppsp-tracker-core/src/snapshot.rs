@@ -3,8 +3,9 @@
 //! in size and built without holding a lock that requests wait on for more than a short,
 //! bounded step.
 
-use ppsp_proto::{MediaType, PeerId, PeerMode, SwarmId};
+use ppsp_proto::{ChunkMap, MediaType, PeerId, PeerMode, SwarmId};
 
+use crate::store::ClipChunks;
 use crate::{Cap, Timestamp};
 
 /// Counts over the whole state.
@@ -151,4 +152,64 @@ pub struct SwarmDetail {
     /// Members that reported holding every chunk they cover, most recent first (at most
     /// ten).
     pub recently_completed: Vec<PeerDetail>,
+}
+
+/// Widest range whose distinct chunks are counted exactly, in bits.
+const AVAILABILITY_SPAN_BITS: u64 = 1 << 24;
+/// Buckets of a heat map.
+const HEAT_BUCKETS: u64 = 32;
+
+/// Chunk availability per clip and media type over the chunk maps of some members (each
+/// item is one member's clips), sorted by clip and media type. Every store computes a
+/// swarm's availability with it, over all its reporting members or a bounded sample.
+pub fn chunk_availability<'a>(
+    members: impl Iterator<Item = &'a [ClipChunks]>,
+) -> Vec<ClipAvailability> {
+    let mut groups: Vec<(&str, MediaType, Vec<&ClipChunks>)> = Vec::new();
+    for clips in members {
+        for clip in clips {
+            match groups
+                .iter_mut()
+                .find(|(c, m, _)| *c == &*clip.clip && *m == clip.media)
+            {
+                Some((_, _, list)) => list.push(clip),
+                None => groups.push((&clip.clip, clip.media, vec![clip])),
+            }
+        }
+    }
+    let mut out: Vec<ClipAvailability> = groups
+        .into_iter()
+        .filter_map(|(clip, media, list)| {
+            let first = list.iter().filter_map(|c| c.chunks.first()).min()?;
+            let last = list.iter().filter_map(|c| c.chunks.last()).max()?;
+            let span = (last - first).saturating_add(1);
+            let chunks_available = if span <= AVAILABILITY_SPAN_BITS {
+                let mut union = ChunkMap::new(first, span);
+                for segment in list.iter().flat_map(|c| c.chunks.segments()) {
+                    union.or_from(segment);
+                }
+                union.count()
+            } else {
+                list.iter().map(|c| c.chunks.count()).max().unwrap_or(0)
+            };
+            let width = span.div_ceil(HEAT_BUCKETS).max(1);
+            let heat = (0..span.div_ceil(width))
+                .map(|bucket| {
+                    let from = first + bucket * width;
+                    let to = from.saturating_add(width - 1).min(last);
+                    list.iter().filter(|c| c.chunks.any_in(from, to)).count() as u32
+                })
+                .collect();
+            Some(ClipAvailability {
+                clip: clip.to_owned(),
+                media,
+                first,
+                last,
+                chunks_available,
+                heat,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.clip.cmp(&b.clip).then(a.media.cmp(&b.media)));
+    out
 }

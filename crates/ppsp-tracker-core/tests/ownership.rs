@@ -10,7 +10,7 @@ use common::*;
 use ppsp_tracker_core::ppsp_proto::{
     PeerId, PeerMode, Request, RequestBody, SaslAuth, Status, SwarmActionKind,
 };
-use ppsp_tracker_core::{AuthError, Authenticator, Config, SessionState, Tracker};
+use ppsp_tracker_core::{AuthError, Authenticator, Config, SessionState};
 
 /// Accepts ANONYMOUS, and PLAIN with the password "right".
 struct Passwords;
@@ -102,8 +102,7 @@ fn the_current_token_proves_ownership_from_any_address() {
 
 #[test]
 fn verified_credentials_replace_the_session_and_wrong_ones_change_nothing() {
-    let mut h = Harness::new();
-    h.tracker = Tracker::with_seed(Config::default(), Arc::new(Passwords), 42);
+    let mut h = Harness::with_authenticator(Config::default(), 42, Arc::new(Passwords));
     let victim = victim(&mut h);
     let guesser = XmlPeer::direct("victim", "198.51.100.66");
     let wrong = guesser.call(&mut h, connect_body(vec![], Some(plain("wrong"))));

@@ -50,6 +50,10 @@ pub(crate) struct TrackerArgs {
     /// Trust X-Forwarded-For from this proxy address or CIDR network (repeatable).
     #[arg(long, value_name = "NET")]
     trusted_proxy: Vec<String>,
+    /// Where the state lives: `memory` (default), `redis://HOST:PORT` or
+    /// `redis-cluster://H:P[,H:P...]`; nodes on one Redis store share one state.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
 }
 
 impl TrackerArgs {
@@ -77,6 +81,9 @@ impl TrackerArgs {
         if !self.trusted_proxy.is_empty() {
             config.server.trusted_proxies = self.trusted_proxy;
         }
+        if let Some(store) = self.store {
+            config.store.url = store;
+        }
     }
 }
 
@@ -92,8 +99,11 @@ pub(crate) fn run(mut args: TrackerArgs) -> Result<(), CliError> {
     let mut config = ServerConfig::load(file.as_deref(), environment())?;
     args.apply(&mut config);
     config.validate()?;
-    let server = Server::new(config.clone())?;
     if let Some(path) = check {
+        // Everything but the connection to the store: a check must not need it running.
+        let mut offline = config.clone();
+        offline.store.url = "memory".to_owned();
+        Server::new(offline)?;
         println!("configuration OK: {}", path.display());
         return Ok(());
     }
@@ -102,6 +112,8 @@ pub(crate) fn run(mut args: TrackerArgs) -> Result<(), CliError> {
         .thread_name("ppsp-tracker")
         .build()?;
     runtime.block_on(async move {
+        // A store that cannot be reached ends the start here, naming it, within its time-out.
+        let server = Server::open(config.clone()).await?;
         let listeners = Listeners::bind(&config).await?;
         reload_accounts_on_hangup(server.authenticator())?;
         let mut stdout = std::io::stdout().lock();

@@ -878,3 +878,178 @@ fn flags_override_the_environment_which_overrides_the_file() {
     drop(tracker);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+use ppsp_store_redis::testing::{RedisCluster, RedisServer};
+
+/// Retries `attempt` until it gives a value, for at most `limit`.
+fn eventually<T>(limit: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = attempt() {
+            return Some(value);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn connect_token(addr: SocketAddr, peer: &str, txid: u64, port: u16) -> String {
+    let response = call(addr, &connect_body(peer, txid, port), 200);
+    response.auth_token.expect("AuthToken").as_str().to_owned()
+}
+
+#[test]
+fn unreachable_store_at_start_exits_naming_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ppsp"))
+        .args([
+            "--quiet",
+            "tracker",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ppsp tracker");
+    let status = wait_for_exit(&mut child, Duration::from_secs(10));
+    assert!(!status.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr text");
+    assert!(stderr.contains(&url), "{stderr}");
+}
+
+#[test]
+fn two_nodes_on_one_cluster_share_peers_and_tokens() {
+    let cluster = RedisCluster::start().expect("redis cluster");
+    let url = cluster.url();
+    let a = spawn_tracker(&["--store", &url]);
+    let b = spawn_tracker(&["--store", &url]);
+    let swarm = "shared-swarm";
+
+    let token_1 = connect_token(a.addr, "peer-a", 1, 7001);
+    let response = call(
+        a.addr,
+        &with_token("JOIN", "peer-a", &token_1, 2, &join_inner(swarm, "SEED")),
+        200,
+    );
+    assert!(listed(&response).is_empty());
+
+    let token_2 = connect_token(b.addr, "peer-b", 3, 7002);
+    let response = call(
+        b.addr,
+        &with_token("JOIN", "peer-b", &token_2, 4, &join_inner(swarm, "LEECH")),
+        200,
+    );
+    assert_eq!(listed(&response), vec!["peer-a"]);
+
+    // A's token is good on B: the nodes share the AuthToken key through the store.
+    let response = call(
+        b.addr,
+        &with_token("FIND", "peer-a", &token_1, 5, &find_inner(swarm, None)),
+        200,
+    );
+    assert_eq!(listed(&response), vec!["peer-b"]);
+    // And a forged one is not.
+    let forged = format!("{}A", &token_1[..token_1.len() - 1]);
+    let forged = if forged == token_1 {
+        format!("{}B", &token_1[..token_1.len() - 1])
+    } else {
+        forged
+    };
+    let (status, _, _) = http(
+        b.addr,
+        "POST",
+        "/",
+        &with_token("FIND", "peer-a", &forged, 6, &find_inner(swarm, None)),
+    );
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn store_lost_while_running_gives_503_then_service_resumes() {
+    let mut redis = RedisServer::start().expect("redis-server");
+    let tracker = spawn_tracker(&["--store", &redis.url()]);
+    connect_token(tracker.addr, "before", 1, 7001);
+    assert_eq!(http_get_status(tracker.addr), 200);
+
+    redis.kill();
+    let (status, head, _) = http(tracker.addr, "POST", "/", &connect_body("during", 2, 7002));
+    assert_eq!(status, 503, "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+    let (status, _, body) = http(tracker.addr, "GET", "/healthz", "");
+    assert_eq!(status, 503);
+    assert!(String::from_utf8_lossy(&body).contains("unhealthy"));
+
+    redis.restart().expect("restart redis-server");
+    let resumed = eventually(Duration::from_secs(20), || {
+        let (status, _, _) = http(tracker.addr, "POST", "/", &connect_body("after", 3, 7003));
+        (status == 200).then_some(())
+    });
+    assert!(resumed.is_some(), "service did not resume");
+    assert_eq!(http_get_status(tracker.addr), 200);
+}
+
+#[test]
+fn members_survive_the_failover_of_their_primary() {
+    let mut cluster = RedisCluster::start().expect("redis cluster");
+    let tracker = spawn_tracker(&["--store", &cluster.url()]);
+    let swarm = "failover-swarm";
+    let token = connect_token(tracker.addr, "member", 1, 7001);
+    call(
+        tracker.addr,
+        &with_token("JOIN", "member", &token, 2, &join_inner(swarm, "SEED")),
+        200,
+    );
+    let key = format!("{{ppsp:w:{swarm}}}:m");
+    let primary = cluster.primary_of(&key).expect("primary of the swarm");
+    // Replication is asynchronous: the test is about failover, so wait for the copy.
+    let copied = eventually(Duration::from_secs(10), || {
+        cluster.replicated(primary, &key, "member").then_some(())
+    });
+    assert!(copied.is_some(), "member never reached the replica");
+    cluster.kill(primary);
+    cluster.wait_healthy().expect("failover");
+
+    let listed_after = eventually(Duration::from_secs(30), || {
+        let (status, _, raw) = http(
+            tracker.addr,
+            "POST",
+            "/",
+            &connect_body("newcomer", 3, 7002),
+        );
+        if status != 200 {
+            return None;
+        }
+        let response =
+            ppsp_proto::xml::decode_response(&raw, &ppsp_proto::Limits::default()).ok()?;
+        let token = response.auth_token?.as_str().to_owned();
+        let (status, _, raw) = http(
+            tracker.addr,
+            "POST",
+            "/",
+            &with_token("JOIN", "newcomer", &token, 4, &join_inner(swarm, "LEECH")),
+        );
+        if status != 200 {
+            return None;
+        }
+        let response =
+            ppsp_proto::xml::decode_response(&raw, &ppsp_proto::Limits::default()).ok()?;
+        Some(listed(&response))
+    });
+    assert_eq!(listed_after, Some(vec!["member".to_owned()]));
+}

@@ -27,6 +27,25 @@ pub(crate) struct HttpAnswer {
     pub(crate) body: Bytes,
 }
 
+/// Why a POST got no HTTP answer.
+#[derive(Debug)]
+pub(crate) struct PostFailure {
+    /// What happened, on one line.
+    pub(crate) reason: String,
+    /// The tracker's host refused the connection: nothing listens there, so sending again
+    /// cannot help (unlike a lost or late answer).
+    pub(crate) refused: bool,
+}
+
+impl PostFailure {
+    fn other(reason: String) -> Self {
+        Self {
+            reason,
+            refused: false,
+        }
+    }
+}
+
 /// A keep-alive HTTP/1.1 client for tracker requests.
 #[derive(Clone)]
 pub(crate) struct Transport {
@@ -60,34 +79,37 @@ impl Transport {
         uri: &Uri,
         body: Bytes,
         timeout: Duration,
-    ) -> Result<HttpAnswer, String> {
+    ) -> Result<HttpAnswer, PostFailure> {
         match tokio::time::timeout(timeout, self.post_inner(uri, body)).await {
             Ok(result) => result,
-            Err(_elapsed) => Err(format!("no answer within {timeout:?}")),
+            Err(_elapsed) => Err(PostFailure::other(format!("no answer within {timeout:?}"))),
         }
     }
 
-    async fn post_inner(&self, uri: &Uri, body: Bytes) -> Result<HttpAnswer, String> {
+    async fn post_inner(&self, uri: &Uri, body: Bytes) -> Result<HttpAnswer, PostFailure> {
         let request = hyper::Request::post(uri.clone())
             .header(CONTENT_TYPE, ppsp_proto::XML_MEDIA_TYPE)
             .header(ACCEPT_ENCODING, "gzip")
             .body(Full::new(body))
-            .map_err(|error| format!("building the request: {error}"))?;
+            .map_err(|error| PostFailure::other(format!("building the request: {error}")))?;
         let response = self
             .client
             .request(request)
             .await
-            .map_err(|error| describe_client_error(&error))?;
+            .map_err(|error| PostFailure {
+                reason: describe_client_error(&error),
+                refused: is_refused(&error),
+            })?;
         let code = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let gzipped = is_gzip(response.headers());
         let collected = Limited::new(response.into_body(), self.max_body_bytes)
             .collect()
             .await
-            .map_err(|error| format!("reading the answer: {error}"))?
+            .map_err(|error| PostFailure::other(format!("reading the answer: {error}")))?
             .to_bytes();
         let body = if gzipped {
-            gunzip(&collected, self.max_body_bytes)?
+            gunzip(&collected, self.max_body_bytes).map_err(PostFailure::other)?
         } else {
             collected
         };
@@ -110,6 +132,21 @@ fn describe_client_error(error: &hyper_util::client::legacy::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// True when a cause of `error` is a refused TCP connection.
+fn is_refused(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn is_gzip(headers: &HeaderMap) -> bool {

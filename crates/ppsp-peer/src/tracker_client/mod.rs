@@ -9,7 +9,9 @@
 //!   [`ClientConfig::retransmit_backoff`] (1 s, 2 s, 4 s by default);
 //! * a 401 makes the client CONNECT again, JOIN every swarm it was in, and retry once;
 //! * a 503 makes it wait `Retry-After` (or [`ClientConfig::overload_wait`]) and move to the
-//!   next tracker; a tracker that stays silent is also left for the next one. Trackers are
+//!   next tracker; a tracker that stays silent is also left for the next one, and one whose
+//!   host refuses the connection is left at once, keeping the session (trackers sharing a
+//!   store know it; one that does not answers 401 and the client connects again there). Trackers are
 //!   tried in tier order, lowest tier first, and a new tracker gets CONNECT and the JOINs
 //!   before the request is repeated there;
 //! * an AuthToken in any 200 answer replaces the current one (token rotation, §7.2).
@@ -851,11 +853,27 @@ impl TrackerClient {
                     }
                     status => break Err(ClientError::Status { method, status }),
                 },
-                Err(reason) => {
+                Err(failure) => {
+                    // A refused connection means the tracker process is gone, not the
+                    // network: go to the next one at once and keep the session, which a
+                    // tracker sharing the store knows (one that does not answers 401, and
+                    // the client connects again there).
+                    let token = failure.refused.then(|| state.token.clone()).flatten();
                     if !policy.establish || !self.move_on(state, &mut moves, silent_budget) {
                         break Err(ClientError::Unreachable {
-                            last_failure: reason,
+                            last_failure: failure.reason,
                         });
+                    }
+                    if token.is_some() {
+                        state.token = token;
+                        let url = self
+                            .inner
+                            .endpoints
+                            .get(state.current)
+                            .map(|e| e.url.clone());
+                        if let (Some(info), Some(url)) = (state.connect_info.as_mut(), url) {
+                            info.tracker = url;
+                        }
                     }
                 }
             }
@@ -901,10 +919,11 @@ impl TrackerClient {
                 swarm_actions: Vec::new(),
             }),
         };
-        let answer = self
-            .exchange(state, &connect)
-            .await
-            .map_err(|last_failure| Setback::MoveOn(ClientError::Unreachable { last_failure }))?;
+        let answer = self.exchange(state, &connect).await.map_err(|failure| {
+            Setback::MoveOn(ClientError::Unreachable {
+                last_failure: failure.reason,
+            })
+        })?;
         match answer.response.status {
             Status::Ok => {}
             Status::TemporarilyOverloaded => {
@@ -967,9 +986,11 @@ impl TrackerClient {
             };
             let answer = match self.exchange(state, &request).await {
                 Ok(answer) => answer,
-                Err(last_failure) => {
+                Err(failure) => {
                     state.token = None;
-                    return Err(Setback::MoveOn(ClientError::Unreachable { last_failure }));
+                    return Err(Setback::MoveOn(ClientError::Unreachable {
+                        last_failure: failure.reason,
+                    }));
                 }
             };
             match answer.response.status {
@@ -1001,12 +1022,19 @@ impl TrackerClient {
 
     /// One request to the current tracker, retransmitted unchanged (same TransactionID)
     /// after each backoff delay while no answer arrives. `Err` after the last try.
-    async fn exchange(&self, state: &mut State, request: &Request) -> Result<Answer, String> {
-        let endpoint = self
-            .inner
-            .endpoints
-            .get(state.current)
-            .ok_or_else(|| "no tracker configured".to_owned())?;
+    async fn exchange(
+        &self,
+        state: &mut State,
+        request: &Request,
+    ) -> Result<Answer, http::PostFailure> {
+        let endpoint =
+            self.inner
+                .endpoints
+                .get(state.current)
+                .ok_or_else(|| http::PostFailure {
+                    reason: "no tracker configured".to_owned(),
+                    refused: false,
+                })?;
         let body = Bytes::from(ppsp_proto::xml::encode_request(request));
         let method = request.body.method();
         let mut delays = self.inner.retransmit_backoff.iter();
@@ -1029,13 +1057,20 @@ impl TrackerClient {
                             retry_after: http.retry_after,
                         });
                     }
-                    Err(reason) => reason,
+                    Err(reason) => (reason, false),
                 },
-                Err(reason) => reason,
+                Err(failure) => (failure.reason, failure.refused),
             };
-            let Some(delay) = delays.next() else {
+            let (failure, refused) = failure;
+            // With another tracker to go to, a refused connection is not worth waiting on.
+            let move_at_once = refused && self.inner.endpoints.len() > 1;
+            let next = if move_at_once { None } else { delays.next() };
+            let Some(delay) = next else {
                 tracing::warn!(tracker = %endpoint.url, %method, %failure, "giving up on tracker");
-                return Err(format!("{}: {failure}", endpoint.url));
+                return Err(http::PostFailure {
+                    reason: format!("{}: {failure}", endpoint.url),
+                    refused: move_at_once,
+                });
             };
             tracing::debug!(tracker = %endpoint.url, %method, %failure, ?delay, "retransmitting");
             tokio::time::sleep(*delay).await;

@@ -13,9 +13,15 @@ use ppsp_tracker_core::ppsp_proto::{
     SaslAuth, Segment, Stat, StatReport, Status, StreamStats, SwarmAction, SwarmActionKind,
     SwarmId, TransactionId,
 };
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use ppsp_store_redis::testing::RedisServer;
+use ppsp_store_redis::{AnyStore, RedisOptions, RedisStore};
+use ppsp_tracker_core::token::TokenKey;
 use ppsp_tracker_core::{
-    Config, Format, OpenAuthenticator, PeerDetail, RequestContext, SessionState, SwarmQuery,
-    SweepReport, Timestamp, Tracker,
+    Config, Format, MemoryStore, OpenAuthenticator, PeerDetail, RequestContext, SessionState,
+    Store, SwarmQuery, SweepReport, Timestamp, Tracker,
 };
 
 pub fn pid(s: &str) -> PeerId {
@@ -31,11 +37,20 @@ pub fn sock(s: &str) -> SocketAddr {
 }
 
 /// A tracker plus a clock that only moves when told to, and a runtime to drive its futures.
+/// The tracker under test, on the store `PPSP_TEST_STORE` names: `memory` (the default)
+/// or `redis` (a `redis-server` of its own on a free loopback port, stopped with it).
 pub struct Harness {
-    pub tracker: Tracker,
+    pub tracker: Tracker<AnyStore>,
     pub now: Timestamp,
     next_tid: u64,
+    // Dropped after the tracker: the fields drop in order.
     runtime: tokio::runtime::Runtime,
+    _server: Option<RedisServer>,
+}
+
+/// True when the tests run on Redis.
+pub fn on_redis() -> bool {
+    std::env::var("PPSP_TEST_STORE").is_ok_and(|s| s == "redis")
 }
 
 /// One swarm as the tests look at it: counts and every member, ordered by PeerID.
@@ -75,7 +90,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 /// The whole state of `tracker` at `now`, paged through its snapshot calls.
-pub async fn state_of(tracker: &Tracker, now: Timestamp) -> StateView {
+pub async fn state_of<S: Store>(tracker: &Tracker<S>, now: Timestamp) -> StateView {
     let totals = tracker.totals().await.expect("totals");
     let page = tracker
         .swarms(
@@ -128,13 +143,48 @@ impl Harness {
     }
 
     pub fn with_seed(config: Config, seed: u64) -> Self {
+        Self::with_authenticator(config, seed, Arc::new(OpenAuthenticator))
+    }
+
+    pub fn with_authenticator(
+        config: Config,
+        seed: u64,
+        authenticator: Arc<dyn ppsp_tracker_core::Authenticator>,
+    ) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (tracker, server) = if on_redis() {
+            let server = RedisServer::start().expect("redis-server");
+            let tracker = runtime.block_on(async {
+                let store = RedisStore::connect(&server.url(), &config, &RedisOptions::default())
+                    .await
+                    .expect("connect to redis");
+                let tokens = store.token_key().await.expect("token key");
+                Tracker::with_store(config, AnyStore::Redis(store), tokens, authenticator)
+            });
+            (tracker, Some(server))
+        } else {
+            // As Tracker::with_seed does: the key first, then the store, from one seed.
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut secret = [0u8; 32];
+            rng.fill_bytes(&mut secret);
+            let store = MemoryStore::new(&config, Timestamp::from_millis(0), &mut rng);
+            let tracker = Tracker::with_store(
+                config,
+                AnyStore::Memory(store),
+                TokenKey::new(&secret),
+                authenticator,
+            );
+            (tracker, None)
+        };
         Self {
-            tracker: Tracker::with_seed(config, Arc::new(OpenAuthenticator), seed),
+            tracker,
             now: Timestamp::from_secs(1_700_000_000),
             next_tid: 1,
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .build()
-                .expect("runtime"),
+            runtime,
+            _server: server,
         }
     }
 

@@ -51,10 +51,6 @@ const SWEEP_STEP: usize = 4096;
 const COPY_STEP: usize = 8192;
 /// Reporting members looked at for a swarm's chunk availability.
 const AVAILABILITY_SAMPLE: usize = 4096;
-/// Widest range whose distinct chunks are counted exactly, in bits.
-const AVAILABILITY_SPAN_BITS: u64 = 1 << 24;
-/// Buckets of a heat map.
-const HEAT_BUCKETS: u64 = 32;
 /// From this many swarms on, the listing behind swarm pages is reused within a second.
 const CACHED_LISTING_SWARMS: u64 = 1000;
 /// Bits of a swarm reference (the rest of a session's membership entry is the mode).
@@ -1373,51 +1369,10 @@ fn extra_summary(extra: &MemberExtra, store: &MemoryStore) -> ExtraSummary {
 /// Chunk availability per clip and media type over (a sample of) the reporting members.
 fn availability(swarm: &Swarm) -> (Vec<ClipAvailability>, bool) {
     let sampled = swarm.extras.len() > AVAILABILITY_SAMPLE;
-    let mut groups: Vec<(&str, ppsp_proto::MediaType, Vec<&ClipChunks>)> = Vec::new();
-    for extra in swarm.extras.values().take(AVAILABILITY_SAMPLE) {
-        for clip in &extra.clips {
-            match groups
-                .iter_mut()
-                .find(|(c, m, _)| *c == &*clip.clip && *m == clip.media)
-            {
-                Some((_, _, list)) => list.push(clip),
-                None => groups.push((&clip.clip, clip.media, vec![clip])),
-            }
-        }
-    }
-    let mut out: Vec<ClipAvailability> = groups
-        .into_iter()
-        .filter_map(|(clip, media, list)| {
-            let first = list.iter().filter_map(|c| c.chunks.first()).min()?;
-            let last = list.iter().filter_map(|c| c.chunks.last()).max()?;
-            let span = (last - first).saturating_add(1);
-            let chunks_available = if span <= AVAILABILITY_SPAN_BITS {
-                let mut union = ChunkMap::new(first, span);
-                for segment in list.iter().flat_map(|c| c.chunks.segments()) {
-                    union.or_from(segment);
-                }
-                union.count()
-            } else {
-                list.iter().map(|c| c.chunks.count()).max().unwrap_or(0)
-            };
-            let width = span.div_ceil(HEAT_BUCKETS).max(1);
-            let heat = (0..span.div_ceil(width))
-                .map(|bucket| {
-                    let from = first + bucket * width;
-                    let to = from.saturating_add(width - 1).min(last);
-                    list.iter().filter(|c| c.chunks.any_in(from, to)).count() as u32
-                })
-                .collect();
-            Some(ClipAvailability {
-                clip: clip.to_owned(),
-                media,
-                first,
-                last,
-                chunks_available,
-                heat,
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.clip.cmp(&b.clip).then(a.media.cmp(&b.media)));
-    (out, sampled)
+    let members = swarm
+        .extras
+        .values()
+        .take(AVAILABILITY_SAMPLE)
+        .map(|extra| extra.clips.as_slice());
+    (crate::snapshot::chunk_availability(members), sampled)
 }

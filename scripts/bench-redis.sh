@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# `ppsp bench` (FIND / STAT_REPORT / KEEPALIVE loop) against one tracker node on the memory
+# store, one node on a redis-server, and two nodes on one Redis Cluster (three primaries,
+# three replicas), each driven for --duration seconds.
+#
+#   scripts/bench-redis.sh [--duration SECS] [--peers N] [--swarms N]
+#
+# Builds the release binary, starts every redis-server on a free loopback port in a
+# temporary directory (waiting for PING answers), starts the trackers on port 0 (the port
+# is read from their readiness lines), and runs one `ppsp bench` per node at the same time
+# (two nodes: two load generators, each with half the peers). Every process it started is
+# stopped by its PID at the end. Not part of the test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=10
+peers=200
+swarms=20
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) duration="$2"; shift 2 ;;
+        --peers) peers="$2"; shift 2 ;;
+        --swarms) swarms="$2"; shift 2 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+# PPSP=path/to/ppsp uses that binary instead of building the release one.
+if [ -z "${PPSP:-}" ]; then
+    cargo build --release --locked -p ppsp >&2
+fi
+ppsp=${PPSP:-target/release/ppsp}
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A free loopback port; a cluster node's bus port (10,000 higher) must be free as well.
+free_port() {
+    python3 -c '
+import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    if port > 55535: continue
+    try:
+        socket.socket().bind(("127.0.0.1", port + 10000))
+    except OSError:
+        continue
+    print(port); break'
+}
+
+# redis_server NAME [ARGS...]: starts one server; sets $port.
+redis_server() {
+    local name=$1
+    shift
+    port=$(free_port)
+    mkdir -p "$work/$name"
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$work/$name" "$@" > "$work/$name.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 300); do
+        if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+            return
+        fi
+        sleep 0.05
+    done
+    echo "redis-server $name did not answer" >&2
+    exit 1
+}
+
+# tracker NAME STORE: starts a node; sets $url.
+tracker() {
+    local name=$1 store=$2
+    "$ppsp" --quiet tracker --listen 127.0.0.1:0 --store "$store" \
+        > "$work/$name.out" 2> "$work/$name.err" &
+    pids+=($!)
+    for _ in $(seq 300); do
+        if grep -q '^listening on ' "$work/$name.out" 2>/dev/null; then
+            url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$work/$name.out" | head -1)
+            return
+        fi
+        sleep 0.05
+    done
+    echo "tracker $name did not start: $(cat "$work/$name.err")" >&2
+    exit 1
+}
+
+bench() {
+    "$ppsp" --quiet bench --tracker "$1/" --peers "$2" --swarms "$swarms" --duration "$duration"
+}
+
+echo "== one node, memory store"
+tracker memory memory
+bench "$url" "$peers"
+
+echo "== one node, one redis-server"
+redis_server single
+tracker on-redis "redis://127.0.0.1:$port"
+bench "$url" "$peers"
+
+echo "== two nodes, one Redis Cluster (3 primaries + 3 replicas)"
+nodes=()
+for i in 1 2 3 4 5 6; do
+    redis_server "node$i" --cluster-enabled yes
+    nodes+=("127.0.0.1:$port")
+done
+redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes > "$work/create.log"
+for _ in $(seq 300); do
+    if redis-cli -p "${nodes[0]##*:}" cluster info | grep -q 'cluster_state:ok'; then
+        break
+    fi
+    sleep 0.05
+done
+cluster_url="redis-cluster://$(IFS=,; echo "${nodes[*]}")"
+tracker node-a "$cluster_url"
+node_a=$url
+tracker node-b "$cluster_url"
+node_b=$url
+bench "$node_a" $((peers / 2)) > "$work/bench-a.txt" &
+bench_a=$!
+bench "$node_b" $((peers / 2)) > "$work/bench-b.txt"
+wait "$bench_a"
+echo "-- node A"
+cat "$work/bench-a.txt"
+echo "-- node B"
+cat "$work/bench-b.txt"
