@@ -630,3 +630,72 @@ async fn digest_guesses_count_against_the_guessers_network_only() {
     server.stop().await.expect("clean stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On an open tracker (no accounts), a stranger at 127.0.0.2 naming a live peer's PeerID
+/// cannot take its session, nor replay its CONNECT for its token; the owner is untouched.
+#[tokio::test]
+async fn an_open_tracker_keeps_sessions_with_their_owners() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let addr = server.http;
+    let victim_connect = connect_anonymous("victim", 1, 7000);
+    let first = xml_from([127, 0, 0, 1], addr, victim_connect.clone()).await;
+    assert_eq!(first.status, 200);
+    let token = first.xml().auth_token.expect("token").as_str().to_owned();
+    let joined = xml_from([127, 0, 0, 1], addr, join("victim", &token, "s", "SEED", 2)).await;
+    assert_eq!(joined.status, 200);
+
+    // The same CONNECT, byte for byte, from another address: no token, no takeover.
+    let replayed = xml_from([127, 0, 0, 2], addr, victim_connect).await;
+    assert_eq!(replayed.status, 403);
+    assert_eq!(replayed.xml().auth_token, None);
+    // A fresh CONNECT for the PeerID from there: refused the same way.
+    let fresh = xml_from([127, 0, 0, 2], addr, connect_anonymous("victim", 9, 7000)).await;
+    assert_eq!(fresh.status, 403);
+
+    // The victim's token, membership and address are as they were.
+    let alive = xml_from([127, 0, 0, 1], addr, bare("KEEPALIVE", "victim", &token, 3)).await;
+    assert_eq!(alive.status, 200);
+    let other = connect(addr, "observer", 10).await;
+    let listed = post_xml(addr, join("observer", &other, "s", "LEECH", 11)).await;
+    let peers = listed.xml().swarm_results[0].peers.clone();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].peer_id.as_str(), "victim");
+    assert_eq!(peers[0].addresses[0].ip, IpAddr::from([127, 0, 0, 1]));
+    server.stop().await.expect("clean stop");
+}
+
+/// An unauthenticated JSON PeerID belongs to the address it first registered from: from
+/// 127.0.0.2 it can neither be left, nor have statistics posted in its name, nor FIND.
+#[tokio::test]
+async fn an_open_tracker_binds_json_peer_ids_to_their_first_address() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let addr = server.http;
+    let joined = send_from([127, 0, 0, 1], addr, &[JSON], json_connect("viewer", "j1")).await;
+    assert_eq!(joined.status, 200);
+    let forged = json_body(
+        "viewer",
+        "j2",
+        RequestBody::StatReport(ppsp_proto::StatReport {
+            stats: vec![ppsp_proto::Stat::StreamStats(ppsp_proto::StreamStats {
+                swarm_id: Some(SwarmId::new("movie").expect("id")),
+                uploaded_bytes: Some(1_000_000_000_000_000_000),
+                downloaded_bytes: Some(0),
+                available_bandwidth: None,
+                concurrent_links: None,
+            })],
+        }),
+    );
+    let answer = send_from([127, 0, 0, 2], addr, &[JSON], forged).await;
+    assert_eq!(answer.status, 403);
+    let answer = send_from([127, 0, 0, 2], addr, &[JSON], json_find("viewer", "j3")).await;
+    assert_eq!(answer.status, 403);
+    let squat = send_from([127, 0, 0, 2], addr, &[JSON], json_connect("viewer", "j4")).await;
+    assert_eq!(squat.status, 403);
+    // The owner still finds, and the statistics page shows no forged bytes.
+    let answer = send_from([127, 0, 0, 1], addr, &[JSON], json_find("viewer", "j5")).await;
+    assert_eq!(answer.status, 200);
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(addr, "/api/stats?swarm=movie").await.body()).expect("json");
+    assert_eq!(stats["swarm"]["uploaded_bytes"], 0);
+    server.stop().await.expect("clean stop");
+}
