@@ -254,7 +254,7 @@ pub async fn stun_mapping(
 /// The query is made from a UDP socket on the listen port when that port is free for UDP,
 /// so a port-preserving NAT reports the mapping of the very port peers will connect to.
 /// Otherwise an ephemeral port is used and the mapped IP is paired with the listen port,
-/// assuming the NAT preserves ports (the same assumption the tracker makes, draft digest §8).
+/// assuming the NAT preserves ports (the same assumption the tracker makes, draft-gu-ppsp-tracker-protocol-06).
 ///
 /// # Errors
 /// As [`stun_mapping`].

@@ -2,7 +2,7 @@
 //!
 //! A [`ChunkMap`] covers an inclusive chunk range starting at [`ChunkMap::first`]. Bit `i`
 //! stands for chunk `first + i` and is packed MSB-first, as in a BitTorrent bitfield: chunk
-//! `first` is bit 7 of byte 0 (draft digest §5.5). Pad bits past the end are always zero.
+//! `first` is bit 7 of byte 0 (draft-gu-ppsp-tracker-protocol-06). Pad bits past the end are always zero.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};

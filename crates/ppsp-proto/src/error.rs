@@ -5,14 +5,14 @@ use crate::model::{Status, TransactionId};
 /// Limits enforced while decoding, so that hostile input costs bounded time and memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest body accepted, in bytes (default 1 MiB, draft digest §7.2).
+    /// Largest body accepted, in bytes (default 1 MiB, draft-gu-ppsp-tracker-protocol-06).
     pub max_body_bytes: usize,
     /// Deepest element or value nesting accepted (default 16; real messages need 8).
     pub max_depth: usize,
     /// Most entries in any one list: addresses, peers, stats, segments, swarm actions
     /// (default 1024).
     pub max_list_len: usize,
-    /// Most bits in one chunk map segment (default 1,048,576, draft digest §5.5).
+    /// Most bits in one chunk map segment (default 1,048,576, draft-gu-ppsp-tracker-protocol-06).
     pub max_bitmap_bits: u64,
 }
 

@@ -487,7 +487,7 @@ fn parse_response(object: &Object<'_>, limits: &Limits) -> Result<Response, Deco
             "must be 0 exactly when response_type is 0",
         ));
     }
-    // A response to a request whose ID was unreadable carries "" (digest §7 decision).
+    // A response to a request whose ID was unreadable carries "" (a decision of this project, see docs/tracker.md).
     let transaction_id = match object.get("transaction_id") {
         Some(Node::Str(s)) if s.is_empty() => None,
         Some(Node::Str(s)) => Some(TransactionId::new(s.as_ref())?),

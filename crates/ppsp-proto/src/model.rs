@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use crate::chunkmap::ChunkMap;
 use crate::error::{DecodeError, DecodeErrorKind};
 
-/// Longest PeerID or SwarmID accepted, in bytes (project limit, draft digest §5.2, §5.3).
+/// Longest PeerID or SwarmID accepted, in bytes (project limit, draft-gu-ppsp-tracker-protocol-06).
 pub const MAX_ID_LEN: usize = 255;
 /// Longest AuthToken accepted, in bytes (matches the project XSD).
 pub const MAX_TOKEN_LEN: usize = 4096;
@@ -692,7 +692,7 @@ impl Status {
     }
 
     /// The outcome a client derives from a bare HTTP status when the body is missing or
-    /// unreadable (draft digest §4.3).
+    /// unreadable (draft-gu-ppsp-tracker-protocol-06).
     pub fn from_http_code(code: u16) -> Self {
         match code {
             200..=299 => Self::Ok,

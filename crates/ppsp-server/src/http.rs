@@ -328,7 +328,7 @@ async fn route(
     })
 }
 
-/// Which codec a Content-Type selects (RFC 7846 digest §13).
+/// Which codec a Content-Type selects (RFC 7846).
 /// `lenient_json` also takes plain `application/json` as the JSON protocol.
 fn dialect_for(headers: &HeaderMap, lenient_json: bool) -> Result<Dialect, RequestError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
@@ -364,8 +364,8 @@ fn dialect_for(headers: &HeaderMap, lenient_json: bool) -> Result<Dialect, Reque
     }
 }
 
-/// Whether the request's `Accept` header (if any) admits an answer in `dialect` (RFC 7846
-/// digest §13: "if Accept is present and excludes that media type → 406").
+/// Whether the request's `Accept` header (if any) admits an answer in `dialect` (an Accept header
+/// that excludes the answer's media type is answered 406, as HTTP asks).
 ///
 /// XML answers are `application/xml`, and `text/xml` names the same format, so a client
 /// accepting either is served. Each name is weighed by the most specific matching media

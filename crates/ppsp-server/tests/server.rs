@@ -164,7 +164,7 @@ async fn content_types_methods_and_sizes_are_checked_first() {
     server.stop().await.expect("clean stop");
 }
 
-/// RFC 7846 digest §13: an `Accept` header that rules out the answer's media type is a
+/// RFC 7846: an `Accept` header that rules out the answer's media type is a
 /// plain `406`, for either dialect; absent, wildcard and matching headers are served.
 #[tokio::test]
 async fn accept_header_excluding_the_dialect_is_406() {

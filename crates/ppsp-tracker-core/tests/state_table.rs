@@ -1,4 +1,4 @@
-//! Every row of the session state table (draft digest §9.3) and the statuses of each method.
+//! Every row of the session state table (draft-gu-ppsp-tracker-protocol-06) and the statuses of each method.
 
 mod common;
 

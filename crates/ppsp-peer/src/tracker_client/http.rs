@@ -1,4 +1,4 @@
-//! One HTTP POST to a tracker: headers of draft digest §2.2, a bounded body read, and gzip
+//! One HTTP POST to a tracker: headers of draft-gu-ppsp-tracker-protocol-06, a bounded body read, and gzip
 //! decoding of answers (§2.3: a tracker may compress even when not asked to). Connections
 //! are kept alive and reused, over TLS for `https` trackers.
 

@@ -1,4 +1,4 @@
-//! Client side of the tracker protocol (HTTP/XML, draft digest §2, §3, §9.4).
+//! Client side of the tracker protocol (HTTP/XML, draft-gu-ppsp-tracker-protocol-06).
 //!
 //! [`TrackerClient`] sends the seven XML methods and returns typed results. It keeps the
 //! session (AuthToken, the swarms joined, the declared addresses) and hides the failure
@@ -122,7 +122,7 @@ impl ClientError {
     }
 }
 
-/// SASL credentials sent in CONNECT (draft digest §7.2).
+/// SASL credentials sent in CONNECT (draft-gu-ppsp-tracker-protocol-06).
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     /// `ANONYMOUS` (RFC 4505), for open trackers; the optional trace text is sent as the
@@ -250,7 +250,7 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// Defaults of draft digest §9.4 with ANONYMOUS credentials and no declared address.
+    /// Defaults of draft-gu-ppsp-tracker-protocol-06 with ANONYMOUS credentials and no declared address.
     pub fn new(peer_id: PeerId, trackers: Vec<TrackerEndpoint>) -> Self {
         Self {
             peer_id,
@@ -314,7 +314,7 @@ fn parse_endpoint(url: &str) -> Result<Endpoint, ClientError> {
     } else {
         format!("{}:{default_port}", authority.host())
     };
-    // POST to the URL's path, or "/" when it has none (draft digest §2.2).
+    // POST to the URL's path, or "/" when it has none (draft-gu-ppsp-tracker-protocol-06).
     let path = match uri.path_and_query() {
         Some(path) if !path.as_str().is_empty() => path.as_str().to_owned(),
         _ => "/".to_owned(),
@@ -346,7 +346,7 @@ struct State {
 }
 
 impl State {
-    /// A fresh TransactionID in 0..2^31 (draft digest §2.4).
+    /// A fresh TransactionID in 0..2^31 (draft-gu-ppsp-tracker-protocol-06).
     fn fresh_transaction_id(&mut self) -> TransactionId {
         TransactionId::numeric(u64::from(self.rng.random::<u32>() >> 1))
     }
@@ -1078,7 +1078,7 @@ impl TrackerClient {
     }
 
     /// The PPSP answer in an HTTP answer: the decoded body, or, when the body is missing or
-    /// unreadable, a status derived from the HTTP code (draft digest §4.3).
+    /// unreadable, a status derived from the HTTP code (draft-gu-ppsp-tracker-protocol-06).
     fn decode(&self, http: &http::HttpAnswer, request: &Request) -> Result<Response, String> {
         let decoded = if http.body.is_empty() {
             None

@@ -1,5 +1,5 @@
 //! The background half of a tracker session: periodic STAT_REPORT, KEEPALIVE when idle,
-//! and LEAVE plus DISCONNECT at the end (draft digest §9.4, peer timers).
+//! and LEAVE plus DISCONNECT at the end (draft-gu-ppsp-tracker-protocol-06, peer timers).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -67,7 +67,7 @@ impl PeerStatus {
     }
 }
 
-/// Periods of a [`TrackerSession`]; [`SessionTimers::default`] gives draft digest §9.4.
+/// Periods of a [`TrackerSession`]; [`SessionTimers::default`] gives draft-gu-ppsp-tracker-protocol-06
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionTimers {
     /// STAT_REPORT period while at least one swarm is joined (60 s).

@@ -39,7 +39,7 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// SASL mechanisms whose exchange starts with a client message, so CONNECT must carry
-/// `Credentials` (draft digest §3.1, §7.2).
+/// `Credentials` (draft-gu-ppsp-tracker-protocol-06).
 const CLIENT_FIRST_MECHANISMS: [&str; 2] = ["PLAIN", "SECURID"];
 
 fn invalid(field: &'static str, reason: &'static str) -> DecodeError {
@@ -157,7 +157,7 @@ fn parse_status(value: &str) -> Result<Status, DecodeError> {
     {
         return Ok(status);
     }
-    // Strings only the draft's schema lists (digest §4.1).
+    // Strings only the draft's schema lists (draft-gu-ppsp-tracker-protocol-06).
     if words_match(value, "SUCCESSFUL") {
         Ok(Status::Ok)
     } else if words_match(value, "MESSAGE NOT SUPPORTED") {
@@ -385,7 +385,7 @@ fn root_child<'i>(
             }
             f.auth_token_seen = true;
             // An empty token is treated like a missing one: an authentication failure for
-            // the tracker to answer (401), not a syntax error (digest §4.2).
+            // the tracker to answer (401), not a syntax error (draft-gu-ppsp-tracker-protocol-06).
             let value = text(cursor, child)?;
             if !value.is_empty() {
                 f.auth_token = Some(AuthToken::new(value.into_owned())?);
@@ -559,7 +559,7 @@ fn stats<'i>(cursor: &mut Cursor<'i, '_>, open: &Open<'i>) -> Result<Vec<Stat>, 
                     report.ok_or_else(|| missing("StreamStatsReport"))?,
                 ));
             }
-            // Unknown properties are ignored (digest §3.6).
+            // Unknown properties are ignored (draft-gu-ppsp-tracker-protocol-06).
             StatProperty::Unknown => cursor.skip(&child)?,
         }
     }
@@ -951,7 +951,7 @@ impl Fields {
                 hints: hints(self.stats)?,
                 peer_num: self.peer_num,
                 clip: self.clip,
-                // Digest §3.3: a missing ExpireTime means no expiry.
+                // The draft (draft-gu-ppsp-tracker-protocol-06): a missing ExpireTime means no expiry.
                 expire_time: self.expire_time.unwrap_or(0),
             }),
             Method::Leave => RequestBody::Leave(Leave {
@@ -977,7 +977,7 @@ impl Fields {
     }
 
     fn into_response(self, status: Status) -> Result<Response, DecodeError> {
-        // Error bodies may lack the ID when the request was unreadable (digest §4.3); a
+        // Error bodies may lack the ID when the request was unreadable (draft-gu-ppsp-tracker-protocol-06); a
         // success always echoes it.
         if status == Status::Ok && self.transaction_id.is_none() {
             return Err(missing("TransactionID"));

@@ -369,7 +369,7 @@ pub(crate) fn encode_request(req: &Request) -> String {
             if let Some(c) = &join.clip {
                 clip(&mut out, c);
             }
-            // Our peers always send it (digest §3.3), 0 meaning no expiry.
+            // Our peers always send it (draft-gu-ppsp-tracker-protocol-06), 0 meaning no expiry.
             number_element(&mut out, "ExpireTime", join.expire_time);
             transaction_id(&mut out, &req.transaction_id);
         }
