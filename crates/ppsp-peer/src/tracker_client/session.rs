@@ -67,7 +67,8 @@ impl PeerStatus {
     }
 }
 
-/// Periods of a [`TrackerSession`]; [`SessionTimers::default`] gives draft-gu-ppsp-tracker-protocol-06
+/// Periods of a [`TrackerSession`]; [`SessionTimers::default`] gives the peer timers of
+/// draft-gu-ppsp-tracker-protocol-06.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionTimers {
     /// STAT_REPORT period while at least one swarm is joined (60 s).
