@@ -15,6 +15,13 @@ use ppsp_proto::{
 
 const JOIN: &[u8] = include_bytes!("../tests/fixtures/xml/valid/join-request-leech.xml");
 
+/// A FIND as the load generator of `scripts/bench-compare.sh` sends it: compact, no
+/// declaration of anything but the root's version.
+const FIND_REQUEST: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><PPSPTrackerProtocol \
+version=\"1.0\"><Method>FIND</Method><PeerID>wrk-peer-4242-1</PeerID><AuthToken>\
+AAAAAQ3Mu9bVZkZRxYl0sP8yNnmZbG1Wqt2J2cW1kZXk</AuthToken><SwarmID>fill-swarm-0</SwarmID>\
+<PeerNum>20</PeerNum><TransactionID>1000064</TransactionID></PPSPTrackerProtocol>";
+
 fn find_response(peers: usize) -> Response {
     let swarm = SwarmId::new("film-library-9").expect("swarm id");
     let peers = (0..peers)
@@ -101,6 +108,11 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(JOIN.len() as u64));
     group.bench_function("decode_join", |b| {
         b.iter(|| xml::decode_request(black_box(JOIN), &limits).expect("decodes"))
+    });
+
+    group.throughput(Throughput::Bytes(FIND_REQUEST.len() as u64));
+    group.bench_function("decode_find_request", |b| {
+        b.iter(|| xml::decode_request(black_box(FIND_REQUEST), &limits).expect("decodes"))
     });
 
     let find = find_response(50);

@@ -418,6 +418,12 @@ impl<S: Store> Tracker<S> {
             RequestBody::Connect(_) => Err(TrackerError::InvalidRequest("CONNECT misrouted")),
         };
         match result {
+            // A FIND changes nothing the peer could see twice, so a retransmission is simply
+            // answered again. Remembering its answers would cost more than answering (an
+            // encoding of a whole peer list) and, as FINDs are the bulk of the traffic, would
+            // push the answers of state-changing requests out of the cache within
+            // milliseconds, long before their retransmissions arrive.
+            Ok(response) if matches!(request.body, RequestBody::Find(_)) => response,
             Ok(response) => {
                 self.replay
                     .remember(request, ctx.observed.ip(), ctx.format, now, &response);

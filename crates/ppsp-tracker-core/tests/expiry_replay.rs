@@ -239,6 +239,31 @@ fn retransmission_replays_the_cached_answer_without_acting_twice() {
 }
 
 #[test]
+fn finds_are_answered_afresh_and_leave_the_cache_to_state_changes() {
+    // Room for two answers of 20 peers in each of the sixteen shards.
+    let mut h = Harness::with_config(Config {
+        replay_cache_bytes: 16 * 8192,
+        ..Config::default()
+    });
+    populate(&mut h, "m", 200, "s", PeerMode::Leech);
+    let mut p = XmlPeer::direct("p", "192.0.2.1");
+    p.connect(&mut h);
+    let join = p.request(&mut h, join_body("s", PeerMode::Leech, Some(20), 0));
+    let joined = h.send(&p.ctx, &join);
+    assert_eq!(joined.status, Status::Ok);
+    // A retransmitted FIND is a new draw from the swarm, not a copy of the first answer.
+    let find = p.request(&mut h, find_body("s", Some(20)));
+    let lists: Vec<_> = (0..8).map(|_| peer_ids(&h.send(&p.ctx, &find))).collect();
+    assert!(lists.iter().all(|l| l.len() == 20));
+    assert!(lists.windows(2).any(|w| w[0] != w[1]), "eight draws of 20 from 200 all equal");
+    // A thousand FINDs later the JOIN's answer is still there for its retransmission.
+    for _ in 0..1000 {
+        p.call(&mut h, find_body("s", Some(20)));
+    }
+    assert_eq!(h.send(&p.ctx, &join), joined);
+}
+
+#[test]
 fn same_transaction_id_different_request_is_invalid_syntax() {
     let mut h = Harness::new();
     let mut p = XmlPeer::direct("p", "192.0.2.1");
