@@ -36,11 +36,7 @@ impl Contact {
         let observed_ip = observed.ip();
         let observed_declared = declared.iter().any(|a| a.ip == observed_ip);
         let behind_nat = behind_nat(declared, observed_ip, hints, ability_nat);
-        let stun = hints.stun.or(match ability_nat {
-            Some(AbilityNat::Stun) => Some(true),
-            Some(AbilityNat::Turn) => Some(false),
-            _ => None,
-        });
+        let stun = stun_support(hints, ability_nat);
 
         let mut host: Vec<PeerAddress> = declared.to_vec();
         // Higher ICE priority first; addresses without one keep their declared order last.
@@ -100,6 +96,15 @@ pub(crate) fn behind_nat(
         .or((!declared.is_empty()).then(|| !declared.iter().any(|a| a.ip == observed_ip)))
 }
 
+/// Supports STUN-like traversal: as hinted, else as `ability_nat` says.
+pub(crate) fn stun_support(hints: NatHints, ability_nat: Option<AbilityNat>) -> Option<bool> {
+    hints.stun.or(match ability_nat {
+        Some(AbilityNat::Stun) => Some(true),
+        Some(AbilityNat::Turn) => Some(false),
+        _ => None,
+    })
+}
+
 /// Behind NAT with no STUN-like help: such a requester should get reachable peers.
 pub(crate) fn needs_reachable_peers(behind_nat: Option<bool>, stun: Option<bool>) -> bool {
     behind_nat == Some(true) && stun != Some(true)
@@ -121,27 +126,28 @@ fn same_family(a: IpAddr, b: IpAddr) -> bool {
 impl Candidate {
     /// The peer list entry for a requester at `requester_ip` speaking `format`. Addresses of
     /// the requester's family go first; a JSON entry carries only the best one.
-    pub fn to_peer_info(&self, requester_ip: IpAddr, format: Format) -> PeerInfo {
-        let all = &self.contact.addresses;
-        let addresses = match format {
-            Format::Json => all
-                .iter()
-                .find(|a| same_family(a.ip, requester_ip))
-                .or_else(|| all.first())
-                .cloned()
-                .into_iter()
-                .collect(),
+    pub fn into_peer_info(self, requester_ip: IpAddr, format: Format) -> PeerInfo {
+        let mut addresses = self.contact.addresses;
+        match format {
+            Format::Json => {
+                let best = addresses
+                    .iter()
+                    .position(|a| same_family(a.ip, requester_ip))
+                    .unwrap_or(0);
+                if addresses.len() > 1 {
+                    addresses.swap(0, best);
+                    addresses.truncate(1);
+                }
+            }
             Format::Xml => {
-                let mut addresses = all.clone();
                 if addresses.iter().any(|a| !same_family(a.ip, requester_ip)) {
                     // Stable: the contact's own order (best first) holds within each family.
                     addresses.sort_by_key(|a| !same_family(a.ip, requester_ip));
                 }
-                addresses
             }
-        };
+        }
         PeerInfo {
-            peer_id: self.contact.peer_id.clone(),
+            peer_id: self.contact.peer_id,
             mode: Some(self.mode),
             addresses,
             location: None,

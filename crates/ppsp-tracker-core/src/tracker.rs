@@ -332,13 +332,13 @@ impl<S: Store> Tracker<S> {
         response.swarm_results = connect
             .swarm_actions
             .iter()
-            .zip(&outcome.results)
+            .zip(outcome.results)
             .map(|(action, (valid, peers))| SwarmResult {
                 swarm_id: action.swarm_id.clone(),
-                ok: *valid,
+                ok: valid,
                 peers: peers
-                    .iter()
-                    .map(|c| c.to_peer_info(ctx.observed.ip(), Format::Json))
+                    .into_iter()
+                    .map(|c| c.into_peer_info(ctx.observed.ip(), Format::Json))
                     .collect(),
             })
             .collect();
@@ -470,7 +470,7 @@ impl<S: Store> Tracker<S> {
             hints: join.hints,
         };
         let peers = self.store.join(now, key, &spec, &criteria).await?;
-        Ok(single_list(tid, &join.swarm_id, &peers, ctx))
+        Ok(single_list(tid, &join.swarm_id, peers, ctx))
     }
 
     async fn find(
@@ -502,7 +502,7 @@ impl<S: Store> Tracker<S> {
                 TrackerError::UnknownSwarm if json => TrackerError::NotMember,
                 other => other,
             })?;
-        Ok(single_list(tid, &find.swarm_id, &peers, ctx))
+        Ok(single_list(tid, &find.swarm_id, peers, ctx))
     }
 
     async fn stat_report(
@@ -606,7 +606,7 @@ impl<S: Store> Tracker<S> {
 fn single_list(
     tid: &TransactionId,
     swarm_id: &SwarmId,
-    peers: &[Candidate],
+    peers: Vec<Candidate>,
     ctx: &RequestContext,
 ) -> Response {
     let mut response = ok(tid);
@@ -614,8 +614,8 @@ fn single_list(
         swarm_id: swarm_id.clone(),
         ok: true,
         peers: peers
-            .iter()
-            .map(|c| c.to_peer_info(ctx.observed.ip(), ctx.format))
+            .into_iter()
+            .map(|c| c.into_peer_info(ctx.observed.ip(), ctx.format))
             .collect(),
     });
     response

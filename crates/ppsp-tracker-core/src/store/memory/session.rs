@@ -360,12 +360,7 @@ impl SessionSlot {
         let hints = self.hints();
         let ability = self.ability();
         let behind = contact::behind_nat(&declared, self.observed_ip(), hints, ability);
-        let stun = hints.stun.or(match ability {
-            Some(AbilityNat::Stun) => Some(true),
-            Some(AbilityNat::Turn) => Some(false),
-            _ => None,
-        });
-        (behind, stun)
+        (behind, contact::stun_support(hints, ability))
     }
 
     /// True unless the peer is known to be behind a NAT.
@@ -375,6 +370,23 @@ impl SessionSlot {
 
     pub(super) fn contact(&self) -> Option<Contact> {
         let peer_id = PeerId::new(self.id_str()).ok()?;
+        if matches!(
+            self.addr_mode(),
+            ADDR_ONE_AT_OBSERVED | ADDR_ONE_WITH_PRIORITY
+        ) {
+            // Most peers: one declared address, at the address they were seen at. It is the
+            // whole list (there is nothing reflexive to add), so the general ordering is
+            // skipped; a peer list builds one of these per peer listed.
+            let declared = self.declared();
+            let hints = self.hints();
+            let ability = self.ability();
+            return Some(Contact {
+                peer_id,
+                behind_nat: contact::behind_nat(&declared, self.observed_ip(), hints, ability),
+                stun: contact::stun_support(hints, ability),
+                addresses: declared,
+            });
+        }
         let observed = SocketAddr::new(self.observed_ip(), self.port);
         Some(Contact::build(
             peer_id,
