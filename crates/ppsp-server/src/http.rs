@@ -453,20 +453,21 @@ async fn ppsp_request(
     } else {
         conn.secure
     };
-    // RFC 7846 leaves authentication to HTTP: what the JSON gate needs is kept before the
-    // body is read.
+    // RFC 7846 leaves authentication to HTTP: the JSON gate reads the request's head, which
+    // stays at hand while the body is read.
+    let (parts, body) = request.into_parts();
+    let body = read_body(state, &parts.headers, body).await?;
     let http_auth = (dialect == Dialect::Json).then(|| {
         (
-            request.method().as_str().to_owned(),
-            request.uri().path_and_query().map_or_else(
-                || request.uri().path().to_owned(),
-                |p| p.as_str().to_owned(),
-            ),
-            request.headers().clone(),
+            parts.method.as_str(),
+            parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path(), |p| p.as_str()),
+            &parts.headers,
         )
     });
-    let body = read_body(state, request).await?;
-    if let Some((_, _, headers)) = &http_auth
+    if let Some((_, _, headers)) = http_auth
         && let Some(refusal) = state.json_gate.refuse_before_decoding(
             headers,
             &conn.certificate_names,
@@ -483,7 +484,7 @@ async fn ppsp_request(
         .map_err(|error| RequestError::Decode { dialect, error })?;
     // True when the HTTP layer proved the JSON peer's identity (Digest or a certificate).
     let mut authenticated = false;
-    if let Some((method, target, headers)) = &http_auth {
+    if let Some((method, target, headers)) = http_auth {
         let source = observed.ip();
         if headers.contains_key(header::AUTHORIZATION)
             && state.failed_connects.blocked(source, Instant::now())
@@ -629,10 +630,10 @@ async fn connect(
 
 async fn read_body(
     state: &AppState,
-    request: hyper::Request<Incoming>,
+    headers: &HeaderMap,
+    body: Incoming,
 ) -> Result<Bytes, RequestError> {
-    let (parts, body) = request.into_parts();
-    let gzipped = match parts.headers.get(header::CONTENT_ENCODING) {
+    let gzipped = match headers.get(header::CONTENT_ENCODING) {
         None => false,
         Some(value) => match value.to_str().map(str::trim) {
             Ok(v) if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") => true,
@@ -644,8 +645,7 @@ async fn read_body(
             }
         },
     };
-    let declared = parts
-        .headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());

@@ -52,20 +52,10 @@ fn element(out: &mut String, name: &str, text: &str) {
     out.push('>');
 }
 
-/// Appends the decimal form of `value` without going through `fmt`.
-fn push_u64(out: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written, so this never falls back.
-    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or("0"));
+/// Appends the decimal form of `value` without going through `fmt` (a FIND answer holds
+/// two or three numbers per listed peer).
+fn push_u64(out: &mut String, value: u64) {
+    out.push_str(itoa::Buffer::new().format(value));
 }
 
 fn push_i64(out: &mut String, value: i64) {
