@@ -66,7 +66,7 @@ cargo test --locked --workspace
 # The core's store suite again on Redis: one redis-server per test, then one cluster of
 # three primaries per test binary (a key namespace per test).
 core_store_suite=(--test state_table --test selection --test expiry_replay
-    --test json_dialect --test caps --test ownership)
+    --test json_dialect --test caps --test ownership --test crash_between_scripts)
 echo "==> tracker core tests on Redis (each test starts its own redis-server)"
 PPSP_TEST_STORE=redis cargo test --locked -p ppsp-tracker-core "${core_store_suite[@]}"
 echo "==> tracker core tests on a Redis Cluster (one per test binary)"
