@@ -3,7 +3,9 @@
 # store, one node on a redis-server, and two nodes on one Redis Cluster (three primaries,
 # three replicas), each driven for --duration seconds.
 #
-#   scripts/bench-redis.sh [--duration SECS] [--peers N] [--swarms N]
+#   scripts/bench-redis.sh [--duration SECS] [--peers N] [--swarms N] [--mix all|find]
+#
+# --mix find sends only FINDs in the loop (the cost of peer lists alone).
 #
 # Builds the release binary, starts every redis-server on a free loopback port in a
 # temporary directory (waiting for PING answers), starts the trackers on port 0 (the port
@@ -16,12 +18,14 @@ cd "$(dirname "$0")/.."
 duration=10
 peers=200
 swarms=20
+mix=all
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration="$2"; shift 2 ;;
         --peers) peers="$2"; shift 2 ;;
         --swarms) swarms="$2"; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --mix) mix="$2"; shift 2 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -96,7 +100,8 @@ tracker() {
 }
 
 bench() {
-    "$ppsp" --quiet bench --tracker "$1/" --peers "$2" --swarms "$swarms" --duration "$duration"
+    "$ppsp" --quiet bench --tracker "$1/" --peers "$2" --swarms "$swarms" --duration "$duration" \
+        --mix "$mix"
 }
 
 echo "== one node, memory store"
