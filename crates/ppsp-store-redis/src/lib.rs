@@ -949,36 +949,24 @@ impl RedisStore {
             }
             let old_charged = member.ch;
             if let Some(report) = maps {
-                let mut clips = member.clips();
-                for clip in &report.clips {
-                    let Some(segments) = &clip.segments else {
-                        continue;
-                    };
-                    for map in segments.segments.iter().filter_map(|s| s.map.as_ref()) {
-                        rules::merge_chunk_map(
-                            &mut clips,
-                            &clip.name,
-                            segments.media,
-                            map,
-                            limits.max_clips_per_member,
-                        );
-                    }
+                let merged = match rules::merge_report_maps(
+                    member.clips(),
+                    old_charged as usize,
+                    session.b as usize,
+                    report,
+                    limits,
+                ) {
+                    Ok(merged) => merged,
+                    Err(cap) => return Err(self.refuse(cap).await),
+                };
+                if merged.growth > 0
+                    && self.total("chunk_bytes").await? + merged.growth as u64
+                        > limits.max_chunk_map_bytes
+                {
+                    return Err(self.refuse(Cap::ChunkMapBytes).await);
                 }
-                let charged: u64 = clips.iter().map(|c| c.chunks.charged_bytes() as u64).sum();
-                let delta = charged as i64 - old_charged as i64;
-                if charged > limits.max_chunk_map_bytes_per_member as u64 {
-                    return Err(self.refuse(Cap::ChunkMapBytesPerMember).await);
-                }
-                if delta > 0 {
-                    if session.b + delta as u64 > limits.max_chunk_map_bytes_per_session as u64 {
-                        return Err(self.refuse(Cap::ChunkMapBytesPerSession).await);
-                    }
-                    if self.total("chunk_bytes").await? + delta as u64 > limits.max_chunk_map_bytes
-                    {
-                        return Err(self.refuse(Cap::ChunkMapBytes).await);
-                    }
-                }
-                let complete = rules::holds_everything(&clips);
+                let (clips, charged, complete) =
+                    (merged.clips, merged.charged as u64, merged.complete);
                 member.cl = clips.iter().map(ClipRecord::from_clip).collect();
                 member.ch = charged;
                 if complete && member.done.is_none() {

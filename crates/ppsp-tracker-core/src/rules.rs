@@ -6,11 +6,12 @@
 use std::net::IpAddr;
 
 use ppsp_proto::{
-    ChunkMap, ChunkSet, Clip, Format, MediaType, PeerMode, SwarmAction, SwarmActionKind, SwarmId,
+    ChunkMap, ChunkMapReport, ChunkSet, Clip, Format, MediaType, PeerMode, SwarmAction,
+    SwarmActionKind, SwarmId,
 };
 
-use crate::TrackerError;
 use crate::store::{ClipChunks, Proof, Registration, SessionCheck};
+use crate::{Cap, Limits, TrackerError};
 
 /// What the session rules look at in a live session, whichever store keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +103,66 @@ pub fn merge_chunk_map(
         media,
         chunks: ChunkSet::new().with(map),
     });
+}
+
+/// A member's chunk maps after one swarm's part of a STAT_REPORT, and their cost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MergedMaps {
+    /// The maps, per clip and media type.
+    pub clips: Vec<ClipChunks>,
+    /// Chunk-map bytes they are charged.
+    pub charged: usize,
+    /// Bytes more (or, negative, fewer) than before; a store checks a growth against the
+    /// tracker-wide cap, which only it can read.
+    pub growth: i64,
+    /// True when they hold every chunk they cover.
+    pub complete: bool,
+}
+
+/// Merges the maps of `report` into a member's `clips` (charged `charged_before` bytes)
+/// and checks the caps of one member and of its session (which holds `session_bytes`).
+///
+/// # Errors
+/// [`Cap::ChunkMapBytesPerMember`] or [`Cap::ChunkMapBytesPerSession`]; nothing is to be
+/// stored then.
+pub fn merge_report_maps(
+    mut clips: Vec<ClipChunks>,
+    charged_before: usize,
+    session_bytes: usize,
+    report: &ChunkMapReport,
+    limits: &Limits,
+) -> Result<MergedMaps, Cap> {
+    for clip in &report.clips {
+        let Some(segments) = &clip.segments else {
+            continue;
+        };
+        for map in segments.segments.iter().filter_map(|s| s.map.as_ref()) {
+            merge_chunk_map(
+                &mut clips,
+                &clip.name,
+                segments.media,
+                map,
+                limits.max_clips_per_member,
+            );
+        }
+    }
+    let charged: usize = clips.iter().map(|c| c.chunks.charged_bytes()).sum();
+    let growth = charged as i64 - charged_before as i64;
+    if charged > limits.max_chunk_map_bytes_per_member {
+        return Err(Cap::ChunkMapBytesPerMember);
+    }
+    if growth > 0
+        && session_bytes.saturating_add(growth as usize) > limits.max_chunk_map_bytes_per_session
+    {
+        return Err(Cap::ChunkMapBytesPerSession);
+    }
+    let complete = holds_everything(&clips);
+    Ok(MergedMaps {
+        clips,
+        charged,
+        growth,
+        complete,
+    })
 }
 
 /// True when a member's chunk maps hold every chunk they cover (it completed).
@@ -441,6 +502,50 @@ mod tests {
         let mut whole = Vec::new();
         merge_chunk_map(&mut whole, "a", MediaType::Video, &full, 2);
         assert!(holds_everything(&whole));
+    }
+
+    #[test]
+    fn report_maps_are_charged_and_capped() {
+        use ppsp_proto::{ChunkSegments, Segment};
+        let mut map = ChunkMap::new(0, 64 * 8);
+        for c in 0..64 * 8 {
+            map.insert(c);
+        }
+        let report = ChunkMapReport {
+            swarm_id: SwarmId::new("s").expect("id"),
+            clips: vec![Clip {
+                name: "c".into(),
+                kind: None,
+                chunk_segment_index: None,
+                segments: Some(ChunkSegments {
+                    media: MediaType::Video,
+                    segments: vec![Segment::with_map(map)],
+                }),
+            }],
+        };
+        let limits = Limits::default();
+        let merged = merge_report_maps(Vec::new(), 0, 0, &report, &limits).expect("merged");
+        assert!(merged.complete);
+        assert!(merged.charged >= 64);
+        assert_eq!(merged.growth, merged.charged as i64);
+        // The same report again costs nothing more.
+        let again = merge_report_maps(merged.clips.clone(), merged.charged, 0, &report, &limits)
+            .expect("merged");
+        assert_eq!(again.growth, 0);
+        let tight = Limits {
+            max_chunk_map_bytes_per_member: merged.charged - 1,
+            ..Limits::default()
+        };
+        assert_eq!(
+            merge_report_maps(Vec::new(), 0, 0, &report, &tight),
+            Err(Cap::ChunkMapBytesPerMember)
+        );
+        let session_full = limits.max_chunk_map_bytes_per_session - merged.charged + 1;
+        assert_eq!(
+            merge_report_maps(Vec::new(), 0, session_full, &report, &limits),
+            Err(Cap::ChunkMapBytesPerSession)
+        );
+        assert!(merge_report_maps(Vec::new(), 0, session_full - 1, &report, &limits).is_ok());
     }
 
     #[test]

@@ -544,38 +544,18 @@ impl MemoryStore {
     ) -> Result<isize, TrackerError> {
         let limits = &self.policy.limits;
         let extra = swarm.extras.get(&session_ref);
-        let mut clips: Vec<ClipChunks> = extra.map(|e| e.clips.clone()).unwrap_or_default();
+        let clips: Vec<ClipChunks> = extra.map(|e| e.clips.clone()).unwrap_or_default();
         let old_charged = extra.map_or(0, |e| e.charged);
-        for clip in &report.clips {
-            let Some(segments) = &clip.segments else {
-                continue;
-            };
-            for map in segments.segments.iter().filter_map(|s| s.map.as_ref()) {
-                rules::merge_chunk_map(
-                    &mut clips,
-                    &clip.name,
-                    segments.media,
-                    map,
-                    limits.max_clips_per_member,
-                );
-            }
-        }
-        let charged: usize = clips.iter().map(|c| c.chunks.charged_bytes()).sum();
-        let delta = charged as isize - old_charged as isize;
-        if charged > limits.max_chunk_map_bytes_per_member {
-            return Err(self.counters.refuse(Cap::ChunkMapBytesPerMember));
-        }
-        if delta > 0 {
-            if session_bytes + delta as usize > limits.max_chunk_map_bytes_per_session {
-                return Err(self.counters.refuse(Cap::ChunkMapBytesPerSession));
-            }
-            if self.counters.chunk_bytes.load(Ordering::Relaxed) + delta as u64
+        let merged = rules::merge_report_maps(clips, old_charged, session_bytes, report, limits)
+            .map_err(|cap| self.counters.refuse(cap))?;
+        let delta = merged.growth as isize;
+        if delta > 0
+            && self.counters.chunk_bytes.load(Ordering::Relaxed) + delta as u64
                 > limits.max_chunk_map_bytes
-            {
-                return Err(self.counters.refuse(Cap::ChunkMapBytes));
-            }
+        {
+            return Err(self.counters.refuse(Cap::ChunkMapBytes));
         }
-        let complete = rules::holds_everything(&clips);
+        let (clips, charged, complete) = (merged.clips, merged.charged, merged.complete);
         let extra = swarm.extras.entry(session_ref).or_default();
         extra.clips = clips;
         extra.charged = charged;
