@@ -4,8 +4,12 @@
 # three replicas), each driven for --duration seconds.
 #
 #   scripts/bench-redis.sh [--duration SECS] [--peers N] [--swarms N] [--mix all|find]
+#   scripts/bench-redis.sh --fill N [--swarms N]
 #
-# --mix find sends only FINDs in the loop (the cost of peer lists alone).
+# --mix find sends only FINDs in the loop (the cost of peer lists alone). --fill N instead
+# registers N peers (`ppsp bench fill`, JSON, one swarm each) through one node on one
+# redis-server and prints the fill's report and the server's used_memory (INFO memory)
+# before, after, and per peer.
 #
 # Builds the release binary, starts every redis-server on a free loopback port in a
 # temporary directory (waiting for PING answers), starts the trackers on port 0 (the port
@@ -19,13 +23,15 @@ duration=10
 peers=200
 swarms=20
 mix=all
+fill=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration="$2"; shift 2 ;;
         --peers) peers="$2"; shift 2 ;;
         --swarms) swarms="$2"; shift 2 ;;
         --mix) mix="$2"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --fill) fill="$2"; shift 2 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -82,10 +88,11 @@ redis_server() {
     exit 1
 }
 
-# tracker NAME STORE: starts a node; sets $url.
+# tracker NAME STORE [ARGS...]: starts a node; sets $url.
 tracker() {
     local name=$1 store=$2
-    "$ppsp" --quiet tracker --listen 127.0.0.1:0 --store "$store" \
+    shift 2
+    "$ppsp" --quiet tracker --listen 127.0.0.1:0 --store "$store" "$@" \
         > "$work/$name.out" 2> "$work/$name.err" &
     pids+=($!)
     for _ in $(seq 300); do
@@ -103,6 +110,31 @@ bench() {
     "$ppsp" --quiet bench --tracker "$1/" --peers "$2" --swarms "$swarms" --duration "$duration" \
         --mix "$mix"
 }
+
+used_memory() {
+    redis-cli -p "$1" info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p'
+}
+
+if [ "$fill" -gt 0 ]; then
+    # One file descriptor per connection on both sides; the fill uses a few hundred.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    cat > "$work/fill.toml" <<'EOF'
+[tracker]
+# No peer may expire while the fill and the measurement run.
+session_idle_timeout_secs = 86400
+# The fill comes from a few hundred loopback addresses.
+max_sessions_per_address = 1000000
+EOF
+    echo "== fill: one node, one redis-server, $fill peers in $swarms swarms"
+    redis_server fill
+    redis_port=$port
+    tracker on-redis "redis://127.0.0.1:$redis_port" --config "$work/fill.toml"
+    before=$(used_memory "$redis_port")
+    "$ppsp" --quiet bench fill --tracker "$url/" --peers "$fill" --swarms "$swarms"
+    after=$(used_memory "$redis_port")
+    echo "used_memory before $before  after $after  per peer $(( (after - before) / fill ))"
+    exit 0
+fi
 
 echo "== one node, memory store"
 tracker memory memory
