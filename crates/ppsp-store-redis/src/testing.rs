@@ -90,9 +90,11 @@ fn scratch_dir(label: &str) -> io::Result<PathBuf> {
 }
 
 /// Runs `redis-server` with the script's arguments and kills it (SIGKILL, then reaps it)
-/// once its standard input reaches end of file; exits when the server exits. The watcher
-/// reads a copy of standard input (descriptor 3) because the shell gives a background
-/// command `/dev/null` as its input.
+/// once its standard input reaches end of file; exits when the server exits, removing the
+/// server's directory (`$PPSP_REDIS_DIR`: a cluster node writes its `nodes.conf` there, and
+/// a server kept in a `static` is never dropped). The watcher reads a copy of standard
+/// input (descriptor 3) because the shell gives a background command `/dev/null` as its
+/// input.
 const SUPERVISOR: &str = r#"exec 3<&0
 redis-server "$@" </dev/null >/dev/null 2>&1 3<&- &
 server=$!
@@ -101,6 +103,7 @@ watcher=$!
 wait "$server"
 status=$?
 kill "$watcher" 2>/dev/null
+rm -rf "$PPSP_REDIS_DIR"
 exit "$status""#;
 
 /// One running `redis-server`.
@@ -143,8 +146,11 @@ impl RedisServer {
     }
 
     fn spawn(port: u16, dir: PathBuf, extra: &[&str]) -> io::Result<Self> {
+        // A restart reuses the directory its supervisor removed.
+        std::fs::create_dir_all(&dir)?;
         let mut child = Command::new("sh")
             .args(["-c", SUPERVISOR, "redis-server"])
+            .env("PPSP_REDIS_DIR", &dir)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
