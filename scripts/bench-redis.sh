@@ -3,25 +3,37 @@
 # store, one node on a redis-server, and two nodes on one Redis Cluster (three primaries,
 # three replicas), each driven for --duration seconds.
 #
-#   scripts/bench-redis.sh [--duration SECS] [--peers N] [--swarms N]
+#   scripts/bench-redis.sh [--duration SECS] [--peers N] [--swarms N] [--mix all|find]
+#   scripts/bench-redis.sh --fill N [--swarms N]
+#
+# --mix find sends only FINDs in the loop (the cost of peer lists alone). --fill N instead
+# registers N peers (`ppsp bench fill`, JSON, one swarm each) through one node on one
+# redis-server and prints the fill's report and the server's used_memory (INFO memory)
+# before, after, and per peer.
 #
 # Builds the release binary, starts every redis-server on a free loopback port in a
 # temporary directory (waiting for PING answers), starts the trackers on port 0 (the port
 # is read from their readiness lines), and runs one `ppsp bench` per node at the same time
-# (two nodes: two load generators, each with half the peers). Every process it started is
-# stopped by its PID at the end. Not part of the test command.
+# (two nodes: two load generators, each with half the peers), and prints the CPU time the
+# trackers and the redis-servers of each setup used during its run (the load generators'
+# own CONNECTs and JOINs included) and the bytes the single redis-server received and sent.
+# Every process it started is stopped by its PID at the end. Not part of the test command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 duration=10
 peers=200
 swarms=20
+mix=all
+fill=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration="$2"; shift 2 ;;
         --peers) peers="$2"; shift 2 ;;
         --swarms) swarms="$2"; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --mix) mix="$2"; shift 2 ;;
+        --fill) fill="$2"; shift 2 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -68,6 +80,7 @@ redis_server() {
     redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
         --dir "$work/$name" "$@" > "$work/$name.log" 2>&1 &
     pids+=($!)
+    setup_redis+=($!)
     for _ in $(seq 300); do
         if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
             return
@@ -78,12 +91,14 @@ redis_server() {
     exit 1
 }
 
-# tracker NAME STORE: starts a node; sets $url.
+# tracker NAME STORE [ARGS...]: starts a node; sets $url.
 tracker() {
     local name=$1 store=$2
-    "$ppsp" --quiet tracker --listen 127.0.0.1:0 --store "$store" \
+    shift 2
+    "$ppsp" --quiet tracker --listen 127.0.0.1:0 --store "$store" "$@" \
         > "$work/$name.out" 2> "$work/$name.err" &
     pids+=($!)
+    setup_trackers+=($!)
     for _ in $(seq 300); do
         if grep -q '^listening on ' "$work/$name.out" 2>/dev/null; then
             url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$work/$name.out" | head -1)
@@ -95,20 +110,91 @@ tracker() {
     exit 1
 }
 
-bench() {
-    "$ppsp" --quiet bench --tracker "$1/" --peers "$2" --swarms "$swarms" --duration "$duration"
+# CPU time (user + system, in clock ticks) the given processes used so far.
+cpu_ticks() {
+    local total=0 pid
+    for pid in "$@"; do
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+    done
+    echo "$total"
 }
 
+# Processes of the setup being measured, and their CPU time before its run.
+setup_redis=()
+setup_trackers=()
+new_setup() {
+    setup_redis=()
+    setup_trackers=()
+}
+cpu_start() {
+    trackers_before=$(cpu_ticks "${setup_trackers[@]}")
+    redis_before=$(cpu_ticks "${setup_redis[@]}")
+}
+cpu_report() {
+    local hz trackers redis
+    hz=$(getconf CLK_TCK)
+    trackers=$(( $(cpu_ticks "${setup_trackers[@]}") - trackers_before ))
+    redis=$(( $(cpu_ticks "${setup_redis[@]}") - redis_before ))
+    awk -v t="$trackers" -v r="$redis" -v hz="$hz" \
+        'BEGIN { printf "cpu during the run: trackers %.2f s, redis-servers %.2f s\n", t / hz, r / hz }'
+}
+
+bench() {
+    "$ppsp" --quiet bench --tracker "$1/" --peers "$2" --swarms "$swarms" --duration "$duration" \
+        --mix "$mix"
+}
+
+# Bytes the redis-server on port $1 received and sent so far: "IN OUT".
+net_bytes() {
+    redis-cli -p "$1" info stats | tr -d '\r' |
+        awk -F: '/^total_net_input_bytes:/ { i = $2 } /^total_net_output_bytes:/ { o = $2 } END { print i, o }'
+}
+
+used_memory() {
+    redis-cli -p "$1" info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p'
+}
+
+if [ "$fill" -gt 0 ]; then
+    # One file descriptor per connection on both sides; the fill uses a few hundred.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    cat > "$work/fill.toml" <<'EOF'
+[tracker]
+# No peer may expire while the fill and the measurement run.
+session_idle_timeout_secs = 86400
+# The fill comes from a few hundred loopback addresses.
+max_sessions_per_address = 1000000
+EOF
+    echo "== fill: one node, one redis-server, $fill peers in $swarms swarms"
+    redis_server fill
+    redis_port=$port
+    tracker on-redis "redis://127.0.0.1:$redis_port" --config "$work/fill.toml"
+    before=$(used_memory "$redis_port")
+    "$ppsp" --quiet bench fill --tracker "$url/" --peers "$fill" --swarms "$swarms"
+    after=$(used_memory "$redis_port")
+    echo "used_memory before $before  after $after  per peer $(( (after - before) / fill ))"
+    exit 0
+fi
+
 echo "== one node, memory store"
+new_setup
 tracker memory memory
+cpu_start
 bench "$url" "$peers"
+cpu_report
 
 echo "== one node, one redis-server"
+new_setup
 redis_server single
-tracker on-redis "redis://127.0.0.1:$port"
+single_port=$port
+tracker on-redis "redis://127.0.0.1:$single_port"
+cpu_start
+net_before=$(net_bytes "$single_port")
 bench "$url" "$peers"
+cpu_report
+echo "redis-server network during the run (in out): $(net_bytes "$single_port") after, $net_before before"
 
 echo "== two nodes, one Redis Cluster (3 primaries + 3 replicas)"
+new_setup
 nodes=()
 for i in 1 2 3 4 5 6; do
     redis_server "node$i" --cluster-enabled yes
@@ -126,10 +212,12 @@ tracker node-a "$cluster_url"
 node_a=$url
 tracker node-b "$cluster_url"
 node_b=$url
+cpu_start
 bench "$node_a" $((peers / 2)) > "$work/bench-a.txt" &
 bench_a=$!
 bench "$node_b" $((peers / 2)) > "$work/bench-b.txt"
 wait "$bench_a"
+cpu_report
 echo "-- node A"
 cat "$work/bench-a.txt"
 echo "-- node B"

@@ -3,7 +3,8 @@
 # (xmllint, curl for HTTP Digest, a STUN client from coturn, a JSON Schema validator, an
 # OpenMetrics parser, headless Chromium, systemd-analyze, ffmpeg, hls.js, redis-server and
 # redis-cli), then runs formatting, lints, every test (the systemd unit's check among them,
-# and the core's tests once more on a Redis store), and builds the benches and fuzz targets.
+# and the core's tests once more on one Redis server and once on a Redis Cluster), and
+# builds the benches and fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,9 +63,14 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --locked --workspace
 
+# The core's store suite again on Redis: one redis-server per test, then one cluster of
+# three primaries per test binary (a key namespace per test).
+core_store_suite=(--test state_table --test selection --test expiry_replay
+    --test json_dialect --test caps --test ownership --test crash_between_scripts)
 echo "==> tracker core tests on Redis (each test starts its own redis-server)"
-PPSP_TEST_STORE=redis cargo test --locked -p ppsp-tracker-core \
-    --test state_table --test selection --test expiry_replay --test json_dialect
+PPSP_TEST_STORE=redis cargo test --locked -p ppsp-tracker-core "${core_store_suite[@]}"
+echo "==> tracker core tests on a Redis Cluster (one per test binary)"
+PPSP_TEST_STORE=redis-cluster cargo test --locked -p ppsp-tracker-core "${core_store_suite[@]}"
 
 echo "==> benches and fuzz targets build"
 cargo bench --locked --workspace --no-run

@@ -92,6 +92,28 @@ pub struct LoadArgs {
     /// counts the wait. Needs enough peers to keep up: each has one request in flight.
     #[arg(long, value_name = "REQ_PER_SEC")]
     rate: Option<f64>,
+    /// Requests of the loop: `all` (FIND, STAT_REPORT and KEEPALIVE in turn) or `find`
+    /// (FIND only: the cost of peer lists alone).
+    #[arg(long, value_enum, default_value_t = Mix::All)]
+    mix: Mix,
+}
+
+/// Which requests the loop sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Mix {
+    /// FIND, STAT_REPORT and KEEPALIVE in turn.
+    All,
+    /// FIND only.
+    Find,
+}
+
+impl Mix {
+    fn rotation(self) -> &'static [Op] {
+        match self {
+            Self::All => &[Op::Find, Op::StatReport, Op::KeepAlive],
+            Self::Find => &[Op::Find],
+        }
+    }
 }
 
 /// Runs the load generator on a runtime of its own and returns its report: a summary line
@@ -139,6 +161,8 @@ struct Plan {
     run_tag: u32,
     /// Requests per second of the open loop; a closed loop when absent.
     rate: Option<f64>,
+    /// The requests of the loop, taken in turn.
+    rotation: &'static [Op],
 }
 
 impl Plan {
@@ -164,6 +188,7 @@ impl Plan {
             chunk_map_bits: args.chunk_map_bits,
             timeout: seconds(args.timeout, "--timeout")?,
             run_tag: StdRng::from_os_rng().random(),
+            rotation: args.mix.rotation(),
             rate: match args.rate {
                 Some(rate) if !(rate.is_finite() && rate > 0.0 && rate <= 10_000_000.0) => {
                     return Err(LoadError::OutOfRange {
@@ -702,7 +727,7 @@ impl SimPeer {
         if !entered {
             return;
         }
-        let rotation = [Op::Find, Op::StatReport, Op::KeepAlive];
+        let rotation = plan.rotation;
         let mut turn = self.rng.random_range(0..rotation.len());
         while let Some(ticket) = clock.take_ticket(&plan) {
             let op = rotation[turn % rotation.len()];
@@ -960,6 +985,7 @@ mod tests {
             chunk_map_bits: 100,
             timeout: 1.0,
             rate: None,
+            mix: Mix::All,
         })
         .expect("valid plan");
         let limits = Limits::default();
@@ -996,6 +1022,7 @@ mod tests {
             chunk_map_bits: 8,
             timeout: 1.0,
             rate: None,
+            mix: Mix::All,
         };
         assert!(Plan::from_args(&args("https://127.0.0.1:1/")).is_err());
         assert!(Plan::from_args(&args("127.0.0.1:7070")).is_err());

@@ -38,23 +38,22 @@ use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use redis::Value;
 
-use ppsp_proto::{
-    ChunkMap, Format, NatHints, PeerId, PeerMode, Stat, StatReport, SwarmAction, SwarmId,
-};
-use ppsp_tracker_core::rules::{self, Criteria, Reachability};
+use ppsp_proto::{NatHints, PeerId, PeerMode, Stat, StatReport, SwarmAction, SwarmId};
+use ppsp_tracker_core::rules::{self, Criteria, Reachability, StartPoint};
 use ppsp_tracker_core::store::{
-    ClipChunks, JoinSpec, Proof, Registration, SessionCheck, SessionKey, Store, StorePolicy,
-    SwarmActionsOutcome,
+    ClipChunks, JoinSpec, Registration, SessionKey, Store, StorePolicy, SwarmActionsOutcome,
 };
 use ppsp_tracker_core::token::TokenKey;
 use ppsp_tracker_core::{
-    Candidate, Cap, Config, MemoryStore, PeerDetail, SessionState, StoreError, SwarmDetail,
-    SwarmPage, SwarmQuery, SwarmSummary, SweepReport, Timestamp, Totals, TrackerError,
+    Candidate, Cap, Config, MemoryStore, PeerDetail, RECENT_COMPLETIONS, SessionState, StoreError,
+    SwarmDetail, SwarmPage, SwarmQuery, SwarmSummary, SweepReport, Timestamp, Totals, TrackerError,
 };
 
 pub use backend::StoreAddress;
 use backend::{Applied, Backend, Ops};
-use records::{ClipRecord, ContactRecord, MemberRecord, SessionRecord, StatsRecord, mode_field};
+use records::{
+    ClipRecord, ContactRecord, MemberRecord, SessionRecord, StartRecord, StatsRecord, mode_field,
+};
 
 /// Session buckets (hash tags); enough to spread sessions over every primary of a cluster.
 pub const SESSION_BUCKETS: u32 = 64;
@@ -219,6 +218,18 @@ fn cap_field(cap: Cap) -> String {
 /// A chosen member and its record.
 type Chosen = Vec<(String, MemberRecord)>;
 
+/// A JOIN's first script done (see [`RedisStore::join_first_script_only`]).
+struct Claim {
+    /// The session as read.
+    text: String,
+    /// The session as read, with the request's hints merged.
+    session: SessionRecord,
+    /// The session as written: naming the membership.
+    claimed: SessionRecord,
+    /// True when the request's hints changed the session's.
+    hints_changed: bool,
+}
+
 impl RedisStore {
     /// Connects to the store at `url` for a tracker with `config`.
     ///
@@ -354,24 +365,8 @@ impl RedisStore {
             .read_session(key.peer_id.as_str())
             .await?
             .filter(|(_, s)| s.alive(now, self.idle_secs));
-        match (key.check, found) {
-            (SessionCheck::Generation(generation), Some((text, session)))
-                if session.format() == Format::Xml && session.g == generation =>
-            {
-                Ok((text, session))
-            }
-            (SessionCheck::Generation(_), _) => Err(TrackerError::BadToken),
-            (SessionCheck::Json { .. }, None) => Err(TrackerError::NotRegistered),
-            (SessionCheck::Json { .. }, Some((_, session))) if session.format() != Format::Json => {
-                Err(TrackerError::DialectMismatch)
-            }
-            (SessionCheck::Json { source: Some(ip) }, Some((_, session)))
-                if session.o.ip() != ip =>
-            {
-                Err(TrackerError::SessionOwned)
-            }
-            (SessionCheck::Json { .. }, Some(found)) => Ok(found),
-        }
+        rules::check_session(key.check, found.as_ref().map(|(_, s)| s.live()).as_ref())?;
+        found.ok_or(TrackerError::Internal)
     }
 
     /// Writes a session that was read as `old` (`None`: absent) and is now `new`.
@@ -592,6 +587,64 @@ impl RedisStore {
         Ok(())
     }
 
+    /// The first of a JOIN's two scripts: the session names the membership before the
+    /// swarm holds it (session → swarm). `None` when the session moved under it.
+    async fn claim_membership(
+        &self,
+        now: u64,
+        key: SessionKey<'_>,
+        join: &JoinSpec<'_>,
+    ) -> Result<Option<Claim>, TrackerError> {
+        let (text, mut session) = self.checked(now, key).await?;
+        let hints_changed = session.merge_hints(join.hints);
+        let swarm_id = join.swarm_id.as_str();
+        if session.membership(swarm_id).is_none()
+            && session.w.len() >= self.policy.max_swarms_per_peer
+        {
+            return Err(TrackerError::TooManySwarms);
+        }
+        let mut claimed = session.clone();
+        claimed.set_membership(swarm_id, join.mode);
+        claimed.l = now;
+        if !self
+            .write_session(key.peer_id.as_str(), Some(&text), &claimed)
+            .await?
+        {
+            return Ok(None);
+        }
+        Ok(Some(Claim {
+            text,
+            session,
+            claimed,
+            hints_changed,
+        }))
+    }
+
+    /// Runs only the first of a JOIN's two scripts, so the session names the membership and
+    /// the swarm does not hold it: the state a node that dies between the two leaves
+    /// behind. For the tests of that crash; a tracker never calls it.
+    ///
+    /// # Errors
+    /// As the JOIN would refuse it.
+    #[doc(hidden)]
+    pub async fn join_first_script_only(
+        &self,
+        now: Timestamp,
+        key: SessionKey<'_>,
+        join: &JoinSpec<'_>,
+    ) -> Result<(), TrackerError> {
+        for _ in 0..RETRIES {
+            if self
+                .claim_membership(now.as_secs(), key, join)
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        Err(self.conflict())
+    }
+
     fn prefer_reachable(&self, criteria: &Criteria, facts: (Option<bool>, Option<bool>)) -> bool {
         criteria.reachability == Reachability::Prefer
             || (criteria.reachability == Reachability::AsRequesterNeeds
@@ -638,6 +691,7 @@ impl RedisStore {
                     cl: Vec::new(),
                     st: None,
                     done: None,
+                    sp: None,
                     ch: 0,
                 },
             };
@@ -645,6 +699,12 @@ impl RedisStore {
             member.m = records::mode_code(join.mode);
             member.c = contact.clone();
             member.dl = deadline;
+            // As the memory store: the latest JOIN's start point, none if it declared none.
+            member.sp = join
+                .start
+                .and_then(StartPoint::of)
+                .as_ref()
+                .map(StartRecord::from_start);
             let text = serde_json::to_string(&member).map_err(|_| TrackerError::Internal)?;
             let member_key = peer_id.as_str();
             let mut ops = keys.ops();
@@ -889,39 +949,24 @@ impl RedisStore {
             }
             let old_charged = member.ch;
             if let Some(report) = maps {
-                let mut clips = member.clips();
-                for clip in &report.clips {
-                    let Some(segments) = &clip.segments else {
-                        continue;
-                    };
-                    for map in segments.segments.iter().filter_map(|s| s.map.as_ref()) {
-                        apply_map(
-                            &mut clips,
-                            &clip.name,
-                            segments.media,
-                            map,
-                            limits.max_clips_per_member,
-                        );
-                    }
+                let merged = match rules::merge_report_maps(
+                    member.clips(),
+                    old_charged as usize,
+                    session.b as usize,
+                    report,
+                    limits,
+                ) {
+                    Ok(merged) => merged,
+                    Err(cap) => return Err(self.refuse(cap).await),
+                };
+                if merged.growth > 0
+                    && self.total("chunk_bytes").await? + merged.growth as u64
+                        > limits.max_chunk_map_bytes
+                {
+                    return Err(self.refuse(Cap::ChunkMapBytes).await);
                 }
-                let charged: u64 = clips.iter().map(|c| c.chunks.charged_bytes() as u64).sum();
-                let delta = charged as i64 - old_charged as i64;
-                if charged > limits.max_chunk_map_bytes_per_member as u64 {
-                    return Err(self.refuse(Cap::ChunkMapBytesPerMember).await);
-                }
-                if delta > 0 {
-                    if session.b + delta as u64 > limits.max_chunk_map_bytes_per_session as u64 {
-                        return Err(self.refuse(Cap::ChunkMapBytesPerSession).await);
-                    }
-                    if self.total("chunk_bytes").await? + delta as u64 > limits.max_chunk_map_bytes
-                    {
-                        return Err(self.refuse(Cap::ChunkMapBytes).await);
-                    }
-                }
-                let complete = !clips.is_empty()
-                    && clips
-                        .iter()
-                        .all(|c| c.chunks.segments().iter().all(ChunkMap::is_full));
+                let (clips, charged, complete) =
+                    (merged.clips, merged.charged as u64, merged.complete);
                 member.cl = clips.iter().map(ClipRecord::from_clip).collect();
                 member.ch = charged;
                 if complete && member.done.is_none() {
@@ -1107,34 +1152,6 @@ fn consider_all(
     }
 }
 
-/// Applies one reported map to a member's clips, dropping the oldest clip past `max_clips`.
-fn apply_map(
-    clips: &mut Vec<ClipChunks>,
-    name: &str,
-    media: ppsp_proto::MediaType,
-    map: &ChunkMap,
-    max_clips: usize,
-) {
-    if map.is_empty() {
-        return;
-    }
-    if let Some(existing) = clips
-        .iter_mut()
-        .find(|c| c.media == media && *c.clip == *name)
-    {
-        existing.chunks = existing.chunks.with(map);
-        return;
-    }
-    if clips.len() >= max_clips.max(1) {
-        clips.remove(0);
-    }
-    clips.push(ClipChunks {
-        clip: name.into(),
-        media,
-        chunks: ppsp_proto::ChunkSet::new().with(map),
-    });
-}
-
 impl Store for RedisStore {
     async fn register(
         &self,
@@ -1145,11 +1162,8 @@ impl Store for RedisStore {
         let peer_id = registration.peer_id.as_str();
         for _ in 0..RETRIES {
             if let Some((text, old)) = self.read_session(peer_id).await? {
-                if old.alive(now, self.idle_secs) && old.format() != registration.format {
-                    return Err(TrackerError::DialectMismatch);
-                }
-                if old.alive(now, self.idle_secs) && !owns(&old, registration) {
-                    return Err(TrackerError::SessionOwned);
+                if old.alive(now, self.idle_secs) {
+                    rules::may_replace(&old.live(), registration)?;
                 }
                 // A new CONNECT replaces the session as if the old one had sent DISCONNECT.
                 if !self.drop_session(peer_id, &text, &old).await? {
@@ -1208,25 +1222,16 @@ impl Store for RedisStore {
         let now = now.as_secs();
         let peer_id = key.peer_id;
         for _ in 0..RETRIES {
-            let (text, mut session) = self.checked(now, key).await?;
-            let hints_changed = session.merge_hints(join.hints);
-            let swarm_id = join.swarm_id.as_str();
-            if session.membership(swarm_id).is_none()
-                && session.w.len() >= self.policy.max_swarms_per_peer
-            {
-                return Err(TrackerError::TooManySwarms);
-            }
-            // The session names the membership before the swarm holds it (session → swarm).
-            let mode = join.mode;
-            let mut claimed = session.clone();
-            claimed.set_membership(swarm_id, mode);
-            claimed.l = now;
-            if !self
-                .write_session(peer_id.as_str(), Some(&text), &claimed)
-                .await?
-            {
+            let Some(Claim {
+                text,
+                mut session,
+                claimed,
+                hints_changed,
+            }) = self.claim_membership(now, key, join).await?
+            else {
                 continue;
-            }
+            };
+            let swarm_id = join.swarm_id.as_str();
             if hints_changed {
                 self.refresh_contact(peer_id, &session).await?;
             }
@@ -1406,12 +1411,7 @@ impl Store for RedisStore {
         let mut registered = None;
         if let Some((text, session)) = self.read_session(peer_id.as_str()).await? {
             if session.alive(now_secs, self.idle_secs) {
-                if session.format() != Format::Json {
-                    return Err(TrackerError::DialectMismatch);
-                }
-                if !owns(&session, registration) {
-                    return Err(TrackerError::SessionOwned);
-                }
+                rules::may_replace(&session.live(), registration)?;
                 registered = Some((text, session));
             } else if !self.drop_session(peer_id.as_str(), &text, &session).await? {
                 return Err(self.conflict());
@@ -1753,22 +1753,7 @@ impl Store for RedisStore {
             .zip(records)
             .filter_map(|(peer, text)| {
                 let member: MemberRecord = serde_json::from_str(&text?).ok()?;
-                let clips = member.clips();
-                let stats = member.st.clone().unwrap_or_default();
-                let (behind_nat, stun) = member.c.nat_facts();
-                Some(PeerDetail {
-                    peer_id: PeerId::new(peer).ok()?,
-                    mode: member.mode(),
-                    joined_at: Timestamp::from_secs(member.j),
-                    completed_at: member.done.map(Timestamp::from_secs),
-                    uploaded_bytes: stats.u.unwrap_or(0),
-                    downloaded_bytes: stats.d.unwrap_or(0),
-                    available_bandwidth: stats.bw.unwrap_or(0),
-                    chunks_held: clips.iter().map(|c| c.chunks.count()).sum(),
-                    chunks_covered: clips.iter().map(|c| c.chunks.covered()).sum(),
-                    behind_nat,
-                    stun,
-                })
+                member_detail(peer, &member)
             })
             .collect();
         let sample = self.sample(&keys, AVAILABILITY_SAMPLE).await?;
@@ -1794,20 +1779,44 @@ impl Store for RedisStore {
             availability_sampled: sampled,
             uploaded_bytes,
             downloaded_bytes,
-            // Completion times are not kept in Redis records.
-            recently_completed: Vec::new(),
+            recently_completed: recently_completed(&sample),
         }))
     }
 }
 
-/// True when `registration` may act on the live session `session` of its PeerID (see
-/// [`Proof`]).
-fn owns(session: &SessionRecord, registration: &Registration<'_>) -> bool {
-    match registration.proof {
-        Proof::Credentials => true,
-        Proof::Token(generation) => generation == session.g,
-        Proof::SourceAddress => session.o.ip() == registration.observed.ip(),
-    }
+/// A member as the statistics pages show it.
+fn member_detail(peer: String, member: &MemberRecord) -> Option<PeerDetail> {
+    let clips = member.clips();
+    let stats = member.st.clone().unwrap_or_default();
+    let (behind_nat, stun) = member.c.nat_facts();
+    Some(PeerDetail {
+        peer_id: PeerId::new(peer).ok()?,
+        mode: member.mode(),
+        joined_at: Timestamp::from_secs(member.j),
+        completed_at: member.done.map(Timestamp::from_secs),
+        start: member.sp.as_ref().map(StartRecord::to_start),
+        uploaded_bytes: stats.u.unwrap_or(0),
+        downloaded_bytes: stats.d.unwrap_or(0),
+        available_bandwidth: stats.bw.unwrap_or(0),
+        chunks_held: clips.iter().map(|c| c.chunks.count()).sum(),
+        chunks_covered: clips.iter().map(|c| c.chunks.covered()).sum(),
+        behind_nat,
+        stun,
+    })
+}
+
+/// The members of `sample` that completed, most recent first, as many as the memory store
+/// lists.
+fn recently_completed(sample: &[(String, MemberRecord)]) -> Vec<PeerDetail> {
+    let mut completed: Vec<&(String, MemberRecord)> =
+        sample.iter().filter(|(_, m)| m.done.is_some()).collect();
+    // Ties in the same second by PeerID, so the list does not depend on sampling order.
+    completed.sort_by(|(a, x), (b, y)| y.done.cmp(&x.done).then_with(|| a.cmp(b)));
+    completed
+        .into_iter()
+        .take(RECENT_COMPLETIONS)
+        .filter_map(|(peer, member)| member_detail(peer.clone(), member))
+        .collect()
 }
 
 /// The mode a session read as `text` had in `swarm_id`, if any.

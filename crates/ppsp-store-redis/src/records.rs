@@ -10,6 +10,7 @@ use ppsp_proto::{
     AbilityNat, AddressType, ChunkMap, ChunkSet, ConnectionKind, Format, MediaType, NatHints,
     PeerAddress, PeerId, PeerMode, StreamStats,
 };
+use ppsp_tracker_core::rules::{LiveSession, StartPoint};
 use ppsp_tracker_core::store::ClipChunks;
 use ppsp_tracker_core::{Contact, MAX_DECLARED_ADDRESSES};
 
@@ -199,6 +200,15 @@ impl SessionRecord {
         format_of(self.f)
     }
 
+    /// What the core's session rules look at.
+    pub(crate) fn live(&self) -> LiveSession {
+        LiveSession {
+            format: self.format(),
+            generation: self.g,
+            observed_ip: self.o.ip(),
+        }
+    }
+
     pub(crate) fn alive(&self, now: u64, idle_secs: u64) -> bool {
         self.g != 0 && now < self.l.saturating_add(idle_secs)
     }
@@ -372,6 +382,24 @@ impl ContactRecord {
     }
 }
 
+/// A declared start point: clip name, media code and first chunk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StartRecord(String, u8, u64);
+
+impl StartRecord {
+    pub(crate) fn from_start(start: &StartPoint) -> Self {
+        Self(start.clip.clone(), media_code(start.media), start.chunk)
+    }
+
+    pub(crate) fn to_start(&self) -> StartPoint {
+        StartPoint {
+            clip: self.0.clone(),
+            media: media_of(self.1),
+            chunk: self.2,
+        }
+    }
+}
+
 /// A member of a swarm.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct MemberRecord {
@@ -395,6 +423,9 @@ pub(crate) struct MemberRecord {
     /// When its chunk maps first covered every clip fully.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) done: Option<u64>,
+    /// The start point its latest JOIN declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sp: Option<StartRecord>,
     /// Chunk-map bytes charged.
     #[serde(default)]
     pub(crate) ch: u64,
@@ -444,5 +475,15 @@ mod tests {
             chunks: ChunkSet::new().with(&map),
         };
         assert_eq!(ClipRecord::from_clip(&clip).to_clip(), Some(clip));
+
+        let start = StartPoint {
+            clip: "c".into(),
+            media: MediaType::Audio,
+            chunk: 40,
+        };
+        let text = serde_json::to_string(&StartRecord::from_start(&start)).expect("json");
+        assert_eq!(text, r#"["c",1,40]"#);
+        let back: StartRecord = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back.to_start(), start);
     }
 }

@@ -1,11 +1,17 @@
 //! Real `redis-server` instances for tests: one server, or a cluster of three primaries
-//! with a replica each, on free loopback ports in a temporary directory, ready when they
-//! answer. They are stopped (by their process IDs) and their directory removed on drop.
+//! (with a replica each, or none), on free loopback ports in a temporary directory, ready
+//! when they answer. They are stopped (by their process IDs) and their directory removed on
+//! drop.
+//!
+//! Each server runs under a small `sh` supervisor that holds the read end of a pipe from
+//! the test process: when the test process ends in any way (its last test done, a panic, a
+//! SIGKILL), the pipe closes and the supervisor kills its server. So a cluster kept in a
+//! `static` for a whole test binary, which is never dropped, does not outlive it.
 
 use std::io;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use std::io::{Read, Write};
@@ -83,10 +89,30 @@ fn scratch_dir(label: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Runs `redis-server` with the script's arguments and kills it (SIGKILL, then reaps it)
+/// once its standard input reaches end of file; exits when the server exits, removing the
+/// server's directory (`$PPSP_REDIS_DIR`: a cluster node writes its `nodes.conf` there, and
+/// a server kept in a `static` is never dropped). The watcher reads a copy of standard
+/// input (descriptor 3) because the shell gives a background command `/dev/null` as its
+/// input.
+const SUPERVISOR: &str = r#"exec 3<&0
+redis-server "$@" </dev/null >/dev/null 2>&1 3<&- &
+server=$!
+( read -r line <&3; kill -9 "$server" 2>/dev/null ) &
+watcher=$!
+wait "$server"
+status=$?
+kill "$watcher" 2>/dev/null
+rm -rf "$PPSP_REDIS_DIR"
+exit "$status""#;
+
 /// One running `redis-server`.
 #[derive(Debug)]
 pub struct RedisServer {
+    /// The supervisor (see [`SUPERVISOR`]).
     child: Child,
+    /// The write end of the supervisor's standard input: closing it stops the server.
+    lifeline: Option<ChildStdin>,
     port: u16,
     dir: PathBuf,
 }
@@ -120,16 +146,27 @@ impl RedisServer {
     }
 
     fn spawn(port: u16, dir: PathBuf, extra: &[&str]) -> io::Result<Self> {
-        let child = Command::new("redis-server")
+        // A restart reuses the directory its supervisor removed.
+        std::fs::create_dir_all(&dir)?;
+        let mut child = Command::new("sh")
+            .args(["-c", SUPERVISOR, "redis-server"])
+            .env("PPSP_REDIS_DIR", &dir)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&dir)
             .args(extra)
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let mut server = Self { child, port, dir };
+        let lifeline = child.stdin.take();
+        let mut server = Self {
+            child,
+            lifeline,
+            port,
+            dir,
+        };
         wait_until(
             || {
                 matches!(server.child.try_wait(), Ok(Some(_)))
@@ -165,9 +202,10 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Kills the server at once (SIGKILL), as a crash would.
+    /// Kills the server at once (SIGKILL), as a crash would, and waits until it is gone.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
+        // The supervisor kills its server when its input closes, then exits.
+        drop(self.lifeline.take());
         let _ = self.child.wait();
     }
 }
@@ -181,20 +219,39 @@ impl Drop for RedisServer {
     }
 }
 
-/// Three primaries with one replica each.
+/// Three primaries with one replica each, or with none.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    replicas: usize,
 }
 
+/// Primaries of every cluster these helpers start.
+const PRIMARIES: usize = 3;
+
 impl RedisCluster {
-    /// Starts six cluster-enabled servers and joins them with `redis-cli --cluster create`.
+    /// Starts six cluster-enabled servers and joins them with `redis-cli --cluster create`:
+    /// three primaries with one replica each.
     ///
     /// # Errors
     /// When a server cannot be started or the cluster does not become ready in time.
     pub fn start() -> io::Result<Self> {
-        let mut nodes = Vec::with_capacity(6);
-        for _ in 0..6 {
+        Self::start_with_replicas(1)
+    }
+
+    /// Three primaries and no replica: the smallest cluster whose slots are spread over
+    /// several servers, for tests about slots rather than failover.
+    ///
+    /// # Errors
+    /// As for [`RedisCluster::start`].
+    pub fn start_primaries_only() -> io::Result<Self> {
+        Self::start_with_replicas(0)
+    }
+
+    fn start_with_replicas(replicas: usize) -> io::Result<Self> {
+        let count = PRIMARIES * (1 + replicas);
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count {
             nodes.push(RedisServer::start_with(&[
                 "--cluster-enabled",
                 "yes",
@@ -209,29 +266,29 @@ impl RedisCluster {
         let status = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()?;
         if !status.success() {
             return Err(io::Error::other("redis-cli --cluster create failed"));
         }
-        let cluster = Self { nodes };
+        let cluster = Self { nodes, replicas };
         wait_until(|| cluster.ready(), "redis cluster")?;
         Ok(cluster)
     }
 
-    /// Every node says the cluster is up and three primaries each have a replica.
+    /// Every node says the cluster is up and each of the three primaries has its replicas.
     pub fn ready(&self) -> bool {
         self.nodes.iter().all(|n| {
             command(n.port(), "CLUSTER INFO").is_ok_and(|r| r.contains("cluster_state:ok"))
-        }) && self.primaries().len() == 3
+        }) && self.primaries().len() == PRIMARIES
             && self
                 .nodes
                 .iter()
                 .filter(|n| command(n.port(), "ROLE").is_ok_and(|r| r.contains("slave")))
                 .count()
-                == 3
+                == PRIMARIES * self.replicas
     }
 
     /// Ports of the nodes that are primaries now.
@@ -291,7 +348,7 @@ impl RedisCluster {
             || {
                 self.nodes.iter().all(|n| {
                     command(n.port(), "CLUSTER INFO").is_ok_and(|r| r.contains("cluster_state:ok"))
-                }) && self.primaries().len() == 3
+                }) && self.primaries().len() == PRIMARIES
             },
             "redis cluster after failover",
         )

@@ -58,8 +58,8 @@ pub use auth::{AuthError, Authenticator, OpenAuthenticator};
 pub use contact::{Candidate, Contact, MAX_DECLARED_ADDRESSES};
 pub use error::{Cap, StoreError, TrackerError};
 pub use snapshot::{
-    ClipAvailability, PeerDetail, SwarmDetail, SwarmPage, SwarmQuery, SwarmSummary, Totals,
-    chunk_availability,
+    ClipAvailability, PeerDetail, RECENT_COMPLETIONS, SwarmDetail, SwarmPage, SwarmQuery,
+    SwarmSummary, Totals, chunk_availability,
 };
 pub use store::Store;
 pub use store::memory::MemoryStore;

@@ -1,11 +1,177 @@
-//! Protocol rules that a store applies inside its atomic operations: which peers qualify
-//! for a list, and which swarm actions of an RFC 7846 CONNECT are valid. Pure functions of
-//! their inputs, so every store backend applies the same rules.
+//! Protocol rules that a store applies inside its atomic operations: which request may act
+//! on which session, which peers qualify for a list, how a reported chunk map is merged,
+//! and which swarm actions of an RFC 7846 CONNECT are valid. Pure functions of their
+//! inputs, so every store backend applies the same rules.
 
-use ppsp_proto::{Clip, MediaType, PeerMode, SwarmAction, SwarmActionKind, SwarmId};
+use std::net::IpAddr;
 
-use crate::TrackerError;
-use crate::store::ClipChunks;
+use ppsp_proto::{
+    ChunkMap, ChunkMapReport, ChunkSet, Clip, Format, MediaType, PeerMode, SwarmAction,
+    SwarmActionKind, SwarmId,
+};
+
+use crate::store::{ClipChunks, Proof, Registration, SessionCheck};
+use crate::{Cap, Limits, TrackerError};
+
+/// What the session rules look at in a live session, whichever store keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveSession {
+    /// The dialect it registered in.
+    pub format: Format,
+    /// Its generation (named by its AuthTokens).
+    pub generation: u32,
+    /// The IP its registering request came from.
+    pub observed_ip: IpAddr,
+}
+
+/// Whether a request tied to a session by `check` may act on `live`, the live session of
+/// its PeerID (`None`: there is none).
+///
+/// # Errors
+/// [`TrackerError::BadToken`] (XML) or [`TrackerError::NotRegistered`] (JSON) when no live
+/// session matches; [`TrackerError::DialectMismatch`] for a JSON request to an XML session;
+/// [`TrackerError::SessionOwned`] for an unproven JSON request from another IP.
+pub fn check_session(check: SessionCheck, live: Option<&LiveSession>) -> Result<(), TrackerError> {
+    match (check, live) {
+        (SessionCheck::Generation(generation), Some(session))
+            if session.format == Format::Xml && session.generation == generation =>
+        {
+            Ok(())
+        }
+        (SessionCheck::Generation(_), _) => Err(TrackerError::BadToken),
+        (SessionCheck::Json { .. }, None) => Err(TrackerError::NotRegistered),
+        (SessionCheck::Json { .. }, Some(session)) if session.format != Format::Json => {
+            Err(TrackerError::DialectMismatch)
+        }
+        (SessionCheck::Json { source: Some(ip) }, Some(session)) if session.observed_ip != ip => {
+            Err(TrackerError::SessionOwned)
+        }
+        (SessionCheck::Json { .. }, Some(_)) => Ok(()),
+    }
+}
+
+/// Whether `registration` may replace `live`, the live session of its PeerID (a new
+/// CONNECT replaces a session as if it had sent DISCONNECT; see [`Proof`]).
+///
+/// # Errors
+/// [`TrackerError::DialectMismatch`] when the live session speaks the other dialect;
+/// [`TrackerError::SessionOwned`] when the proof does not cover it.
+pub fn may_replace(
+    live: &LiveSession,
+    registration: &Registration<'_>,
+) -> Result<(), TrackerError> {
+    if live.format != registration.format {
+        return Err(TrackerError::DialectMismatch);
+    }
+    let owner = match registration.proof {
+        Proof::Credentials => true,
+        Proof::Token(generation) => generation == live.generation,
+        Proof::SourceAddress => live.observed_ip == registration.observed.ip(),
+    };
+    if owner {
+        Ok(())
+    } else {
+        Err(TrackerError::SessionOwned)
+    }
+}
+
+/// Merges one reported map into a member's clips: into the clip of the same name and media
+/// type, else as a new clip, dropping the oldest past `max_clips`. An empty map changes
+/// nothing.
+pub fn merge_chunk_map(
+    clips: &mut Vec<ClipChunks>,
+    name: &str,
+    media: MediaType,
+    map: &ChunkMap,
+    max_clips: usize,
+) {
+    if map.is_empty() {
+        return;
+    }
+    if let Some(existing) = clips
+        .iter_mut()
+        .find(|c| c.media == media && *c.clip == *name)
+    {
+        existing.chunks = existing.chunks.with(map);
+        return;
+    }
+    if clips.len() >= max_clips.max(1) {
+        clips.remove(0);
+    }
+    clips.push(ClipChunks {
+        clip: name.into(),
+        media,
+        chunks: ChunkSet::new().with(map),
+    });
+}
+
+/// A member's chunk maps after one swarm's part of a STAT_REPORT, and their cost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MergedMaps {
+    /// The maps, per clip and media type.
+    pub clips: Vec<ClipChunks>,
+    /// Chunk-map bytes they are charged.
+    pub charged: usize,
+    /// Bytes more (or, negative, fewer) than before; a store checks a growth against the
+    /// tracker-wide cap, which only it can read.
+    pub growth: i64,
+    /// True when they hold every chunk they cover.
+    pub complete: bool,
+}
+
+/// Merges the maps of `report` into a member's `clips` (charged `charged_before` bytes)
+/// and checks the caps of one member and of its session (which holds `session_bytes`).
+///
+/// # Errors
+/// [`Cap::ChunkMapBytesPerMember`] or [`Cap::ChunkMapBytesPerSession`]; nothing is to be
+/// stored then.
+pub fn merge_report_maps(
+    mut clips: Vec<ClipChunks>,
+    charged_before: usize,
+    session_bytes: usize,
+    report: &ChunkMapReport,
+    limits: &Limits,
+) -> Result<MergedMaps, Cap> {
+    for clip in &report.clips {
+        let Some(segments) = &clip.segments else {
+            continue;
+        };
+        for map in segments.segments.iter().filter_map(|s| s.map.as_ref()) {
+            merge_chunk_map(
+                &mut clips,
+                &clip.name,
+                segments.media,
+                map,
+                limits.max_clips_per_member,
+            );
+        }
+    }
+    let charged: usize = clips.iter().map(|c| c.chunks.charged_bytes()).sum();
+    let growth = charged as i64 - charged_before as i64;
+    if charged > limits.max_chunk_map_bytes_per_member {
+        return Err(Cap::ChunkMapBytesPerMember);
+    }
+    if growth > 0
+        && session_bytes.saturating_add(growth as usize) > limits.max_chunk_map_bytes_per_session
+    {
+        return Err(Cap::ChunkMapBytesPerSession);
+    }
+    let complete = holds_everything(&clips);
+    Ok(MergedMaps {
+        clips,
+        charged,
+        growth,
+        complete,
+    })
+}
+
+/// True when a member's chunk maps hold every chunk they cover (it completed).
+pub fn holds_everything(clips: &[ClipChunks]) -> bool {
+    !clips.is_empty()
+        && clips
+            .iter()
+            .all(|c| c.chunks.segments().iter().all(ChunkMap::is_full))
+}
 
 /// The chunks a FIND asks for: one clip, an optional media type, inclusive ranges.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,16 +181,41 @@ pub struct ChunkScope {
     ranges: Vec<(u64, u64)>,
 }
 
+/// Where a JOIN says its peer starts: a clip, a media type and the first chunk wanted
+/// (draft-gu-ppsp-tracker-protocol-06, JOIN `Clip`: the tracker records any declared start
+/// point). Every store keeps this, not the whole `Clip` of the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartPoint {
+    /// Clip name.
+    pub clip: String,
+    /// Media type of the segments.
+    pub media: MediaType,
+    /// The lowest `from` of the clip's segments.
+    pub chunk: u64,
+}
+
+impl StartPoint {
+    /// The start point a JOIN's `Clip` declares; `None` when it names no chunk.
+    pub fn of(clip: &Clip) -> Option<Self> {
+        let segments = clip.segments.as_ref()?;
+        let chunk = segments.segments.iter().filter_map(|s| s.from).min()?;
+        Some(Self {
+            clip: clip.name.clone(),
+            media: segments.media,
+            chunk,
+        })
+    }
+}
+
 impl ChunkScope {
     /// Everything from `clip`'s first segment onward: the start point of a JOIN. `None`
     /// when the clip names no chunk.
     pub fn from_start(clip: &Clip) -> Option<Self> {
-        let segments = clip.segments.as_ref()?;
-        let from = segments.segments.iter().filter_map(|s| s.from).min()?;
+        let start = StartPoint::of(clip)?;
         Some(Self {
-            clip: clip.name.clone(),
-            media: Some(segments.media),
-            ranges: vec![(from, u64::MAX)],
+            clip: start.clip,
+            media: Some(start.media),
+            ranges: vec![(start.chunk, u64::MAX)],
         })
     }
 
@@ -206,6 +397,155 @@ mod tests {
             ..clip
         });
         assert_eq!(any.ranges, vec![(0, u64::MAX)]);
+    }
+
+    fn live(format: Format, generation: u32, ip: &str) -> LiveSession {
+        LiveSession {
+            format,
+            generation,
+            observed_ip: ip.parse().expect("ip"),
+        }
+    }
+
+    #[test]
+    fn session_checks() {
+        let xml = live(Format::Xml, 7, "192.0.2.1");
+        let json = live(Format::Json, 7, "192.0.2.1");
+        let other_ip = "192.0.2.2".parse().expect("ip");
+        assert_eq!(
+            check_session(SessionCheck::Generation(7), Some(&xml)),
+            Ok(())
+        );
+        for (check, session) in [
+            (SessionCheck::Generation(8), Some(&xml)),
+            (SessionCheck::Generation(7), Some(&json)),
+            (SessionCheck::Generation(7), None),
+        ] {
+            assert_eq!(check_session(check, session), Err(TrackerError::BadToken));
+        }
+        let unproven = SessionCheck::Json {
+            source: Some(other_ip),
+        };
+        let proven = SessionCheck::Json { source: None };
+        assert_eq!(check_session(proven, Some(&json)), Ok(()));
+        assert_eq!(
+            check_session(unproven, Some(&json)),
+            Err(TrackerError::SessionOwned)
+        );
+        assert_eq!(
+            check_session(proven, Some(&xml)),
+            Err(TrackerError::DialectMismatch)
+        );
+        assert_eq!(
+            check_session(proven, None),
+            Err(TrackerError::NotRegistered)
+        );
+    }
+
+    #[test]
+    fn replacing_a_live_session_needs_a_proof() {
+        let peer = ppsp_proto::PeerId::new("p").expect("id");
+        let registration = |format, proof, ip: &str| Registration {
+            peer_id: &peer,
+            format,
+            observed: std::net::SocketAddr::new(ip.parse().expect("ip"), 4000),
+            declared: &[],
+            ability_nat: None,
+            proof,
+        };
+        let xml = live(Format::Xml, 7, "192.0.2.1");
+        let same_host = registration(Format::Xml, Proof::SourceAddress, "192.0.2.1");
+        let elsewhere = registration(Format::Xml, Proof::SourceAddress, "192.0.2.2");
+        assert_eq!(may_replace(&xml, &same_host), Ok(()));
+        assert_eq!(
+            may_replace(&xml, &elsewhere),
+            Err(TrackerError::SessionOwned)
+        );
+        let token = |g| registration(Format::Xml, Proof::Token(g), "192.0.2.2");
+        assert_eq!(may_replace(&xml, &token(7)), Ok(()));
+        assert_eq!(
+            may_replace(&xml, &token(6)),
+            Err(TrackerError::SessionOwned)
+        );
+        let account = registration(Format::Xml, Proof::Credentials, "192.0.2.2");
+        assert_eq!(may_replace(&xml, &account), Ok(()));
+        let json = registration(Format::Json, Proof::Credentials, "192.0.2.1");
+        assert_eq!(may_replace(&xml, &json), Err(TrackerError::DialectMismatch));
+    }
+
+    #[test]
+    fn chunk_maps_merge_per_clip_and_the_oldest_clip_goes() {
+        let mut map = ChunkMap::new(0, 4);
+        map.insert(1);
+        let mut clips = Vec::new();
+        merge_chunk_map(&mut clips, "a", MediaType::Video, &ChunkMap::new(0, 0), 2);
+        assert!(clips.is_empty(), "an empty map adds no clip");
+        merge_chunk_map(&mut clips, "a", MediaType::Video, &map, 2);
+        merge_chunk_map(&mut clips, "a", MediaType::Audio, &map, 2);
+        let mut more = ChunkMap::new(0, 4);
+        more.insert(3);
+        merge_chunk_map(&mut clips, "a", MediaType::Video, &more, 2);
+        // The later report of the same range replaces it: chunk 3 held, chunk 1 no more.
+        assert_eq!(clips.len(), 2);
+        assert!(clips[0].chunks.any_in(3, 3) && !clips[0].chunks.any_in(1, 1));
+        merge_chunk_map(&mut clips, "b", MediaType::Video, &map, 2);
+        let names: Vec<_> = clips.iter().map(|c| (&*c.clip, c.media)).collect();
+        assert_eq!(
+            names,
+            vec![("a", MediaType::Audio), ("b", MediaType::Video)]
+        );
+        assert!(!holds_everything(&clips));
+        assert!(!holds_everything(&[]));
+        let mut full = ChunkMap::new(0, 2);
+        full.insert(0);
+        full.insert(1);
+        let mut whole = Vec::new();
+        merge_chunk_map(&mut whole, "a", MediaType::Video, &full, 2);
+        assert!(holds_everything(&whole));
+    }
+
+    #[test]
+    fn report_maps_are_charged_and_capped() {
+        use ppsp_proto::{ChunkSegments, Segment};
+        let mut map = ChunkMap::new(0, 64 * 8);
+        for c in 0..64 * 8 {
+            map.insert(c);
+        }
+        let report = ChunkMapReport {
+            swarm_id: SwarmId::new("s").expect("id"),
+            clips: vec![Clip {
+                name: "c".into(),
+                kind: None,
+                chunk_segment_index: None,
+                segments: Some(ChunkSegments {
+                    media: MediaType::Video,
+                    segments: vec![Segment::with_map(map)],
+                }),
+            }],
+        };
+        let limits = Limits::default();
+        let merged = merge_report_maps(Vec::new(), 0, 0, &report, &limits).expect("merged");
+        assert!(merged.complete);
+        assert!(merged.charged >= 64);
+        assert_eq!(merged.growth, merged.charged as i64);
+        // The same report again costs nothing more.
+        let again = merge_report_maps(merged.clips.clone(), merged.charged, 0, &report, &limits)
+            .expect("merged");
+        assert_eq!(again.growth, 0);
+        let tight = Limits {
+            max_chunk_map_bytes_per_member: merged.charged - 1,
+            ..Limits::default()
+        };
+        assert_eq!(
+            merge_report_maps(Vec::new(), 0, 0, &report, &tight),
+            Err(Cap::ChunkMapBytesPerMember)
+        );
+        let session_full = limits.max_chunk_map_bytes_per_session - merged.charged + 1;
+        assert_eq!(
+            merge_report_maps(Vec::new(), 0, session_full, &report, &limits),
+            Err(Cap::ChunkMapBytesPerSession)
+        );
+        assert!(merge_report_maps(Vec::new(), 0, session_full - 1, &report, &limits).is_ok());
     }
 
     #[test]

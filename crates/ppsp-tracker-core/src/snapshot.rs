@@ -5,6 +5,7 @@
 
 use ppsp_proto::{ChunkMap, MediaType, PeerId, PeerMode, SwarmId};
 
+use crate::rules::StartPoint;
 use crate::store::ClipChunks;
 use crate::{Cap, Timestamp};
 
@@ -85,6 +86,9 @@ pub struct SwarmPage {
     pub swarms: Vec<SwarmSummary>,
 }
 
+/// Most members a [`SwarmDetail`] lists as recently completed.
+pub const RECENT_COMPLETIONS: usize = 10;
+
 /// One member of a swarm in a [`SwarmDetail`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerDetail {
@@ -96,6 +100,8 @@ pub struct PeerDetail {
     pub joined_at: Timestamp,
     /// When it first reported holding every chunk it covers, if it did.
     pub completed_at: Option<Timestamp>,
+    /// The start point its latest JOIN declared, if any.
+    pub start: Option<StartPoint>,
     /// From its latest StreamStats report for the swarm; 0 if none.
     pub uploaded_bytes: u64,
     /// From its latest StreamStats report for the swarm; 0 if none.
@@ -150,7 +156,7 @@ pub struct SwarmDetail {
     /// Bytes the (sampled) members reported downloading, summed.
     pub downloaded_bytes: u64,
     /// Members that reported holding every chunk they cover, most recent first (at most
-    /// ten).
+    /// [`RECENT_COMPLETIONS`]).
     pub recently_completed: Vec<PeerDetail>,
 }
 

@@ -3,8 +3,12 @@
 mod common;
 
 use common::*;
-use ppsp_tracker_core::ppsp_proto::{AuthToken, ChunkMap, PeerMode, RequestBody, SaslAuth, Status};
-use ppsp_tracker_core::{Config, SessionState};
+use ppsp_tracker_core::ppsp_proto::{
+    AuthToken, ChunkMap, ChunkSegments, Clip, Join, MediaType, NatHints, PeerMode, RequestBody,
+    SaslAuth, Segment, Status,
+};
+use ppsp_tracker_core::rules::StartPoint;
+use ppsp_tracker_core::{Config, SessionState, Timestamp};
 
 fn state(h: &Harness, peer: &XmlPeer) -> Option<SessionState> {
     h.session_state(&peer.id)
@@ -355,6 +359,92 @@ fn stat_report_stores_member_data_and_ignores_the_rest() {
         .expect("swarm t");
     assert_eq!(t.peers[0].uploaded_bytes, 0);
     assert!(t.chunk_availability.is_empty());
+}
+
+fn join_from(swarm: &str, mode: PeerMode, clip: &str, from: u64) -> RequestBody {
+    RequestBody::Join(Join {
+        swarm_id: sid(swarm),
+        mode,
+        hints: NatHints::default(),
+        peer_num: None,
+        clip: Some(Clip {
+            name: clip.into(),
+            kind: None,
+            chunk_segment_index: None,
+            segments: Some(ChunkSegments {
+                media: MediaType::Audio,
+                segments: vec![Segment::range(from, None), Segment::range(from + 50, None)],
+            }),
+        }),
+        expire_time: 0,
+    })
+}
+
+#[test]
+fn join_start_point_is_kept_until_a_rejoin_changes_it() {
+    let mut h = Harness::new();
+    let mut p = XmlPeer::direct("p1", "192.0.2.10");
+    p.connect(&mut h);
+    let start = |h: &Harness| h.snapshot().swarms[0].peers[0].start.clone();
+    assert_eq!(
+        p.call(&mut h, join_from("s", PeerMode::Leech, "clip", 120))
+            .status,
+        Status::Ok
+    );
+    assert_eq!(
+        start(&h),
+        Some(StartPoint {
+            clip: "clip".into(),
+            media: MediaType::Audio,
+            chunk: 120,
+        })
+    );
+    // A report does not move it; a re-JOIN from elsewhere does, and one without a Clip
+    // clears it.
+    p.call(
+        &mut h,
+        report_body(vec![chunk_report("s", "clip", ChunkMap::new(0, 8))]),
+    );
+    assert_eq!(start(&h).map(|s| s.chunk), Some(120));
+    p.call(&mut h, join_from("s", PeerMode::Leech, "other", 7));
+    assert_eq!(
+        start(&h).map(|s| (s.clip, s.chunk)),
+        Some(("other".into(), 7))
+    );
+    p.join(&mut h, "s", PeerMode::Leech);
+    assert_eq!(start(&h), None);
+}
+
+#[test]
+fn completed_members_are_listed_most_recent_first() {
+    let mut h = Harness::new();
+    let peers = populate(&mut h, "m", 4, "s", PeerMode::Leech);
+    let mut full = ChunkMap::new(0, 8);
+    for c in 0..8 {
+        full.insert(c);
+    }
+    let mut partial = ChunkMap::new(0, 8);
+    partial.insert(3);
+    peers[3].call(&mut h, report_body(vec![chunk_report("s", "c", partial)]));
+    let mut expected = Vec::new();
+    for index in [1, 0, 2] {
+        h.advance(10);
+        peers[index].call(
+            &mut h,
+            report_body(vec![chunk_report("s", "c", full.clone())]),
+        );
+        expected.insert(0, (format!("m{index}"), Some(h.now)));
+    }
+    // Reporting the full map again keeps the first completion time.
+    h.advance(10);
+    peers[1].call(&mut h, report_body(vec![chunk_report("s", "c", full)]));
+    let detail = h.swarm_detail("s").expect("swarm s exists");
+    let listed: Vec<(String, Option<Timestamp>)> = detail
+        .recently_completed
+        .iter()
+        .map(|p| (p.peer_id.as_str().to_owned(), p.completed_at))
+        .collect();
+    assert_eq!(listed, expected);
 }
 
 #[test]

@@ -175,6 +175,42 @@ fn json_run_with_a_request_budget() {
 }
 
 #[test]
+fn find_mix_sends_only_finds_in_its_loop() {
+    let tracker = Tracker::start();
+    let output = bench(&[
+        "--tracker",
+        &tracker.url,
+        "--mix",
+        "find",
+        "--peers",
+        "10",
+        "--swarms",
+        "2",
+        "--connections",
+        "4",
+        "--requests",
+        "200",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(row(&stdout, "FIND"), (200, 0), "{stdout}");
+    // Rows are printed only for methods that were sent.
+    for method in ["STAT_REPORT", "KEEPALIVE"] {
+        assert!(
+            !stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(method)),
+            "{method}\n{stdout}"
+        );
+    }
+    assert_eq!(row(&stdout, "JOIN"), (10, 0), "{stdout}");
+}
+
+#[test]
 fn no_tracker_is_an_error() {
     // A port that was free a moment ago: nothing listens there.
     let port = TcpListener::bind("127.0.0.1:0")

@@ -4,7 +4,8 @@
 #![allow(dead_code, unreachable_pub, clippy::new_without_default)]
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ppsp_tracker_core::ppsp_proto::{
@@ -16,7 +17,7 @@ use ppsp_tracker_core::ppsp_proto::{
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use ppsp_store_redis::testing::RedisServer;
+use ppsp_store_redis::testing::{RedisCluster, RedisServer};
 use ppsp_store_redis::{AnyStore, RedisOptions, RedisStore};
 use ppsp_tracker_core::token::TokenKey;
 use ppsp_tracker_core::{
@@ -37,8 +38,10 @@ pub fn sock(s: &str) -> SocketAddr {
 }
 
 /// A tracker plus a clock that only moves when told to, and a runtime to drive its futures.
-/// The tracker under test, on the store `PPSP_TEST_STORE` names: `memory` (the default)
-/// or `redis` (a `redis-server` of its own on a free loopback port, stopped with it).
+/// The tracker under test, on the store `PPSP_TEST_STORE` names: `memory` (the default),
+/// `redis` (a `redis-server` of its own on a free loopback port, stopped with it) or
+/// `redis-cluster` (a namespace of its own on a cluster of three primaries that the tests of
+/// one test binary share; see [`shared_cluster`]).
 pub struct Harness {
     pub tracker: Tracker<AnyStore>,
     pub now: Timestamp,
@@ -48,9 +51,46 @@ pub struct Harness {
     _server: Option<RedisServer>,
 }
 
-/// True when the tests run on Redis.
+/// The store the tests run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestStore {
+    /// The in-memory store.
+    Memory,
+    /// One `redis-server` per test.
+    Redis,
+    /// One cluster per test binary, a namespace per test.
+    RedisCluster,
+}
+
+/// The store `PPSP_TEST_STORE` names; unknown names are refused, so a typo cannot pass
+/// for a run on Redis.
+pub fn test_store() -> TestStore {
+    match std::env::var("PPSP_TEST_STORE").as_deref() {
+        Err(_) | Ok("" | "memory") => TestStore::Memory,
+        Ok("redis") => TestStore::Redis,
+        Ok("redis-cluster") => TestStore::RedisCluster,
+        Ok(other) => panic!("PPSP_TEST_STORE={other}: expected memory, redis or redis-cluster"),
+    }
+}
+
+/// True when the tests run on Redis (one server or a cluster).
 pub fn on_redis() -> bool {
-    std::env::var("PPSP_TEST_STORE").is_ok_and(|s| s == "redis")
+    test_store() != TestStore::Memory
+}
+
+/// The cluster every test of this binary shares, started by the first test that asks:
+/// three primaries, no replicas (slots spread over several servers is what these tests are
+/// about; failover is tested with the binary). Its servers end with the test process.
+pub fn shared_cluster() -> &'static RedisCluster {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| RedisCluster::start_primaries_only().expect("redis cluster"))
+}
+
+/// A key namespace no other test of this process uses, so tests sharing a cluster never
+/// see each other's sessions, swarms or totals.
+fn fresh_namespace() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// One swarm as the tests look at it: counts and every member, ordered by PeerID.
@@ -151,20 +191,65 @@ impl Harness {
         seed: u64,
         authenticator: Arc<dyn ppsp_tracker_core::Authenticator>,
     ) -> Self {
+        Self::on_store(test_store(), config, seed, authenticator)
+    }
+
+    /// A tracker on Redis whatever `PPSP_TEST_STORE` says (its cluster when it names one),
+    /// for tests of what only the Redis store does.
+    pub fn on_redis_store(config: Config) -> Self {
+        let store = match test_store() {
+            TestStore::RedisCluster => TestStore::RedisCluster,
+            TestStore::Memory | TestStore::Redis => TestStore::Redis,
+        };
+        Self::on_store(store, config, 42, Arc::new(OpenAuthenticator))
+    }
+
+    /// The Redis store under the tracker; `None` on the memory store.
+    pub fn redis_store(&self) -> Option<&RedisStore> {
+        match self.tracker.store() {
+            AnyStore::Redis(store) => Some(store),
+            AnyStore::Memory(_) => None,
+        }
+    }
+
+    /// Runs a future on the harness's runtime (the one its Redis connection lives on).
+    pub fn run<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    fn on_store(
+        store: TestStore,
+        config: Config,
+        seed: u64,
+        authenticator: Arc<dyn ppsp_tracker_core::Authenticator>,
+    ) -> Self {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        let (tracker, server) = if on_redis() {
-            let server = RedisServer::start().expect("redis-server");
+        let redis = match store {
+            TestStore::Memory => None,
+            TestStore::Redis => {
+                let server = RedisServer::start().expect("redis-server");
+                Some((server.url(), RedisOptions::default(), Some(server)))
+            }
+            TestStore::RedisCluster => {
+                let options = RedisOptions {
+                    namespace: fresh_namespace(),
+                    ..RedisOptions::default()
+                };
+                Some((shared_cluster().url(), options, None))
+            }
+        };
+        let (tracker, server) = if let Some((url, options, server)) = redis {
             let tracker = runtime.block_on(async {
-                let store = RedisStore::connect(&server.url(), &config, &RedisOptions::default())
+                let store = RedisStore::connect(&url, &config, &options)
                     .await
                     .expect("connect to redis");
                 let tokens = store.token_key().await.expect("token key");
                 Tracker::with_store(config, AnyStore::Redis(store), tokens, authenticator)
             });
-            (tracker, Some(server))
+            (tracker, server)
         } else {
             // As Tracker::with_seed does: the key first, then the store, from one seed.
             let mut rng = StdRng::seed_from_u64(seed);
@@ -218,6 +303,13 @@ impl Harness {
         self.runtime
             .block_on(self.tracker.totals())
             .expect("totals")
+    }
+
+    /// One swarm with all its members, as the statistics pages read it.
+    pub fn swarm_detail(&self, swarm: &str) -> Option<ppsp_tracker_core::SwarmDetail> {
+        self.runtime
+            .block_on(self.tracker.swarm(self.now, &sid(swarm), 0, usize::MAX))
+            .expect("swarm")
     }
 
     pub fn snapshot(&self) -> StateView {

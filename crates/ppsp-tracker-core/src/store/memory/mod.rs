@@ -25,21 +25,17 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use ppsp_proto::{
-    ChunkMap, Format, NatHints, PeerId, PeerMode, Stat, StatReport, SwarmAction, SwarmId,
-};
+use ppsp_proto::{NatHints, PeerId, PeerMode, Stat, StatReport, SwarmAction, SwarmId};
 
 use self::addresses::AddressCounts;
 use self::session::{NewSession, SessionShard, membership_mode, membership_swarm};
 use self::swarm::{Member, MemberExtra, NO_DEADLINE, Swarm};
-use super::{
-    JoinSpec, Proof, Registration, SessionCheck, SessionKey, Store, StorePolicy,
-    SwarmActionsOutcome,
-};
+use super::{JoinSpec, Registration, SessionKey, Store, StorePolicy, SwarmActionsOutcome};
 use crate::contact::needs_reachable_peers;
-use crate::rules::{self, Criteria, Reachability};
+use crate::rules::{self, Criteria, Reachability, StartPoint};
 use crate::snapshot::{
-    ClipAvailability, PeerDetail, SwarmDetail, SwarmPage, SwarmQuery, SwarmSummary, Totals,
+    ClipAvailability, PeerDetail, RECENT_COMPLETIONS, SwarmDetail, SwarmPage, SwarmQuery,
+    SwarmSummary, Totals,
 };
 use crate::store::ClipChunks;
 use crate::tracker::{SessionState, SweepReport};
@@ -255,24 +251,8 @@ impl MemoryStore {
             .find(hash, key.peer_id.as_str())
             .and_then(|slot| Some((slot, shard.get(slot)?)))
             .filter(|(_, s)| s.alive(now, self.idle_secs));
-        match (key.check, found) {
-            (SessionCheck::Generation(generation), Some((slot, session)))
-                if session.format() == Format::Xml && session.generation == generation =>
-            {
-                Ok(slot)
-            }
-            (SessionCheck::Generation(_), _) => Err(TrackerError::BadToken),
-            (SessionCheck::Json { .. }, None) => Err(TrackerError::NotRegistered),
-            (SessionCheck::Json { .. }, Some((_, session))) if session.format() != Format::Json => {
-                Err(TrackerError::DialectMismatch)
-            }
-            (SessionCheck::Json { source: Some(ip) }, Some((_, session)))
-                if session.observed_ip() != ip =>
-            {
-                Err(TrackerError::SessionOwned)
-            }
-            (SessionCheck::Json { .. }, Some((slot, _))) => Ok(slot),
-        }
+        rules::check_session(key.check, found.map(|(_, s)| live_session(s)).as_ref())?;
+        found.map(|(slot, _)| slot).ok_or(TrackerError::Internal)
     }
 
     /// Locks the shard of `key`'s session and checks the session (see [`Self::checked`]).
@@ -564,41 +544,18 @@ impl MemoryStore {
     ) -> Result<isize, TrackerError> {
         let limits = &self.policy.limits;
         let extra = swarm.extras.get(&session_ref);
-        let mut clips: Vec<ClipChunks> = extra.map(|e| e.clips.clone()).unwrap_or_default();
+        let clips: Vec<ClipChunks> = extra.map(|e| e.clips.clone()).unwrap_or_default();
         let old_charged = extra.map_or(0, |e| e.charged);
-        for clip in &report.clips {
-            let Some(segments) = &clip.segments else {
-                continue;
-            };
-            for map in segments.segments.iter().filter_map(|s| s.map.as_ref()) {
-                apply_map(
-                    &mut clips,
-                    &clip.name,
-                    segments.media,
-                    map,
-                    limits.max_clips_per_member,
-                );
-            }
-        }
-        let charged: usize = clips.iter().map(|c| c.chunks.charged_bytes()).sum();
-        let delta = charged as isize - old_charged as isize;
-        if charged > limits.max_chunk_map_bytes_per_member {
-            return Err(self.counters.refuse(Cap::ChunkMapBytesPerMember));
-        }
-        if delta > 0 {
-            if session_bytes + delta as usize > limits.max_chunk_map_bytes_per_session {
-                return Err(self.counters.refuse(Cap::ChunkMapBytesPerSession));
-            }
-            if self.counters.chunk_bytes.load(Ordering::Relaxed) + delta as u64
+        let merged = rules::merge_report_maps(clips, old_charged, session_bytes, report, limits)
+            .map_err(|cap| self.counters.refuse(cap))?;
+        let delta = merged.growth as isize;
+        if delta > 0
+            && self.counters.chunk_bytes.load(Ordering::Relaxed) + delta as u64
                 > limits.max_chunk_map_bytes
-            {
-                return Err(self.counters.refuse(Cap::ChunkMapBytes));
-            }
+        {
+            return Err(self.counters.refuse(Cap::ChunkMapBytes));
         }
-        let complete = !clips.is_empty()
-            && clips
-                .iter()
-                .all(|c| c.chunks.segments().iter().all(ChunkMap::is_full));
+        let (clips, charged, complete) = (merged.clips, merged.charged, merged.complete);
         let extra = swarm.extras.entry(session_ref).or_default();
         extra.clips = clips;
         extra.charged = charged;
@@ -639,12 +596,12 @@ impl MemoryStore {
     }
 }
 
-/// True when `registration` may act on the live session `session` of its PeerID.
-fn owns(session: &session::SessionSlot, registration: &Registration<'_>) -> bool {
-    match registration.proof {
-        Proof::Credentials => true,
-        Proof::Token(generation) => generation == session.generation,
-        Proof::SourceAddress => session.observed_ip() == registration.observed.ip(),
+/// What the session rules look at in a session.
+fn live_session(session: &session::SessionSlot) -> rules::LiveSession {
+    rules::LiveSession {
+        format: session.format(),
+        generation: session.generation,
+        observed_ip: session.observed_ip(),
     }
 }
 
@@ -656,34 +613,6 @@ fn summary(swarm: &Swarm) -> SwarmSummary {
         live_seeds: swarm.live_seeds.len() as u64,
         leeches: u64::from(swarm.leeches),
     }
-}
-
-/// Applies one reported map to a member's clips, dropping the oldest clip past `max_clips`.
-fn apply_map(
-    clips: &mut Vec<ClipChunks>,
-    name: &str,
-    media: ppsp_proto::MediaType,
-    map: &ChunkMap,
-    max_clips: usize,
-) {
-    if map.is_empty() {
-        return;
-    }
-    if let Some(existing) = clips
-        .iter_mut()
-        .find(|c| c.media == media && *c.clip == *name)
-    {
-        existing.chunks = existing.chunks.with(map);
-        return;
-    }
-    if clips.len() >= max_clips.max(1) {
-        clips.remove(0);
-    }
-    clips.push(ClipChunks {
-        clip: name.into(),
-        media,
-        chunks: ppsp_proto::ChunkSet::new().with(map),
-    });
 }
 
 impl Store for MemoryStore {
@@ -701,12 +630,7 @@ impl Store for MemoryStore {
             if let Some(old) = shard.get(slot)
                 && old.alive(now, self.idle_secs)
             {
-                if old.format() != registration.format {
-                    return Err(TrackerError::DialectMismatch);
-                }
-                if !owns(old, registration) {
-                    return Err(TrackerError::SessionOwned);
-                }
+                rules::may_replace(&live_session(old), registration)?;
             }
             // A new CONNECT replaces the session as if the old one had sent DISCONNECT.
             self.drop_session(shard_index, shard, slot);
@@ -923,13 +847,8 @@ impl Store for MemoryStore {
             let mut registered = None;
             if let Some(slot) = shard.find(hash, registration.peer_id.as_str()) {
                 match shard.get(slot) {
-                    Some(s) if s.alive(now, self.idle_secs) && s.format() != Format::Json => {
-                        return Err(TrackerError::DialectMismatch);
-                    }
                     Some(s) if s.alive(now, self.idle_secs) => {
-                        if !owns(s, registration) {
-                            return Err(TrackerError::SessionOwned);
-                        }
+                        rules::may_replace(&live_session(s), registration)?;
                         registered = Some(slot);
                     }
                     _ => self.drop_session(shard_index, shard, slot),
@@ -1286,6 +1205,7 @@ impl MemoryStore {
             mode: member.mode(),
             joined_at: self.timestamp(member.joined),
             completed_at: extra.completed_at,
+            start: extra.start,
             uploaded_bytes: extra.uploaded,
             downloaded_bytes: extra.downloaded,
             available_bandwidth: extra.bandwidth,
@@ -1296,9 +1216,6 @@ impl MemoryStore {
         })
     }
 }
-
-/// Most recent completions listed for a swarm.
-const RECENT_COMPLETIONS: usize = 10;
 
 /// What a bounded sample of a swarm's reporting members says.
 #[derive(Default)]
@@ -1347,6 +1264,7 @@ fn sample_reporters(swarm: &Swarm, store: &MemoryStore) -> ReporterSample {
 #[derive(Clone, Default)]
 struct ExtraSummary {
     completed_at: Option<Timestamp>,
+    start: Option<StartPoint>,
     uploaded: u64,
     downloaded: u64,
     bandwidth: u64,
@@ -1358,6 +1276,7 @@ fn extra_summary(extra: &MemberExtra, store: &MemoryStore) -> ExtraSummary {
     let stats = extra.stats.as_ref();
     ExtraSummary {
         completed_at: extra.completed_at.map(|s| store.timestamp(s)),
+        start: extra.start.as_ref().and_then(StartPoint::of),
         uploaded: stats.and_then(|s| s.uploaded_bytes).unwrap_or(0),
         downloaded: stats.and_then(|s| s.downloaded_bytes).unwrap_or(0),
         bandwidth: stats.and_then(|s| s.available_bandwidth).unwrap_or(0),
