@@ -19,6 +19,13 @@ const EPILOG: &str = "</PPSPTrackerProtocol>\n";
 /// references so that a receiver's line-end normalisation cannot change the value; tab and
 /// line feed too inside attributes, where a receiver would turn them into spaces.
 fn escape(out: &mut String, value: &str, attribute: bool) {
+    // Most values (IDs, names) need no reference at all: one scan decides, and they are
+    // copied whole.
+    let special = |b: &u8| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'' | b'\r' | b'\t' | b'\n');
+    if !value.as_bytes().iter().any(special) {
+        out.push_str(value);
+        return;
+    }
     // Every character that needs a reference is ASCII, so a byte scan finds them and the
     // positions found are always character boundaries.
     let mut plain_from = 0;
