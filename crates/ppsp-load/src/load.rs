@@ -18,8 +18,10 @@
 //! peers; a peer waits for its request's time and sends it. Latency then runs from the time
 //! the request was due, not from when it could be sent, so time spent waiting for a peer
 //! still busy with its previous request or for a free connection counts (the correction
-//! for coordinated omission that wrk2 makes). The scheduled times rest on tokio's timer,
-//! whose resolution is one millisecond.
+//! for coordinated omission that wrk2 makes). A pacing thread of its own releases the
+//! requests at their times, with the operating system's sleep (tens of microseconds late at
+//! most on Linux), not tokio's timer, whose one-millisecond ticks would release them in
+//! bursts and count up to a millisecond of lateness as latency.
 //!
 //! An answer counts as an error when it is not HTTP 200, when its body does not decode, when
 //! it reports a failure, or when the exchange fails or takes longer than the request timeout.
@@ -127,6 +129,10 @@ pub fn run_load(args: &LoadArgs) -> Result<String, LoadError> {
     let plan = Plan::from_args(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Requests released by the open loop's pacing thread are woken from outside the
+        // runtime, into its global queue; by default a busy worker looks there only every
+        // 61 tasks, which would hold them back behind the answers being read.
+        .global_queue_interval(2)
         .build()
         .map_err(LoadError::Runtime)?;
     runtime.block_on(drive(Arc::new(plan)))
@@ -447,15 +453,16 @@ impl Tracker {
         &self,
         op: Op,
         request: &Request,
-        scheduled: Option<Instant>,
+        scheduled: Option<Due<'_>>,
     ) -> Result<Response, Failure> {
         let body = match self.dialect {
             Dialect::Xml => ppsp_proto::xml::encode_request(request),
             Dialect::Json => ppsp_proto::json::encode_request(request),
         };
-        if let Some(at) = scheduled {
-            tokio::time::sleep_until(at.into()).await;
-        }
+        let scheduled = match scheduled {
+            Some(due) => Some(due.wait().await),
+            None => None,
+        };
         // The semaphore is never closed, so acquiring only fails if it were.
         let Ok(_slot) = self.slots.acquire().await else {
             return Err(Failure::Transport);
@@ -589,7 +596,7 @@ impl SimPeer {
         &mut self,
         tracker: &Tracker,
         op: Op,
-        scheduled: Option<Instant>,
+        scheduled: Option<Due<'_>>,
     ) -> Result<Response, Failure> {
         let request = self.build(tracker.dialect, op);
         let response = tracker.exchange(op, &request, scheduled).await?;
@@ -763,6 +770,58 @@ struct Schedule {
     /// Requests handed out so far.
     scheduled: AtomicU64,
     everyone_joined: tokio::sync::Barrier,
+    /// One permit per request whose time has come, added by the pacing thread.
+    released: Arc<Semaphore>,
+}
+
+impl Schedule {
+    /// Starts the thread that releases request `k` at `origin + k / rate`. It ends with the
+    /// run's time, or once the schedule is dropped (the run stopped after a request count).
+    fn start_pacing(&self, origin: Instant, plan: &Plan) {
+        let released = Arc::clone(&self.released);
+        let rate = self.rate;
+        let end = match &plan.stop {
+            Stop::At(duration) => Some(origin + *duration),
+            Stop::AfterRequests(_) => None,
+        };
+        std::thread::spawn(move || {
+            let mut index: u64 = 0;
+            // Only this thread holds the semaphore once the schedule is gone.
+            while Arc::strong_count(&released) > 1 {
+                let now = Instant::now();
+                if end.is_some_and(|end| now >= end) {
+                    break;
+                }
+                // Every request due by now, at once if the thread woke late.
+                let due = (now.duration_since(origin).as_secs_f64() * rate) as u64 + 1;
+                if due > index {
+                    released.add_permits(usize::try_from(due - index).unwrap_or(usize::MAX));
+                    index = due;
+                }
+                let next = origin + Duration::from_secs_f64(index as f64 / rate);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            // Whoever still waits is released; the run is over for them.
+            released.close();
+        });
+    }
+}
+
+/// The time one request of an open loop is due, and the schedule that releases it.
+struct Due<'a> {
+    at: Instant,
+    schedule: &'a Schedule,
+}
+
+impl Due<'_> {
+    /// Waits until the pacing thread has released as many requests as are due by now, then
+    /// returns the due time, from which the request's latency counts.
+    async fn wait(self) -> Instant {
+        if let Ok(permit) = self.schedule.released.acquire().await {
+            permit.forget();
+        }
+        self.at
+    }
 }
 
 impl Clock {
@@ -774,6 +833,7 @@ impl Clock {
                 origin: OnceLock::new(),
                 scheduled: AtomicU64::new(0),
                 everyone_joined: tokio::sync::Barrier::new(plan.peers as usize),
+                released: Arc::new(Semaphore::new(0)),
             }),
         }
     }
@@ -798,11 +858,15 @@ impl Clock {
 
     /// Whether the loop may send one more request (`None`: the run is over), and in an
     /// open loop the time it is due.
-    fn take_ticket(&self, plan: &Plan) -> Option<Option<Instant>> {
+    fn take_ticket(&self, plan: &Plan) -> Option<Option<Due<'_>>> {
         let due = match &self.schedule {
             None => None,
             Some(schedule) => {
-                let origin = *schedule.origin.get_or_init(Instant::now);
+                let origin = *schedule.origin.get_or_init(|| {
+                    let origin = Instant::now();
+                    schedule.start_pacing(origin, plan);
+                    origin
+                });
                 let index = schedule.scheduled.fetch_add(1, Ordering::Relaxed);
                 let offset = Duration::from_secs_f64(index as f64 / schedule.rate);
                 if let Stop::At(duration) = &plan.stop {
@@ -810,7 +874,10 @@ impl Clock {
                         return None;
                     }
                 }
-                Some(origin + offset)
+                Some(Due {
+                    at: origin + offset,
+                    schedule,
+                })
             }
         };
         let more = match &plan.stop {
