@@ -255,7 +255,10 @@ fn finds_are_answered_afresh_and_leave_the_cache_to_state_changes() {
     let find = p.request(&mut h, find_body("s", Some(20)));
     let lists: Vec<_> = (0..8).map(|_| peer_ids(&h.send(&p.ctx, &find))).collect();
     assert!(lists.iter().all(|l| l.len() == 20));
-    assert!(lists.windows(2).any(|w| w[0] != w[1]), "eight draws of 20 from 200 all equal");
+    assert!(
+        lists.windows(2).any(|w| w[0] != w[1]),
+        "eight draws of 20 from 200 all equal"
+    );
     // A thousand FINDs later the JOIN's answer is still there for its retransmission.
     for _ in 0..1000 {
         p.call(&mut h, find_body("s", Some(20)));
