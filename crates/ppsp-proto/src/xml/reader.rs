@@ -1,4 +1,6 @@
-//! A small pull cursor over quick-xml's namespace-aware reader.
+//! A small pull cursor over quick-xml's reader: the namespace-aware one when the document
+//! has a colon anywhere, the plain one otherwise (no name can then carry a prefix, and
+//! elements are matched by local name, so there is nothing to resolve).
 //!
 //! It turns the event stream into "next child element / end of this element" steps, keeps
 //! the nesting depth (including inside skipped subtrees) against [`Limits::max_depth`],
@@ -8,9 +10,9 @@
 
 use std::borrow::Cow;
 
-use quick_xml::NsReader;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{QName, ResolveResult};
+use quick_xml::{NsReader, Reader};
 
 use crate::error::{DecodeError, DecodeErrorKind, Limits};
 
@@ -45,23 +47,41 @@ pub(crate) fn malformed(what: impl std::fmt::Display) -> DecodeError {
     DecodeError::new(DecodeErrorKind::Malformed(what.to_string()))
 }
 
+/// Where the events come from.
+enum Source<'i> {
+    /// A document without a colon: no prefix to resolve.
+    Plain(Reader<&'i [u8]>),
+    /// A document that may use namespace prefixes.
+    Namespaced(NsReader<&'i [u8]>),
+}
+
 /// The pull cursor.
 pub(crate) struct Cursor<'i, 'l> {
-    reader: NsReader<&'i [u8]>,
+    source: Source<'i>,
     depth: usize,
     limits: &'l Limits,
 }
 
+fn configure(config: &mut quick_xml::reader::Config) {
+    config.check_end_names = true;
+    config.allow_unmatched_ends = false;
+    config.expand_empty_elements = false;
+    config.trim_text(false);
+}
+
 impl<'i, 'l> Cursor<'i, 'l> {
     pub(crate) fn new(text: &'i str, limits: &'l Limits) -> Self {
-        let mut reader = NsReader::from_str(text);
-        let config = reader.config_mut();
-        config.check_end_names = true;
-        config.allow_unmatched_ends = false;
-        config.expand_empty_elements = false;
-        config.trim_text(false);
+        let source = if text.as_bytes().contains(&b':') {
+            let mut reader = NsReader::from_str(text);
+            configure(reader.config_mut());
+            Source::Namespaced(reader)
+        } else {
+            let mut reader = Reader::from_str(text);
+            configure(reader.config_mut());
+            Source::Plain(reader)
+        };
         Self {
-            reader,
+            source,
             depth: 0,
             limits,
         }
@@ -73,7 +93,11 @@ impl<'i, 'l> Cursor<'i, 'l> {
     }
 
     fn event(&mut self) -> Result<Event<'i>, DecodeError> {
-        match self.reader.read_event() {
+        let event = match &mut self.source {
+            Source::Plain(reader) => reader.read_event(),
+            Source::Namespaced(reader) => reader.read_event(),
+        };
+        match event {
             Ok(Event::DocType(_)) => Err(DecodeErrorKind::DoctypeForbidden.into()),
             Ok(event) => Ok(event),
             Err(e) => Err(malformed(e)),
@@ -84,8 +108,12 @@ impl<'i, 'l> Cursor<'i, 'l> {
     /// declared. Names are matched by local name afterwards, so the namespace URI itself is
     /// not otherwise looked at.
     fn check_prefixes(&self, start: &BytesStart<'_>) -> Result<(), DecodeError> {
+        let Source::Namespaced(reader) = &self.source else {
+            // Without a colon in the document, no name has a prefix.
+            return Ok(());
+        };
         if start.name().prefix().is_some()
-            && let (ResolveResult::Unknown(prefix), _) = self.reader.resolve_element(start.name())
+            && let (ResolveResult::Unknown(prefix), _) = reader.resolve_element(start.name())
         {
             return Err(malformed(format_args!(
                 "namespace prefix {:?} is not declared",
@@ -102,7 +130,7 @@ impl<'i, 'l> Cursor<'i, 'l> {
             let key = attr.key;
             if key.prefix().is_some()
                 && key.as_namespace_binding().is_none()
-                && let (ResolveResult::Unknown(prefix), _) = self.reader.resolve_attribute(key)
+                && let (ResolveResult::Unknown(prefix), _) = reader.resolve_attribute(key)
             {
                 return Err(malformed(format_args!(
                     "namespace prefix {:?} is not declared",
@@ -258,7 +286,10 @@ impl<'i, 'l> Cursor<'i, 'l> {
         open: &Open<'i>,
         mut each: impl FnMut(&[u8], Cow<'_, str>) -> Result<(), DecodeError>,
     ) -> Result<(), DecodeError> {
-        let decoder = self.reader.decoder();
+        let decoder = match &self.source {
+            Source::Plain(reader) => reader.decoder(),
+            Source::Namespaced(reader) => reader.decoder(),
+        };
         for attr in open.start.attributes() {
             let attr = attr.map_err(malformed)?;
             if attr.key.prefix().is_some() || attr.key == QName(b"xmlns") {
