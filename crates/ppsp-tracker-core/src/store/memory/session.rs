@@ -615,6 +615,42 @@ mod tests {
     }
 
     #[test]
+    fn a_one_address_contact_is_what_the_general_rule_builds() {
+        let id = PeerId::new("a-peer").expect("id");
+        let at_observed = PeerAddress::new("192.0.2.1".parse().expect("ip"), 7000);
+        let cases = [
+            vec![at_observed.clone()],
+            vec![at_observed.with_kind(AddressType::Host).with_priority(9)],
+            // Elsewhere than observed, and two addresses: the general path.
+            vec![PeerAddress::new("10.0.0.1".parse().expect("ip"), 7000)],
+            vec![
+                PeerAddress::new("192.0.2.1".parse().expect("ip"), 7000),
+                PeerAddress::new("2001:db8::1".parse().expect("ip"), 7000),
+            ],
+        ];
+        for declared in cases {
+            let mut slot = SessionSlot::new(&new_session(&id, &declared));
+            for hints in [
+                NatHints::default(),
+                NatHints {
+                    nat: Some(true),
+                    stun: Some(true),
+                },
+            ] {
+                slot.merge_hints(hints);
+                let general = Contact::build(
+                    id.clone(),
+                    &slot.declared(),
+                    SocketAddr::new(slot.observed_ip(), slot.port),
+                    slot.hints(),
+                    slot.ability(),
+                );
+                assert_eq!(slot.contact(), Some(general), "{declared:?} {hints:?}");
+            }
+        }
+    }
+
+    #[test]
     fn long_ids_and_memberships_spill_and_come_back() {
         let long = PeerId::new("x".repeat(100)).expect("id");
         let mut slot = SessionSlot::new(&new_session(&long, &[]));
