@@ -331,6 +331,24 @@ impl MemoryStore {
         charged
     }
 
+    /// Locks the shard of `swarm_id` and finds the swarm in it: the guard, the swarm's slot
+    /// and its reference; [`TrackerError::UnknownSwarm`] when there is no such swarm.
+    fn existing_swarm(
+        &self,
+        swarm_id: &SwarmId,
+    ) -> Result<(MutexGuard<'_, SwarmShard>, u32, u32), TrackerError> {
+        let swarm_hash = self.hash(swarm_id.as_str());
+        let swarm_shard = self.shard_of(swarm_hash);
+        let swarms = lock(&self.swarms[swarm_shard]);
+        let swarm_slot = self
+            .find_swarm(&swarms, swarm_hash, swarm_id)
+            .ok_or(TrackerError::UnknownSwarm)?;
+        let swarm_ref = self
+            .reference(swarm_shard, swarm_slot)
+            .ok_or(TrackerError::Internal)?;
+        Ok((swarms, swarm_slot, swarm_ref))
+    }
+
     fn find_swarm(&self, shard: &SwarmShard, hash: u64, swarm_id: &SwarmId) -> Option<u32> {
         shard
             .index
@@ -683,16 +701,8 @@ impl Store for MemoryStore {
         let mut held = self.hold(now, key)?;
         let (slot, session_ref) = (held.slot, held.reference);
         let shard = &mut *held.shard;
-        let swarm_hash = self.hash(swarm_id.as_str());
-        let swarm_shard = self.shard_of(swarm_hash);
         let swarm_ref = {
-            let mut swarms = lock(&self.swarms[swarm_shard]);
-            let Some(swarm_slot) = self.find_swarm(&swarms, swarm_hash, swarm_id) else {
-                return Err(TrackerError::UnknownSwarm);
-            };
-            let swarm_ref = self
-                .reference(swarm_shard, swarm_slot)
-                .ok_or(TrackerError::Internal)?;
+            let (mut swarms, swarm_slot, swarm_ref) = self.existing_swarm(swarm_id)?;
             if shard
                 .get(slot)
                 .and_then(|s| s.membership_of(swarm_ref))
@@ -728,16 +738,8 @@ impl Store for MemoryStore {
             let shard = &mut *held.shard;
             let session = shard.get(slot).ok_or(TrackerError::Internal)?;
             let facts = session.nat_facts();
-            let swarm_hash = self.hash(swarm_id.as_str());
-            let swarm_shard = self.shard_of(swarm_hash);
             let chosen = {
-                let mut swarms = lock(&self.swarms[swarm_shard]);
-                let Some(swarm_slot) = self.find_swarm(&swarms, swarm_hash, swarm_id) else {
-                    return Err(TrackerError::UnknownSwarm);
-                };
-                let swarm_ref = self
-                    .reference(swarm_shard, swarm_slot)
-                    .ok_or(TrackerError::Internal)?;
+                let (mut swarms, swarm_slot, swarm_ref) = self.existing_swarm(swarm_id)?;
                 if session.membership_of(swarm_ref).is_none() {
                     return Err(TrackerError::NotMember);
                 }
