@@ -3,6 +3,8 @@
 //! `--check-config`, environment overrides, SIGHUP reloading the accounts, JSON logs without
 //! secrets, and a clean exit on SIGTERM.
 
+mod tracker_common;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ppsp_proto::{Response, Status};
+use tracker_common::{add_account, wait_for_exit};
 
 /// A spawned tracker, killed (by its own handle) if a test fails before stopping it.
 struct Tracker {
@@ -367,20 +370,6 @@ fn typical_session_with_three_peers() {
     assert_eq!((status, body.as_slice()), (200, b"ok".as_slice()));
 }
 
-fn wait_for_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "tracker did not exit in {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn signal_exits_cleanly(signal: &str) {
     let mut tracker = spawn_tracker(&[]);
     // One request first, so the shutdown has a connection history to drain.
@@ -592,25 +581,6 @@ fn config_file_settings_apply_and_bad_files_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Writes (or adds to) an accounts file with `ppsp accounts add`.
-fn add_account(file: &std::path::Path, peer: &str, password: &str) {
-    let mut add = Command::new(env!("CARGO_BIN_EXE_ppsp"))
-        .args(["accounts", "add", "--file"])
-        .arg(file)
-        .arg(peer)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn accounts add");
-    add.stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("password");
-    assert!(wait_for_exit(&mut add, Duration::from_secs(30)).success());
-}
-
 /// A tracker whose standard error lines arrive on the returned channel.
 fn spawn_logging_tracker(
     global: &[&str],
@@ -684,7 +654,7 @@ fn sighup_reloads_accounts_keeps_sessions_and_logs_hold_no_secret() {
     let dir = std::env::temp_dir().join(format!("ppsp-tracker-sighup-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("accounts");
-    add_account(&file, "616c696365", "alice-pass-1");
+    add_account(&file, "616c696365", "alice-pass-1", None);
     let file_arg = file.to_string_lossy().into_owned();
     let (tracker, logs) = spawn_logging_tracker(
         &["--log-format", "json"],
@@ -709,7 +679,7 @@ fn sighup_reloads_accounts_keeps_sessions_and_logs_hold_no_secret() {
         401,
     );
 
-    add_account(&file, "626f62", "bob-pass-22");
+    add_account(&file, "626f62", "bob-pass-22", None);
     let pid = tracker.child.id().to_string();
     assert!(
         Command::new("kill")

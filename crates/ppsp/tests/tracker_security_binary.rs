@@ -2,11 +2,15 @@
 //! needs, a closed tracker lets a JSON peer in with curl's SHA-256 Digest, and an admin
 //! listener announces itself with its readiness line.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+mod tracker_common;
+
+use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use tracker_common::add_account;
 
 /// A tracker child process, killed when dropped.
 struct Tracker {
@@ -53,27 +57,6 @@ fn address(line: &str, prefix: &str) -> SocketAddr {
         .unwrap_or_else(|| panic!("unexpected readiness line {line:?}"))
         .parse()
         .expect("address in readiness line")
-}
-
-fn add_account(file: &std::path::Path, peer_id: &str, password: &str, realm: Option<&str>) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ppsp"));
-    command.args(["accounts", "add", "--file"]).arg(file);
-    if let Some(realm) = realm {
-        command.args(["--digest-realm", realm]);
-    }
-    let mut add = command
-        .arg(peer_id)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn accounts add");
-    add.stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("password");
-    assert!(add.wait().expect("accounts add exits").success());
 }
 
 /// curl `--digest` POSTing a JSON CONNECT for `peer_id`; returns (HTTP status, body).
