@@ -253,7 +253,7 @@ impl SessionRecord {
     pub(crate) fn contact(&self, peer_id: &PeerId) -> Contact {
         Contact::build(
             peer_id.clone(),
-            &self.declared(),
+            self.declared(),
             self.o,
             self.hints(),
             self.a.and_then(ability_of),

@@ -28,19 +28,16 @@ impl Contact {
     /// Builds the contact from what the peer declared and what the tracker observed.
     pub fn build(
         peer_id: PeerId,
-        declared: &[PeerAddress],
+        declared: Vec<PeerAddress>,
         observed: SocketAddr,
         hints: NatHints,
         ability_nat: Option<AbilityNat>,
     ) -> Self {
         let observed_ip = observed.ip();
         let observed_declared = declared.iter().any(|a| a.ip == observed_ip);
-        let behind_nat = behind_nat(declared, observed_ip, hints, ability_nat);
+        let behind_nat = behind_nat(&declared, observed_ip, hints, ability_nat);
         let stun = stun_support(hints, ability_nat);
 
-        let mut host: Vec<PeerAddress> = declared.to_vec();
-        // Higher ICE priority first; addresses without one keep their declared order last.
-        host.sort_by_key(|a| std::cmp::Reverse(a.priority.map_or(0, u64::from)));
         let mut reflexive: Vec<PeerAddress> = Vec::new();
         if declared.is_empty() {
             // Nothing declared: the observed source is the only address known. Its port is
@@ -50,7 +47,7 @@ impl Contact {
                 PeerAddress::new(observed_ip, observed.port()).with_kind(AddressType::Reflexive),
             );
         } else if !observed_declared {
-            for address in declared {
+            for address in &declared {
                 if !reflexive.iter().any(|r| r.port == address.port) {
                     reflexive.push(
                         PeerAddress::new(observed_ip, address.port)
@@ -59,7 +56,14 @@ impl Contact {
                 }
             }
         }
-        let addresses = if behind_nat == Some(true) {
+        let mut host = declared;
+        // Higher ICE priority first; addresses without one keep their declared order last.
+        host.sort_by_key(|a| std::cmp::Reverse(a.priority.map_or(0, u64::from)));
+        // Most peers declare one address, where they were seen: their list is that address,
+        // taken as it is.
+        let addresses = if reflexive.is_empty() {
+            host
+        } else if behind_nat == Some(true) {
             reflexive.into_iter().chain(host).collect()
         } else {
             host.into_iter().chain(reflexive).collect()
@@ -174,7 +178,13 @@ mod tests {
     #[test]
     fn reflexive_entry_synthesised_when_observed_ip_not_declared() {
         let observed: SocketAddr = "198.51.100.7:40000".parse().expect("addr");
-        let contact = Contact::build(pid(), &[addr(1, 7000)], observed, NatHints::default(), None);
+        let contact = Contact::build(
+            pid(),
+            vec![addr(1, 7000)],
+            observed,
+            NatHints::default(),
+            None,
+        );
         assert_eq!(contact.behind_nat, Some(true));
         assert_eq!(contact.addresses.len(), 2);
         assert_eq!(contact.addresses[0].ip, observed.ip());
@@ -184,7 +194,7 @@ mod tests {
         assert!(needs_reachable_peers(contact.behind_nat, contact.stun));
 
         let same: SocketAddr = "10.0.0.1:40000".parse().expect("addr");
-        let direct = Contact::build(pid(), &[addr(1, 7000)], same, NatHints::default(), None);
+        let direct = Contact::build(pid(), vec![addr(1, 7000)], same, NatHints::default(), None);
         assert_eq!(direct.addresses, vec![addr(1, 7000)]);
         assert_eq!(direct.behind_nat, Some(false));
     }
@@ -196,7 +206,7 @@ mod tests {
             nat: None,
             stun: Some(true),
         };
-        let contact = Contact::build(pid(), &[addr(1, 7000)], observed, hints, None);
+        let contact = Contact::build(pid(), vec![addr(1, 7000)], observed, hints, None);
         assert!(!needs_reachable_peers(contact.behind_nat, contact.stun));
         assert!(!contact.reachable());
     }

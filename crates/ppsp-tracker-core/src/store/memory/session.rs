@@ -370,27 +370,10 @@ impl SessionSlot {
 
     pub(super) fn contact(&self) -> Option<Contact> {
         let peer_id = PeerId::new(self.id_str()).ok()?;
-        if matches!(
-            self.addr_mode(),
-            ADDR_ONE_AT_OBSERVED | ADDR_ONE_WITH_PRIORITY
-        ) {
-            // Most peers: one declared address, at the address they were seen at. It is the
-            // whole list (there is nothing reflexive to add), so the general ordering is
-            // skipped; a peer list builds one of these per peer listed.
-            let declared = self.declared();
-            let hints = self.hints();
-            let ability = self.ability();
-            return Some(Contact {
-                peer_id,
-                behind_nat: contact::behind_nat(&declared, self.observed_ip(), hints, ability),
-                stun: contact::stun_support(hints, ability),
-                addresses: declared,
-            });
-        }
         let observed = SocketAddr::new(self.observed_ip(), self.port);
         Some(Contact::build(
             peer_id,
-            &self.declared(),
+            self.declared(),
             observed,
             self.hints(),
             self.ability(),
@@ -640,7 +623,7 @@ mod tests {
                 slot.merge_hints(hints);
                 let general = Contact::build(
                     id.clone(),
-                    &slot.declared(),
+                    slot.declared(),
                     SocketAddr::new(slot.observed_ip(), slot.port),
                     slot.hints(),
                     slot.ability(),
