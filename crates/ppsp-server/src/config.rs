@@ -107,6 +107,8 @@ pub struct HttpSection {
     pub sweep_interval_ms: u64,
     /// Seconds between two samples of the dashboard's one-hour activity history.
     pub history_sample_secs: u64,
+    /// Threads that serve connections, each connection staying on one (0: one per core).
+    pub connection_threads: usize,
 }
 
 impl Default for HttpSection {
@@ -129,6 +131,7 @@ impl Default for HttpSection {
             retry_after_secs: 5,
             sweep_interval_ms: 1000,
             history_sample_secs: 5,
+            connection_threads: 0,
         }
     }
 }
@@ -314,6 +317,9 @@ struct SettingDoc {
     example: Option<&'static str>,
 }
 
+/// Most connection threads `server.connection_threads` may ask for.
+const MAX_CONNECTION_THREADS: usize = 1024;
+
 const fn doc(section: &'static str, key: &'static str, doc: &'static str) -> SettingDoc {
     SettingDoc {
         section,
@@ -448,6 +454,11 @@ const SETTING_DOCS: &[SettingDoc] = &[
         "server",
         "history_sample_secs",
         "Seconds between samples of the dashboard's one-hour activity history (rates, chart).",
+    ),
+    doc(
+        "server",
+        "connection_threads",
+        "Threads serving connections, each connection staying on one (0: one per CPU core).",
     ),
     optional(
         "tls",
@@ -768,6 +779,9 @@ impl ServerConfig {
         }
         if self.server.history_sample_secs == 0 || self.server.history_sample_secs > 3600 {
             return fail("server.history_sample_secs must be between 1 and 3600");
+        }
+        if self.server.connection_threads > MAX_CONNECTION_THREADS {
+            return fail("server.connection_threads must be at most 1024");
         }
         if self.server.header_read_timeout_secs == 0
             || self.server.body_read_timeout_secs == 0

@@ -28,3 +28,13 @@ fn printed_configuration_round_trips_with_always_200() {
     let parsed = ServerConfig::from_toml(&text).expect("printed configuration parses");
     assert_eq!(parsed, config);
 }
+
+#[test]
+fn connection_threads_are_bounded() {
+    let config = ServerConfig::from_toml("[server]\nconnection_threads = 3\n").expect("parses");
+    assert_eq!(config.server.connection_threads, 3);
+    let refused = ServerConfig::from_toml("[server]\nconnection_threads = 5000\n")
+        .and_then(|config| config.validate().map(|()| config));
+    let message = refused.expect_err("5000 threads refused").to_string();
+    assert!(message.contains("connection_threads"), "{message}");
+}
