@@ -20,7 +20,13 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 pub const MAX_TRANSACTION_ID_LEN: usize = 255;
 
 fn check_identifier(what: &'static str, value: &str) -> Result<(), DecodeError> {
-    if value.is_empty() || value.len() > MAX_ID_LEN || value.chars().any(char::is_whitespace) {
+    // Identifiers are nearly always printable ASCII, which one pass over the bytes confirms
+    // without decoding characters; anything else gets the full Unicode whitespace check.
+    let printable_ascii = value.bytes().all(|b| b.is_ascii_graphic());
+    if value.is_empty()
+        || value.len() > MAX_ID_LEN
+        || (!printable_ascii && value.chars().any(char::is_whitespace))
+    {
         return Err(DecodeError::new(DecodeErrorKind::InvalidValue {
             field: what,
             reason: "must be 1 to 255 bytes with no whitespace",

@@ -423,20 +423,24 @@ impl MemoryStore {
 
     /// Fills in the contacts of chosen members. Call with no lock held.
     fn render(&self, chosen: Chosen) -> Vec<Candidate> {
-        chosen
-            .into_iter()
-            .filter_map(|member| {
-                let (shard_index, slot) = self.split(member.session);
-                let shard = lock(&self.sessions[shard_index]);
-                let session = shard
-                    .get(slot)
-                    .filter(|s| s.generation == member.generation)?;
-                Some(Candidate {
+        // Sized up front: collecting from a filter would start small and grow three times.
+        let mut candidates = Vec::with_capacity(chosen.len());
+        for member in chosen {
+            let (shard_index, slot) = self.split(member.session);
+            let shard = lock(&self.sessions[shard_index]);
+            let contact = shard
+                .get(slot)
+                .filter(|s| s.generation == member.generation)
+                .and_then(|session| session.contact());
+            drop(shard);
+            if let Some(contact) = contact {
+                candidates.push(Candidate {
                     mode: member.mode(),
-                    contact: session.contact()?,
-                })
-            })
-            .collect()
+                    contact,
+                });
+            }
+        }
+        candidates
     }
 
     fn prefer_reachable(&self, criteria: &Criteria, facts: (Option<bool>, Option<bool>)) -> bool {
