@@ -5,9 +5,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -276,8 +276,9 @@ impl Server {
             self.admin.clone(),
         ));
         let (stop_tx, stop_rx) = watch::channel(false);
-        // Set when the grace period is over: connections still open are dropped.
-        let (abort_tx, abort_rx) = watch::channel(false);
+        // What open connections are told: drain at shutdown, and once the grace period is
+        // over, drop.
+        let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         let max_connections = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
         let connection_slots = Arc::new(Semaphore::new(max_connections as usize));
         let settings = Arc::new(ConnSettings {
@@ -307,7 +308,7 @@ impl Server {
                 Arc::clone(&threads),
                 Signals {
                     stop: stop_rx.clone(),
-                    abort: abort_rx.clone(),
+                    phase: phase_rx.clone(),
                 },
             ));
         }
@@ -327,6 +328,7 @@ impl Server {
         shutdown.await;
         tracing::info!("shutting down: no new connections, draining in-flight requests");
         let _ = stop_tx.send(true);
+        let _ = phase_tx.send(Phase::Draining);
         while tasks.join_next().await.is_some() {}
         // Every open connection holds one slot; all slots back means all connections done.
         let grace = Duration::from_secs(config.shutdown_grace_secs);
@@ -338,7 +340,7 @@ impl Server {
                     state.metrics.connections_open.get(),
                     grace.as_secs()
                 );
-                let _ = abort_tx.send(true);
+                let _ = phase_tx.send(Phase::Dropping);
                 // Dropping a connection is immediate; TLS handshakes end by their timeout.
                 let _ = tokio::time::timeout(
                     settings.header_read_timeout,
@@ -370,11 +372,23 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Shutdown signals for connections: `stop` asks them to finish the request in flight and
-/// close; `abort` (after the grace period) drops them.
+/// close; `phase` tells open connections to drain, then (after the grace period) to drop.
 #[derive(Clone)]
 struct Signals {
     stop: watch::Receiver<bool>,
-    abort: watch::Receiver<bool>,
+    phase: watch::Receiver<Phase>,
+}
+
+/// What open connections are asked to do. One channel for both steps, so a connection's
+/// task watches one signal besides its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Serve requests.
+    Serving,
+    /// Finish the request in flight, if any, then close.
+    Draining,
+    /// Close now: the grace period is over.
+    Dropping,
 }
 
 struct ConnSettings {
@@ -625,13 +639,17 @@ async fn drive<I>(
         .max_buf_size(64 * 1024);
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let Signals {
-        mut stop,
-        mut abort,
-    } = signals;
+    let mut phase = signals.phase;
     let mut draining = false;
+    // Silence is looked for IDLE_CHECKS times per idle timeout instead of reading the clock
+    // at every read and write: a connection is closed after between one and 1 + 1 /
+    // IDLE_CHECKS idle timeouts without a byte moving.
+    let check_every = settings.idle_timeout / IDLE_CHECKS;
+    let mut checks =
+        tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
+    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut quiet_checks = 0;
     loop {
-        let idle_deadline = activity.last() + settings.idle_timeout;
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(err) = result {
@@ -639,50 +657,65 @@ async fn drive<I>(
                 }
                 return;
             }
-            _ = stopped(&mut stop), if !draining => {
-                draining = true;
-                // Finishes the request in flight, if any, then closes.
-                connection.as_mut().graceful_shutdown();
+            changed = phase.changed() => {
+                // A vanished sender means the server is gone: nothing left to drain for.
+                let now = match changed {
+                    Ok(()) => *phase.borrow_and_update(),
+                    Err(_) => Phase::Dropping,
+                };
+                match now {
+                    Phase::Serving => {}
+                    Phase::Draining if !draining => {
+                        draining = true;
+                        // Finishes the request in flight, if any, then closes.
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    Phase::Draining => {}
+                    Phase::Dropping => {
+                        tracing::debug!("dropping connection: the shutdown grace period is over");
+                        return;
+                    }
+                }
             }
-            _ = stopped(&mut abort) => {
-                tracing::debug!("dropping connection at the end of the shutdown grace period");
-                return;
-            }
-            () = tokio::time::sleep_until(idle_deadline.into()) => {
+            _ = checks.tick() => {
                 // Time spent computing an answer is not idleness; only silence on the wire
                 // while no request is being handled is.
-                if busy.load(Ordering::Relaxed) > 0 {
-                    activity.touch();
-                } else if activity.last() + settings.idle_timeout <= Instant::now() {
-                    tracing::debug!("closing idle connection");
-                    return;
+                if activity.take_moved() || busy.load(Ordering::Relaxed) > 0 {
+                    quiet_checks = 0;
+                } else {
+                    quiet_checks += 1;
+                    if quiet_checks >= IDLE_CHECKS {
+                        tracing::debug!("closing idle connection");
+                        return;
+                    }
                 }
             }
         }
     }
 }
 
-/// Last time a connection moved a byte.
+/// Looks for silence on a connection this many times per idle timeout.
+const IDLE_CHECKS: u32 = 4;
+
+/// Whether a connection moved a byte since the last look.
 struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
+    moved: AtomicBool,
 }
 
 impl Activity {
     fn new() -> Self {
         Self {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            moved: AtomicBool::new(true),
         }
     }
 
     fn touch(&self) {
-        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(elapsed, Ordering::Relaxed);
+        self.moved.store(true, Ordering::Relaxed);
     }
 
-    fn last(&self) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    /// Whether a byte moved since the last call, which starts a new period.
+    fn take_moved(&self) -> bool {
+        self.moved.swap(false, Ordering::Relaxed)
     }
 }
 

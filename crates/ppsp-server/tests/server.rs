@@ -1107,3 +1107,49 @@ async fn connections_still_busy_after_the_grace_period_are_dropped() {
     .expect("connection closed");
     assert!(read.is_err() || rest.is_empty(), "{rest:?}");
 }
+
+#[tokio::test]
+async fn silent_connections_close_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut config = ServerConfig::default();
+    config.server.idle_timeout_secs = 1;
+    // Longer than the idle timeout, so that the idle timeout is what closes the connection.
+    config.server.header_read_timeout_secs = 30;
+    let server = TestServer::start(config).await;
+
+    // A connection that is used, then falls silent.
+    let mut stream = tokio::net::TcpStream::connect(server.http)
+        .await
+        .expect("connect");
+    let body = connect_anonymous("idle", 5, 7000);
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream
+        .write_all(format!("{head}{body}").as_bytes())
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let read = stream.read(&mut answer).await.expect("answer");
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200 OK"));
+    let silent_from = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut rest),
+    )
+    .await
+    .expect("closed within 10 s");
+    let silence = silent_from.elapsed();
+    assert!(matches!(closed, Ok(0)), "{closed:?} {rest:?}");
+    assert!(
+        silence >= std::time::Duration::from_millis(900),
+        "closed after only {silence:?} of silence"
+    );
+    assert!(
+        silence <= std::time::Duration::from_secs(5),
+        "closed after {silence:?} of silence, idle timeout 1 s"
+    );
+    server.stop().await.expect("clean stop");
+}
