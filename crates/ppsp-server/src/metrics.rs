@@ -8,6 +8,7 @@
 //!
 //! The full list of series, with their labels, is in `docs/tracker.md`.
 
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -137,6 +138,10 @@ type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 /// Method label of a request that could not be decoded, so its method is unknown.
 pub(crate) const UNDECODED_METHOD: &str = "unknown";
 
+/// Series of the requests family: each method and the undecoded one, times two protocols,
+/// times the statuses.
+const REQUEST_SERIES: usize = (Method::ALL.len() + 1) * 2 * Status::ALL.len();
+
 /// The version this binary was built from.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -160,7 +165,12 @@ pub(crate) struct Metrics {
     started: Instant,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    /// The series of `requests` met so far, by method (or undecoded), protocol and status:
+    /// counting a request then needs no lock and no hashing of its labels.
+    request_series: Box<[OnceLock<Counter>]>,
     latency: HistogramFamily<MethodLabels>,
+    /// The series of `latency` met so far, by method.
+    latency_series: [OnceLock<Histogram>; Method::ALL.len()],
     http_responses: Family<CodeLabels, Counter>,
     refusals: Family<CauseLabels, Counter>,
     reported_bytes: Family<DirectionLabels, Counter>,
@@ -304,7 +314,9 @@ impl Metrics {
             started: Instant::now(),
             registry,
             requests: metrics_requests,
+            request_series: (0..REQUEST_SERIES).map(|_| OnceLock::new()).collect(),
             latency,
+            latency_series: std::array::from_fn(|_| OnceLock::new()),
             http_responses,
             refusals,
             reported_bytes,
@@ -335,13 +347,30 @@ impl Metrics {
     /// Counts one answered PPSP request; `method` is [`UNDECODED_METHOD`] when the body
     /// could not be decoded.
     pub(crate) fn count_request(&self, method: &'static str, dialect: Dialect, status: Status) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                method,
-                protocol: protocol_name(dialect),
-                status: status_label(status),
-            })
-            .inc();
+        let method_index = Method::ALL
+            .iter()
+            .position(|m| m.as_str() == method)
+            .unwrap_or(Method::ALL.len());
+        let status_index = Status::ALL
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or_default();
+        let dialect_index = match dialect {
+            Dialect::Xml => 0,
+            Dialect::Json => 1,
+        };
+        let index = (method_index * 2 + dialect_index) * Status::ALL.len() + status_index;
+        let labels = || RequestLabels {
+            method,
+            protocol: protocol_name(dialect),
+            status: status_label(status),
+        };
+        match self.request_series.get(index) {
+            Some(series) => series
+                .get_or_init(|| self.requests.get_or_create(&labels()).clone())
+                .inc(),
+            None => self.requests.get_or_create(&labels()).inc(),
+        };
     }
 
     /// Answers with `status` so far, over every method and protocol.
@@ -361,11 +390,22 @@ impl Metrics {
 
     /// Records how long the tracker took to answer a request of `method`.
     pub(crate) fn observe_latency(&self, method: Method, elapsed: Duration) {
-        self.latency
-            .get_or_create(&MethodLabels {
-                method: method.as_str(),
-            })
-            .observe(elapsed.as_secs_f64());
+        let series = Method::ALL
+            .iter()
+            .position(|m| *m == method)
+            .and_then(|index| self.latency_series.get(index));
+        let labels = MethodLabels {
+            method: method.as_str(),
+        };
+        match series {
+            Some(series) => series
+                .get_or_init(|| self.latency.get_or_create(&labels).clone())
+                .observe(elapsed.as_secs_f64()),
+            None => self
+                .latency
+                .get_or_create(&labels)
+                .observe(elapsed.as_secs_f64()),
+        }
     }
 
     /// Requests answered per method so far (index = position in [`Method::ALL`]).
@@ -526,5 +566,28 @@ mod tests {
         assert_eq!(metrics.requests_by_method()[2], 2);
         assert_eq!(metrics.responses_with(Status::InvalidSyntax), 1);
         assert_eq!(metrics.refusals(RefusalCause::body_limit), 1);
+    }
+
+    #[test]
+    fn every_label_combination_has_a_series_of_its_own() {
+        let metrics = Metrics::new();
+        let methods = Method::ALL.map(Method::as_str);
+        for method in methods.iter().copied().chain([UNDECODED_METHOD]) {
+            for dialect in [Dialect::Xml, Dialect::Json] {
+                for status in Status::ALL {
+                    metrics.count_request(method, dialect, status);
+                }
+            }
+        }
+        for method in methods.iter().copied().chain([UNDECODED_METHOD]) {
+            for status in Status::ALL {
+                // One count per protocol, nothing more.
+                assert_eq!(
+                    metrics.requests_with(method, status),
+                    2,
+                    "{method} {status:?}"
+                );
+            }
+        }
     }
 }
