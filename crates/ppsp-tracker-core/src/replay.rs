@@ -11,7 +11,7 @@
 //! it takes as values, so the same budget holds five times the answers. A replay decodes
 //! the answer again (the codecs round-trip every response exactly).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
@@ -53,7 +53,9 @@ impl Entry {
 
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<u64, Entry>,
+    /// Keyed by [`ReplayCache::key`], already a keyed hash: the table only spreads it with
+    /// hashbrown's quick default hasher instead of hashing it again with SipHash.
+    entries: hashbrown::HashMap<u64, Entry>,
     order: VecDeque<(u64, Timestamp)>,
     bytes: usize,
 }
