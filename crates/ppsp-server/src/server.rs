@@ -371,8 +371,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-/// Shutdown signals for connections: `stop` asks them to finish the request in flight and
-/// close; `phase` tells open connections to drain, then (after the grace period) to drop.
+/// Shutdown signals: `stop` ends the accept loop; `phase` tells the connections it started
+/// to drain, then (after the grace period) to drop.
 #[derive(Clone)]
 struct Signals {
     stop: watch::Receiver<bool>,
@@ -644,7 +644,9 @@ async fn drive<I>(
     // Silence is looked for IDLE_CHECKS times per idle timeout instead of reading the clock
     // at every read and write: a connection is closed after between one and 1 + 1 /
     // IDLE_CHECKS idle timeouts without a byte moving.
-    let check_every = settings.idle_timeout / IDLE_CHECKS;
+    // (The configuration holds the timeout to at least a second; the floor only keeps the
+    // interval's period from being zero.)
+    let check_every = (settings.idle_timeout / IDLE_CHECKS).max(Duration::from_millis(1));
     let mut checks =
         tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
     checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
