@@ -956,10 +956,7 @@ async fn shutdown_drains_requests_in_flight() {
     let body = connect_anonymous("draining", 61, 7000);
     let (first, second) = body.split_at(body.len() / 2);
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: t\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
+    let head = xml_post_head(body.len());
     stream.write_all(head.as_bytes()).await.expect("write");
     stream.write_all(first.as_bytes()).await.expect("write");
     // Make sure the server is reading this request before shutdown starts.
@@ -1122,10 +1119,7 @@ async fn silent_connections_close_after_the_idle_timeout() {
         .await
         .expect("connect");
     let body = connect_anonymous("idle", 5, 7000);
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: t\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
+    let head = xml_post_head(body.len());
     stream
         .write_all(format!("{head}{body}").as_bytes())
         .await

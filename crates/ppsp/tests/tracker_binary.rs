@@ -413,21 +413,7 @@ fn accounts_add_then_plain_connect() {
     let dir = std::env::temp_dir().join(format!("ppsp-tracker-accounts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("accounts");
-    let mut add = Command::new(env!("CARGO_BIN_EXE_ppsp"))
-        .args(["accounts", "add", "--file"])
-        .arg(&file)
-        .arg("656164657221")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn accounts add");
-    add.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"s3cret-passw0rd\n")
-        .expect("password");
-    assert!(wait_for_exit(&mut add, Duration::from_secs(30)).success());
+    add_account(&file, "656164657221", "s3cret-passw0rd", None);
     let stored = std::fs::read_to_string(&file).expect("accounts file");
     assert!(stored.contains("656164657221 $argon2id$"));
     assert!(!stored.contains("s3cret"));

@@ -285,6 +285,14 @@ pub fn leave(peer: &str, token: &str, swarm: &str, txid: u64) -> String {
     )
 }
 
+/// The head of an XML POST whose body of `body_len` bytes follows, for tests that write
+/// requests on a raw socket.
+pub fn xml_post_head(body_len: usize) -> String {
+    format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Type: application/xml\r\nContent-Length: {body_len}\r\n\r\n"
+    )
+}
+
 /// CONNECTs anonymously and returns the AuthToken.
 pub async fn connect(addr: SocketAddr, peer: &str, txid: u64) -> String {
     let answer = post_xml(addr, connect_anonymous(peer, txid, 7000)).await;
