@@ -249,6 +249,20 @@ impl RedisCluster {
     }
 
     fn start_with_replicas(replicas: usize) -> io::Result<Self> {
+        // A node can vanish between its start and `redis-cli --cluster create` (a port taken
+        // by someone else, say), and the creation would then wait for it forever: each
+        // attempt is bounded, and a failed one is retried with fresh nodes.
+        let mut last_error = io::Error::other("redis cluster did not start");
+        for _ in 0..3 {
+            match Self::try_start(replicas) {
+                Ok(cluster) => return Ok(cluster),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
+    fn try_start(replicas: usize) -> io::Result<Self> {
         let count = PRIMARIES * (1 + replicas);
         let mut nodes = Vec::with_capacity(count);
         for _ in 0..count {
@@ -263,14 +277,27 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
-        let status = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()?;
-        if !status.success() {
+            .spawn()?;
+        let mut status = None;
+        let created = wait_until(
+            || {
+                status = create.try_wait().ok().flatten();
+                status.is_some()
+            },
+            "redis-cli --cluster create",
+        );
+        if created.is_err() {
+            let _ = create.kill();
+            let _ = create.wait();
+        }
+        created?;
+        if !status.is_some_and(|status| status.success()) {
             return Err(io::Error::other("redis-cli --cluster create failed"));
         }
         let cluster = Self { nodes, replicas };
