@@ -1,6 +1,14 @@
 //! Statistics pages never hold up the protocol: with 100,000 peers registered, FINDs sent
 //! while `/api/stats`, one large swarm's page and `/metrics` are being built and served one
-//! after another are all answered within 50 ms.
+//! after another are answered much faster than a page is.
+//!
+//! All connections share one connection thread, so a page built there, not on the blocking
+//! pool, would hold up every FIND that arrives meanwhile. The bound is relative: the median
+//! FIND must take less than a quarter of the median time of the large swarm's page (the
+//! quickest of the large pages), measured in the same run. A slower host slows both alike,
+//! and the odd stall of a loaded two-core host does not move a median. In a debug build,
+//! with the pages built on the connection thread the FIND's median was 0.36 to 0.78 of the
+//! page's over six runs; built on the blocking pool, 0.14 to 0.18 over seven.
 
 mod support;
 
@@ -20,12 +28,17 @@ use support::*;
 const PEERS: u32 = 100_000;
 /// Of those, this many are in one swarm (the page of one swarm copies its members).
 const BIG_SWARM: u32 = 40_000;
+/// FINDs sent while the pages are served, 25 ms apart.
+const FINDS: usize = 60;
+/// One page of the large swarm's members.
+const SWARM_PAGE: &str = "/api/stats?swarm=big&limit=500&offset=20000";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_answers_while_statistics_of_a_large_tracker_are_served() {
     let mut config = ServerConfig::default();
     config.server.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
     config.tracker.max_sessions_per_address = PEERS * 2;
+    config.server.connection_threads = 1;
     let listeners = Listeners::bind(&config).await.expect("bind");
     let addr = listeners.http[0].local_addr().expect("addr");
     let server = Server::new(config).expect("server");
@@ -78,38 +91,56 @@ async fn find_answers_while_statistics_of_a_large_tracker_are_served() {
         let running = Arc::clone(&running);
         tokio::spawn(async move {
             let mut served = 0u32;
+            let mut swarm_page = Vec::new();
             while running.load(Ordering::Relaxed) {
                 for path in [
                     "/api/stats",
                     "/api/stats?limit=500&peers=0",
-                    "/api/stats?swarm=big&limit=500&offset=20000",
+                    SWARM_PAGE,
                     "/metrics",
                 ] {
+                    let started = Instant::now();
                     let answer = get(addr, path).await;
+                    if path == SWARM_PAGE {
+                        swarm_page.push(started.elapsed());
+                    }
                     assert_eq!(answer.status, 200, "{path}");
                     served += 1;
                 }
             }
-            served
+            (served, swarm_page)
         })
     };
 
-    let mut slowest = Duration::ZERO;
-    for txid in 0..60u64 {
+    let mut finds = Vec::with_capacity(FINDS);
+    for txid in 0..FINDS as u64 {
         let started = Instant::now();
         let answer = post_xml(addr, find("finder", &token, "s7", 100 + txid, None)).await;
-        slowest = slowest.max(started.elapsed());
+        finds.push(started.elapsed());
         assert_eq!(answer.status, 200);
         assert!(!peer_ids(&answer.xml()).is_empty());
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     running.store(false, Ordering::Relaxed);
-    let served = pages.await.expect("pages task");
-    eprintln!("slowest FIND {slowest:?} while {served} statistics pages were served");
-    assert!(served >= 3, "the pages were served meanwhile ({served})");
+    let (served, mut swarm_page) = pages.await.expect("pages task");
+    assert!(served >= 8, "the pages were served meanwhile ({served})");
+    finds.sort_unstable();
+    swarm_page.sort_unstable();
+    let find_median = finds[FINDS / 2];
+    let page_median = swarm_page[swarm_page.len() / 2];
+    let slowest = finds[FINDS - 1];
+    eprintln!(
+        "FIND median {find_median:?}, slowest {slowest:?}; the swarm's page: median \
+         {page_median:?}; {served} pages served"
+    );
     assert!(
-        slowest < Duration::from_millis(50),
-        "slowest FIND took {slowest:?} while {served} statistics pages were served"
+        find_median < page_median / 4,
+        "FINDs waited for the pages: median {find_median:?}, the swarm's page takes \
+         {page_median:?}; sorted FINDs: {finds:?}"
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a FIND took {slowest:?} while {served} statistics pages were served"
     );
     let _ = stop.send(());
     serving.await.expect("server task").expect("clean stop");
