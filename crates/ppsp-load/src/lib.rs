@@ -12,6 +12,7 @@
 
 mod fill;
 mod load;
+mod wire;
 
 use std::str::FromStr;
 
