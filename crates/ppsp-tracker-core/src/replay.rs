@@ -62,11 +62,12 @@ struct Shard {
 
 impl Shard {
     fn evict_front(&mut self) {
+        // One lookup: every insertion of a full cache evicts one entry.
         if let Some((key, at)) = self.order.pop_front()
-            && self.entries.get(&key).is_some_and(|e| e.at == at)
-            && let Some(entry) = self.entries.remove(&key)
+            && let hashbrown::hash_map::Entry::Occupied(entry) = self.entries.entry(key)
+            && entry.get().at == at
         {
-            self.bytes -= entry.size();
+            self.bytes -= entry.remove().size();
         }
     }
 }
@@ -78,8 +79,13 @@ pub(crate) struct ReplayCache {
     shards: Box<[Mutex<Shard>]>,
     budget_per_shard: usize,
     ttl: Duration,
+    /// Keys pick whose answer is replayed, so they take the keyed SipHash: no one can make
+    /// another peer's request land on theirs.
     keys: RandomState,
-    fingerprints: RandomState,
+    /// A fingerprint only tells a peer's retransmission from its own reuse of a
+    /// TransactionID, under a key that is already its own; the quicker seeded hash over the
+    /// whole request (a STAT_REPORT carries its chunk maps) is enough.
+    fingerprints: hashbrown::DefaultHashBuilder,
 }
 
 impl ReplayCache {
@@ -90,7 +96,7 @@ impl ReplayCache {
             budget_per_shard: budget_bytes / SHARDS,
             ttl,
             keys: RandomState::new(),
-            fingerprints: RandomState::new(),
+            fingerprints: hashbrown::DefaultHashBuilder::default(),
         }
     }
 
