@@ -37,14 +37,8 @@ done
 fill=target/release/ppsp
 [ -x "$fill" ] || cargo build --release --locked -p ppsp
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/started.sh
+source scripts/lib/started.sh
 
 names=()
 urls=()

@@ -42,14 +42,8 @@ for binary in "$tracker" "$bench"; do
     [ -x "$binary" ] || { echo "$binary is not an executable" >&2; exit 2; }
 done
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/started.sh
+source scripts/lib/started.sh
 
 "$tracker" --quiet tracker --listen 127.0.0.1:0 > "$work/tracker.out" 2> "$work/tracker.err" &
 pids+=($!)

@@ -44,18 +44,8 @@ if [ -z "${PPSP:-}" ]; then
 fi
 ppsp=${PPSP:-target/release/ppsp}
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/started.sh
+source scripts/lib/started.sh
 
 # A free loopback port; a cluster node's bus port (10,000 higher) must be free as well.
 free_port() {
