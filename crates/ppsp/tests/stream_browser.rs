@@ -199,7 +199,12 @@ fn hls_js_in_chromium_plays_a_live_stream_from_play() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let scratch = TempDir::new("browser");
-    let live = live_hls("browser-hls", hls_encoder, Duration::from_secs(2));
+    let live = live_hls(
+        "browser-hls",
+        hls_encoder,
+        Duration::from_secs(2),
+        "master.m3u8",
+    );
     let url = format!("http://{}/master.m3u8", live.addr);
     let watched = watch(&scratch, &url, &live.viewer, 4.0);
     assert!(watched.supported, "hls.js reports MSE support");

@@ -26,7 +26,7 @@ fn sequences(text: &str) -> Vec<u64> {
 
 #[test]
 fn live_hls_variants_reach_a_viewer_and_play() {
-    let live = live_hls("hls", hls_encoder, Duration::from_secs(3));
+    let live = live_hls("hls", hls_encoder, Duration::from_secs(3), "master.m3u8");
     let (addr, encoder_dir) = (&live.addr, &live.encoder_dir);
     let root = http_get(addr, "/", &[]);
     assert_eq!(root.status, 302);
@@ -169,7 +169,12 @@ fn fmp4_encoder(dir: &std::path::Path) -> Tool {
 
 #[test]
 fn live_hls_fmp4_segments_play_with_their_init_section() {
-    let live = live_hls("hls-fmp4", fmp4_encoder, Duration::from_secs(3));
+    let live = live_hls(
+        "hls-fmp4",
+        fmp4_encoder,
+        Duration::from_secs(3),
+        "index.m3u8",
+    );
     let addr = &live.addr;
     let playlist = String::from_utf8(http_get(addr, "/index.m3u8", &[]).body).expect("utf-8");
     assert!(
@@ -238,7 +243,7 @@ fn dash_encoder(dir: &std::path::Path) -> Tool {
 
 #[test]
 fn live_dash_mpd_and_its_segments_play_from_play() {
-    let live = live_hls("dash", dash_encoder, Duration::from_secs(4));
+    let live = live_hls("dash", dash_encoder, Duration::from_secs(4), "manifest.mpd");
     let addr = &live.addr;
     let mpd = http_get(addr, "/manifest.mpd", &[]);
     assert_eq!(mpd.status, 200);

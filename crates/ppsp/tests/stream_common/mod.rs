@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::peer_common::{Proc, TempDir, tracker};
+use crate::peer_common::{Proc, TempDir, http_get, tracker};
 
 /// ffmpeg's MPEG-TS and HLS muxers start timestamps at 1.4 s (their default mux delay).
 pub(crate) const FIRST_PTS: f64 = 1.4;
@@ -142,8 +142,14 @@ pub(crate) struct LiveHls {
 }
 
 /// Starts a tracker and a `ppsp peer live --hls` source, then `encoder` writing into the
-/// source's directory, and after `lead` a viewer's `play`.
-pub(crate) fn live_hls(tag: &str, encoder: impl FnOnce(&Path) -> Tool, lead: Duration) -> LiveHls {
+/// source's directory, and after `lead` a viewer's `play`; returns once the viewer serves
+/// `entry` (the playlist or MPD a player opens).
+pub(crate) fn live_hls(
+    tag: &str,
+    encoder: impl FnOnce(&Path) -> Tool,
+    lead: Duration,
+    entry: &str,
+) -> LiveHls {
     let dir = TempDir::new(tag);
     let encoder_dir = dir.join("encoder");
     std::fs::create_dir_all(&encoder_dir).expect("encoder dir");
@@ -173,6 +179,20 @@ pub(crate) fn live_hls(tag: &str, encoder: impl FnOnce(&Path) -> Tool, lead: Dur
         false,
     );
     let addr = viewer.wait_listening();
+    // The endpoint listens before the stream's index has come through the swarm, and
+    // answers 503 with Retry-After meanwhile. Players retry that only so often (hls.js
+    // once, after a second), so on a busy machine a player opened at once may give up
+    // before the index arrives.
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    let entry_path = format!("/{entry}");
+    while http_get(&addr, &entry_path, &[]).status != 200 {
+        assert!(
+            Instant::now() < ready_by,
+            "the viewer did not serve {entry} within 30 s; viewer log:\n{}",
+            viewer.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     LiveHls {
         encoder_dir,
         encoding_since,
