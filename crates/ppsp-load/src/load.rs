@@ -354,7 +354,8 @@ enum Failure {
     Refused(Status),
     /// The body did not decode.
     BadBody,
-    /// No answer: connection refused, reset, or the like; `None` when the run was closed.
+    /// No answer: connection refused, reset, or the like, as the connection reported it;
+    /// `None` when no connection slot could be had (the slots are never closed).
     Transport(Option<WireError>),
     /// No answer within the request timeout.
     Timeout,
