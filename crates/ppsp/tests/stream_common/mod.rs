@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::peer_common::{Proc, TempDir, http_get, tracker};
+use crate::peer_common::{Proc, TempDir, http_get, tracker, wait_until};
 
 /// ffmpeg's MPEG-TS and HLS muxers start timestamps at 1.4 s (their default mux delay).
 pub(crate) const FIRST_PTS: f64 = 1.4;
@@ -183,16 +183,12 @@ pub(crate) fn live_hls(
     // answers 503 with Retry-After meanwhile. Players retry that only so often (hls.js
     // once, after a second), so on a busy machine a player opened at once may give up
     // before the index arrives.
-    let ready_by = Instant::now() + Duration::from_secs(30);
     let entry_path = format!("/{entry}");
-    while http_get(&addr, &entry_path, &[]).status != 200 {
-        assert!(
-            Instant::now() < ready_by,
-            "the viewer did not serve {entry} within 30 s; viewer log:\n{}",
-            viewer.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(30),
+        &format!("the viewer to serve {entry}"),
+        || http_get(&addr, &entry_path, &[]).status == 200,
+    );
     LiveHls {
         encoder_dir,
         encoding_since,
