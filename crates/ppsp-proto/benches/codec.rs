@@ -59,6 +59,28 @@ fn find_response(peers: usize) -> Response {
     }
 }
 
+/// A FIND answer as `scripts/bench-compare.sh` gets it: 20 leeches, each with one IPv4 HOST
+/// address of priority 1, nothing else.
+fn bench_find_answer() -> Response {
+    let mut answer = find_response(20);
+    for (i, peer) in answer.swarm_results[0].peers.iter_mut().enumerate() {
+        let octets = u32::try_from(i).expect("small").to_be_bytes();
+        peer.peer_id = PeerId::new(format!("f693773c70000000{i:04x}")).expect("peer id");
+        peer.mode = Some(PeerMode::Leech);
+        peer.addresses = vec![
+            PeerAddress::new(
+                IpAddr::V4(Ipv4Addr::new(127, 0, octets[2], octets[3])),
+                9424,
+            )
+            .with_priority(1)
+            .with_kind(AddressType::Host),
+        ];
+        peer.location = None;
+        peer.rank_cost = None;
+    }
+    answer
+}
+
 fn stat_report(bits: u64) -> Request {
     let mut map = ChunkMap::new(0, bits);
     // A realistic, irregular holding pattern: most chunks, with gaps.
@@ -123,6 +145,12 @@ fn benches(c: &mut Criterion) {
     });
     group.bench_function("decode_find_response_50_peers", |b| {
         b.iter(|| xml::decode_response(black_box(find_body.as_bytes()), &limits).expect("decodes"))
+    });
+
+    let find = bench_find_answer();
+    group.throughput(Throughput::Bytes(xml::encode_response(&find).len() as u64));
+    group.bench_function("encode_find_response_20_peers_v4", |b| {
+        b.iter(|| xml::encode_response(black_box(&find)))
     });
 
     let report = stat_report(100_000);

@@ -7,13 +7,26 @@
 use std::fmt::Write as _;
 
 use crate::model::{
-    ChunkMapReport, ChunkSegments, Clip, MediaType, NatHints, PeerAddress, PeerInfo, Request,
-    RequestBody, Response, Segment, Stat, StreamStats, TransactionId,
+    AddressType, ChunkMapReport, ChunkSegments, Clip, MediaType, NatHints, PeerAddress, PeerInfo,
+    PeerMode, Request, RequestBody, Response, Segment, Stat, StreamStats, TransactionId,
 };
 
 const PROLOG: &str =
     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PPSPTrackerProtocol version=\"1.0\">";
 const EPILOG: &str = "</PPSPTrackerProtocol>\n";
+
+/// Which bytes may need a reference: `& < > " '`, carriage return, and tab and line feed
+/// (inside attributes). A table, because one load per byte is the cheapest test there is
+/// for the identifiers a FIND answer writes, a few per listed peer.
+static MAY_NEED_REFERENCE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut special = b"&<>\"'\r\t\n".as_slice();
+    while let [byte, rest @ ..] = special {
+        table[*byte as usize] = true;
+        special = rest;
+    }
+    table
+};
 
 /// Appends `value` with the XML special characters escaped. Carriage returns are written as
 /// references so that a receiver's line-end normalisation cannot change the value; tab and
@@ -21,8 +34,7 @@ const EPILOG: &str = "</PPSPTrackerProtocol>\n";
 fn escape(out: &mut String, value: &str, attribute: bool) {
     // Most values (IDs, names) need no reference at all: one scan decides, and they are
     // copied whole.
-    let special = |b: &u8| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'' | b'\r' | b'\t' | b'\n');
-    if !value.as_bytes().iter().any(special) {
+    if !value.bytes().any(|b| MAY_NEED_REFERENCE[usize::from(b)]) {
         out.push_str(value);
         return;
     }
@@ -48,15 +60,15 @@ fn escape(out: &mut String, value: &str, attribute: bool) {
     out.push_str(&value[plain_from..]);
 }
 
-/// `<name>escaped text</name>`
-fn element(out: &mut String, name: &str, text: &str) {
-    out.push('<');
-    out.push_str(name);
-    out.push('>');
-    escape(out, text, false);
-    out.push_str("</");
-    out.push_str(name);
-    out.push('>');
+/// `<name>escaped text</name>`. A macro so that each tag is one constant string, copied
+/// without a call (a FIND answer writes a few of these per listed peer).
+macro_rules! element {
+    ($out:expr, $name:literal, $text:expr) => {{
+        let out: &mut String = $out;
+        out.push_str(concat!("<", $name, ">"));
+        escape(out, $text, false);
+        out.push_str(concat!("</", $name, ">"));
+    }};
 }
 
 /// Appends the decimal form of `value` without going through `fmt` (a FIND answer holds
@@ -72,31 +84,31 @@ fn push_i64(out: &mut String, value: i64) {
     push_u64(out, value.unsigned_abs());
 }
 
-/// `<name>number</name>`
-fn number_element(out: &mut String, name: &str, value: u64) {
-    out.push('<');
-    out.push_str(name);
-    out.push('>');
-    push_u64(out, value);
-    out.push_str("</");
-    out.push_str(name);
-    out.push('>');
+/// `<name>number</name>`, tags as constant strings (see [`element!`]).
+macro_rules! number_element {
+    ($out:expr, $name:literal, $value:expr) => {{
+        let out: &mut String = $out;
+        out.push_str(concat!("<", $name, ">"));
+        push_u64(out, $value);
+        out.push_str(concat!("</", $name, ">"));
+    }};
 }
 
-/// ` name="number"`
-fn number_attribute(out: &mut String, name: &str, value: u64) {
-    out.push(' ');
-    out.push_str(name);
-    out.push_str("=\"");
-    push_u64(out, value);
-    out.push('"');
+/// ` name="number"`, the name and its punctuation as one constant string.
+macro_rules! number_attribute {
+    ($out:expr, $name:literal, $value:expr) => {{
+        let out: &mut String = $out;
+        out.push_str(concat!(" ", $name, "=\""));
+        push_u64(out, $value);
+        out.push('"');
+    }};
 }
 
 fn transaction_id(out: &mut String, id: &TransactionId) {
     // Only the numeric form exists in the XML protocol; a JSON-style textual ID cannot be
     // carried and is left out.
     if let Some(value) = id.as_u64() {
-        number_element(out, "TransactionID", value);
+        number_element!(out, "TransactionID", value);
     }
 }
 
@@ -107,13 +119,14 @@ fn push_ip(out: &mut String, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => {
             let [a, b, c, d] = v4.octets();
-            push_u64(out, u64::from(a));
+            let mut digits = itoa::Buffer::new();
+            out.push_str(digits.format(a));
             out.push('.');
-            push_u64(out, u64::from(b));
+            out.push_str(digits.format(b));
             out.push('.');
-            push_u64(out, u64::from(c));
+            out.push_str(digits.format(c));
             out.push('.');
-            push_u64(out, u64::from(d));
+            out.push_str(digits.format(d));
         }
         // Writing into a String cannot fail.
         std::net::IpAddr::V6(v6) => {
@@ -123,22 +136,22 @@ fn push_ip(out: &mut String, ip: std::net::IpAddr) {
 }
 
 /// `<element ip=".." port=".." [priority=".."] [type=".."]/>`; IPv6 in RFC 5952 form
-/// (std's `Display`).
-fn address(out: &mut String, element: &str, addr: &PeerAddress, with_ice: bool) {
-    out.push('<');
-    out.push_str(element);
-    out.push_str(" ip=\"");
+/// (std's `Display`). `open` is `<element ip="`, one constant string.
+fn address(out: &mut String, open: &'static str, addr: &PeerAddress, with_ice: bool) {
+    out.push_str(open);
     push_ip(out, addr.ip);
     out.push('"');
-    number_attribute(out, "port", u64::from(addr.port));
+    number_attribute!(out, "port", u64::from(addr.port));
     if with_ice {
         if let Some(priority) = addr.priority {
-            number_attribute(out, "priority", u64::from(priority));
+            number_attribute!(out, "priority", u64::from(priority));
         }
         if let Some(kind) = addr.kind {
-            out.push_str(" type=\"");
-            out.push_str(kind.name());
-            out.push('"');
+            out.push_str(match kind {
+                AddressType::Host => " type=\"HOST\"",
+                AddressType::Reflexive => " type=\"REFLEXIVE\"",
+                AddressType::Proxy => " type=\"PROXY\"",
+            });
         }
     }
     out.push_str("/>");
@@ -150,7 +163,7 @@ fn peer_addresses(out: &mut String, addresses: &[PeerAddress]) {
     }
     out.push_str("<PeerAddresses>");
     for addr in addresses {
-        address(out, "PeerAddress", addr, true);
+        address(out, "<PeerAddress ip=\"", addr, true);
     }
     out.push_str("</PeerAddresses>");
 }
@@ -196,20 +209,20 @@ fn segment(out: &mut String, seg: &Segment) {
         None => (seg.from, seg.to),
     };
     if let Some(from) = from {
-        number_attribute(out, "from", from);
+        number_attribute!(out, "from", from);
     }
     if let Some(to) = to {
-        number_attribute(out, "to", to);
+        number_attribute!(out, "to", to);
     }
     if let Some(levels) = seg.levels {
-        number_attribute(out, "levels", u64::from(levels));
+        number_attribute!(out, "levels", u64::from(levels));
     }
     if let Some(chunks) = seg.chunks {
-        number_attribute(out, "chunks", chunks);
+        number_attribute!(out, "chunks", chunks);
     }
     match &seg.map {
         Some(map) => {
-            number_attribute(out, "bitmapsize", map.len());
+            number_attribute!(out, "bitmapsize", map.len());
             out.push('>');
             out.push_str(&map.to_base64());
             out.push_str("</Segment>");
@@ -230,7 +243,7 @@ fn chunk_segments(out: &mut String, segments: &ChunkSegments) {
 
 fn clip(out: &mut String, clip: &Clip) {
     out.push_str("<Clip>");
-    element(out, "Name", &clip.name);
+    element!(out, "Name", &clip.name);
     if let Some(kind) = clip.kind {
         // The schema and cruz-01 capitalise these.
         out.push_str(match kind {
@@ -239,7 +252,7 @@ fn clip(out: &mut String, clip: &Clip) {
         });
     }
     if let Some(index) = clip.chunk_segment_index {
-        number_element(out, "ChunkSegmentIndex", index);
+        number_element!(out, "ChunkSegmentIndex", index);
     }
     if let Some(segments) = &clip.segments {
         chunk_segments(out, segments);
@@ -249,7 +262,7 @@ fn clip(out: &mut String, clip: &Clip) {
 
 fn chunk_map_report(out: &mut String, report: &ChunkMapReport) {
     out.push_str("<Stat property=\"ChunkMap\"><ChunkMapReport>");
-    element(out, "SwarmID", report.swarm_id.as_str());
+    element!(out, "SwarmID", report.swarm_id.as_str());
     for c in &report.clips {
         clip(out, c);
     }
@@ -259,16 +272,16 @@ fn chunk_map_report(out: &mut String, report: &ChunkMapReport) {
 fn stream_stats_report(out: &mut String, stats: &StreamStats) {
     out.push_str("<Stat property=\"StreamStats\"><StreamStatsReport>");
     if let Some(swarm_id) = &stats.swarm_id {
-        element(out, "SwarmID", swarm_id.as_str());
+        element!(out, "SwarmID", swarm_id.as_str());
     }
     if let Some(n) = stats.uploaded_bytes {
-        number_element(out, "UploadedBytes", n);
+        number_element!(out, "UploadedBytes", n);
     }
     if let Some(n) = stats.downloaded_bytes {
-        number_element(out, "DownloadedBytes", n);
+        number_element!(out, "DownloadedBytes", n);
     }
     if let Some(n) = stats.available_bandwidth {
-        number_element(out, "AvailBandwidth", n);
+        number_element!(out, "AvailBandwidth", n);
     }
     out.push_str("</StreamStatsReport></Stat>");
 }
@@ -288,16 +301,20 @@ fn stats(out: &mut String, stats: &[Stat]) {
 
 fn peer_info(out: &mut String, peer: &PeerInfo) {
     out.push_str("<PeerInfo>");
-    element(out, "PeerID", peer.peer_id.as_str());
+    element!(out, "PeerID", peer.peer_id.as_str());
     if let Some(mode) = peer.mode {
-        element(out, "PeerMode", mode.xml_name());
+        out.push_str(match mode {
+            PeerMode::Seed => "<PeerMode>SEED</PeerMode>",
+            PeerMode::LiveSeed => "<PeerMode>LIVESEED</PeerMode>",
+            PeerMode::Leech => "<PeerMode>LEECH</PeerMode>",
+        });
     }
     peer_addresses(out, &peer.addresses);
     if let Some(location) = &peer.location {
-        element(out, "PeerLocation", location);
+        element!(out, "PeerLocation", location);
     }
     if let Some(kind) = &peer.connection_type {
-        element(out, "ConnectionType", kind);
+        element!(out, "ConnectionType", kind);
     }
     if let Some(cost) = peer.rank_cost {
         out.push_str("<EndPointRankCost>");
@@ -336,10 +353,10 @@ pub(crate) fn encode_request(req: &Request) -> String {
     };
     let mut out = String::with_capacity(capacity_hint(extra));
     out.push_str(PROLOG);
-    element(&mut out, "Method", req.body.method().as_str());
-    element(&mut out, "PeerID", req.peer_id.as_str());
+    element!(&mut out, "Method", req.body.method().as_str());
+    element!(&mut out, "PeerID", req.peer_id.as_str());
     if let Some(token) = &req.auth_token {
-        element(&mut out, "AuthToken", token.as_str());
+        element!(&mut out, "AuthToken", token.as_str());
     }
     match &req.body {
         RequestBody::Connect(connect) => {
@@ -350,34 +367,34 @@ pub(crate) fn encode_request(req: &Request) -> String {
                 if let Some(credentials) = &auth.credentials {
                     use base64::Engine as _;
                     let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
-                    element(&mut out, "Credentials", &encoded);
+                    element!(&mut out, "Credentials", &encoded);
                 }
             }
             transaction_id(&mut out, &req.transaction_id);
             peer_addresses(&mut out, &connect.addresses);
         }
         RequestBody::Join(join) => {
-            element(&mut out, "SwarmID", join.swarm_id.as_str());
-            element(&mut out, "PeerMode", join.mode.xml_name());
+            element!(&mut out, "SwarmID", join.swarm_id.as_str());
+            element!(&mut out, "PeerMode", join.mode.xml_name());
             hints(&mut out, &join.hints);
             if let Some(n) = join.peer_num {
-                number_element(&mut out, "PeerNum", u64::from(n));
+                number_element!(&mut out, "PeerNum", u64::from(n));
             }
             if let Some(c) = &join.clip {
                 clip(&mut out, c);
             }
             // Our peers always send it (draft-gu-ppsp-tracker-protocol-06), 0 meaning no expiry.
-            number_element(&mut out, "ExpireTime", join.expire_time);
+            number_element!(&mut out, "ExpireTime", join.expire_time);
             transaction_id(&mut out, &req.transaction_id);
         }
         RequestBody::Leave(leave) => {
-            element(&mut out, "SwarmID", leave.swarm_id.as_str());
+            element!(&mut out, "SwarmID", leave.swarm_id.as_str());
             transaction_id(&mut out, &req.transaction_id);
         }
         RequestBody::Find(find) => {
-            element(&mut out, "SwarmID", find.swarm_id.as_str());
+            element!(&mut out, "SwarmID", find.swarm_id.as_str());
             if let Some(n) = &find.peer_num {
-                number_element(&mut out, "PeerNum", u64::from(n.count));
+                number_element!(&mut out, "PeerNum", u64::from(n.count));
             }
             hints(&mut out, &find.hints);
             if let Some(c) = &find.clip {
@@ -402,16 +419,16 @@ pub(crate) fn encode_response(resp: &Response) -> String {
     // About 300 bytes per listed peer with two addresses.
     let mut out = String::with_capacity(capacity_hint(peers * 320));
     out.push_str(PROLOG);
-    element(&mut out, "Response", resp.status.ppsp_str());
+    element!(&mut out, "Response", resp.status.ppsp_str());
     if let Some(token) = &resp.auth_token {
-        element(&mut out, "AuthToken", token.as_str());
+        element!(&mut out, "AuthToken", token.as_str());
     }
     for addr in &resp.reflexive_addresses {
-        address(&mut out, "ReflexiveAddress", addr, false);
+        address(&mut out, "<ReflexiveAddress ip=\"", addr, false);
     }
     // The XML protocol answers for one swarm only.
     if let Some(result) = resp.swarm_results.first() {
-        element(&mut out, "SwarmID", result.swarm_id.as_str());
+        element!(&mut out, "SwarmID", result.swarm_id.as_str());
         if !result.peers.is_empty() {
             out.push_str("<PeerInfoList>");
             for peer in &result.peers {
@@ -425,4 +442,39 @@ pub(crate) fn encode_response(resp: &Response) -> String {
     }
     out.push_str(EPILOG);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exactly_the_special_ascii_characters_become_references() {
+        for byte in 0..=127u8 {
+            let text = char::from(byte).to_string();
+            let mut in_text = String::new();
+            escape(&mut in_text, &text, false);
+            let mut in_attribute = String::new();
+            escape(&mut in_attribute, &text, true);
+            let special_in_text = b"&<>\"'\r".contains(&byte);
+            let special_in_attribute = special_in_text || b"\t\n".contains(&byte);
+            assert_eq!(in_text != text, special_in_text, "byte {byte} in text");
+            assert_eq!(
+                in_attribute != text,
+                special_in_attribute,
+                "byte {byte} in an attribute"
+            );
+            assert_eq!(MAY_NEED_REFERENCE[usize::from(byte)], special_in_attribute);
+        }
+        assert!(MAY_NEED_REFERENCE[128..].iter().all(|special| !special));
+    }
+
+    #[test]
+    fn ipv4_addresses_are_dotted_decimal() {
+        for ip in ["0.0.0.0", "127.0.0.1", "10.200.3.45", "255.255.255.255"] {
+            let mut out = String::new();
+            push_ip(&mut out, ip.parse().expect("address"));
+            assert_eq!(out, ip);
+        }
+    }
 }
