@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${SECONDS_PER_TARGET:-600}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(xml_decode json_decode stun chunkmap manifest peer_protocol)
+[ ${#targets[@]} -gt 0 ] || targets=(xml_decode xml_flat json_decode stun chunkmap manifest peer_protocol)
 
 # What `cargo fuzz build` does, spelled out so that no extra tool is needed: SanitizerCoverage
 # with comparison tracing, AddressSanitizer, debug assertions and overflow checks. The nightly
@@ -28,6 +28,12 @@ seed() {
     mkdir -p "$dir"
     case "$target" in
     xml_decode) cp ../crates/ppsp-proto/tests/fixtures/xml/*/* "$dir"/ ;;
+    xml_flat)
+        # Declaration, version, then (name, shape) pairs: a FIND of plain text children,
+        # and one with an entity in the PeerID.
+        printf '\x01\x00\x00\x00\x02\x00\x03\x00\x05\x00\x08\x00\x04\x00' >"$dir/find"
+        printf '\x03\x01\x00\x01\x02\x51\x04\x00' >"$dir/reference"
+        ;;
     json_decode) cp ../crates/ppsp-proto/tests/fixtures/json/*/* "$dir"/ ;;
     stun)
         # RFC 8489 Binding request, the same with an unknown comprehension-required attribute,

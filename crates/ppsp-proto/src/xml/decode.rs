@@ -251,18 +251,25 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeErr
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).map_err(|_| malformed("body is not UTF-8"))?;
     check_xml_chars(text)?;
+    if let Some(fields) = flat(text, limits) {
+        let message = fields.conclude();
+        // Debug builds (the tests) and the fuzz targets check every flat message against
+        // the full decoder, so that the fast path can never change an outcome.
+        debug_assert_eq!(
+            message,
+            decode_events(text, limits),
+            "the flat path and the full decoder disagree on {text:?}"
+        );
+        return message;
+    }
+    decode_events(text, limits)
+}
+
+/// The full decoder: quick-xml's events through [`Cursor`], for any document.
+fn decode_events(text: &str, limits: &Limits) -> Result<Message, DecodeError> {
     let mut fields = Fields::default();
     match parse(text, limits, &mut fields) {
-        Ok(()) => {
-            // Kept as a number so the success path does not copy the ID.
-            let id = fields
-                .transaction_id
-                .as_ref()
-                .and_then(TransactionId::as_u64);
-            fields
-                .into_message()
-                .map_err(|e| e.with_transaction_id(id.map(TransactionId::numeric)))
-        }
+        Ok(()) => fields.conclude(),
         Err(e) => {
             let id = match (&fields.transaction_id, &e.kind) {
                 (Some(id), _) => Some(id.clone()),
@@ -275,14 +282,96 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeErr
     }
 }
 
+/// XML white space.
+const XML_SPACE: [char; 4] = [' ', '\t', '\r', '\n'];
+
+/// The declarations the flat path knows; any other goes to the full decoder.
+const FLAT_DECLARATIONS: [&str; 4] = [
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+    "<?xml version=\"1.0\" encoding=\"utf-8\"?>",
+    "<?xml version=\"1.0\"?>",
+    "<?xml version='1.0' encoding='UTF-8'?>",
+];
+
+/// The fast path for flat messages, most of a tracker's traffic (FIND, KEEPALIVE, LEAVE,
+/// DISCONNECT, a JOIN without a clip and their short answers): an optional known
+/// declaration, the root with only its `version`, and children that each hold plain text.
+/// The text is read by string search and stored by [`text_field`], the full decoder's own
+/// rules, so the outcome is the same; the full decoder takes over (`None`) at anything
+/// else: an entity or character reference, CDATA, a comment, an attribute or a child
+/// inside a child, a prefix, a carriage return, an element that is not a text field, or a
+/// value any rule refuses (so that errors are always the full decoder's).
+fn flat(text: &str, limits: &Limits) -> Option<Fields> {
+    // The root's children are at depth 2.
+    if limits.max_depth < 2 {
+        return None;
+    }
+    let mut rest = text;
+    if let Some(after) = FLAT_DECLARATIONS
+        .iter()
+        .find_map(|declaration| rest.strip_prefix(declaration))
+    {
+        rest = after;
+    }
+    rest = rest
+        .trim_start_matches(XML_SPACE)
+        .strip_prefix("<PPSPTrackerProtocol version=")?;
+    let quote = rest.chars().next().filter(|c| matches!(c, '"' | '\''))?;
+    rest = &rest[1..];
+    let (version, after) = rest.split_once(quote)?;
+    if version.contains(['&', '<']) {
+        return None;
+    }
+    check_version(version).ok()?;
+    rest = after.strip_prefix('>')?;
+    let mut fields = Fields::default();
+    loop {
+        rest = rest.trim_start_matches(XML_SPACE);
+        if let Some(after) = rest.strip_prefix("</PPSPTrackerProtocol>") {
+            return after.trim_matches(XML_SPACE).is_empty().then_some(fields);
+        }
+        rest = rest.strip_prefix('<')?;
+        let name_len = rest.bytes().position(|b| !b.is_ascii_alphabetic())?;
+        let (name, after) = rest.split_at(name_len);
+        let (value, after) = after.strip_prefix('>')?.split_once('<')?;
+        if !is_text_field(name.as_bytes())
+            || value.bytes().any(|b| matches!(b, b'&' | b'>' | b'\r'))
+        {
+            return None;
+        }
+        rest = after
+            .strip_prefix('/')?
+            .strip_prefix(name)?
+            .strip_prefix('>')?;
+        text_field(name.as_bytes(), trim(Cow::Borrowed(value)), &mut fields).ok()?;
+    }
+}
+
+/// Bytes that start a character XML 1.0 refuses anywhere in a document: the C0 controls
+/// other than tab, line feed and carriage return, and `0xEF`, which begins U+FFFE and
+/// U+FFFF (`EF BF BE`, `EF BF BF`) among other, allowed characters.
+static SUSPECT_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = !matches!(byte as u8, b'\t' | b'\n' | b'\r');
+        byte += 1;
+    }
+    table[0xEF] = true;
+    table
+};
+
 /// XML 1.0 allows no C0 control character other than tab, line feed and carriage return,
 /// and neither U+FFFE nor U+FFFF, anywhere in a document. quick-xml does not check this;
-/// a value carrying one would break every strict parser it was relayed to.
+/// a value carrying one would break every strict parser it was relayed to. One pass with a
+/// table lookup per byte: every request body goes through it.
 fn check_xml_chars(text: &str) -> Result<(), DecodeError> {
-    let control = text
-        .bytes()
-        .any(|b| b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r');
-    if control || text.contains('\u{FFFE}') || text.contains('\u{FFFF}') {
+    let bytes = text.as_bytes();
+    let refused = bytes.iter().enumerate().any(|(at, &byte)| {
+        SUSPECT_BYTES[usize::from(byte)]
+            && (byte != 0xEF || matches!(bytes.get(at + 1..at + 3), Some([0xBF, 0xBE | 0xBF])))
+    });
+    if refused {
         return Err(malformed("character not allowed in XML"));
     }
     Ok(())
@@ -361,44 +450,7 @@ fn root_child<'i>(
 ) -> Result<(), DecodeError> {
     let limits = cursor.limits();
     match child.local() {
-        b"Method" => {
-            once(&f.method, "Method")?;
-            if f.status.is_some() {
-                return Err(DecodeErrorKind::BothDirections.into());
-            }
-            f.method = Some(parse_method(&text(cursor, child)?)?);
-        }
-        b"Response" => {
-            once(&f.status, "Response")?;
-            if f.method.is_some() {
-                return Err(DecodeErrorKind::BothDirections.into());
-            }
-            f.status = Some(parse_status(&text(cursor, child)?)?);
-        }
-        b"PeerID" => {
-            once(&f.peer_id, "PeerID")?;
-            f.peer_id = Some(PeerId::new(text(cursor, child)?.into_owned())?);
-        }
-        b"AuthToken" => {
-            if f.auth_token_seen {
-                return Err(duplicate("AuthToken"));
-            }
-            f.auth_token_seen = true;
-            // An empty token is treated like a missing one: an authentication failure for
-            // the tracker to answer (401), not a syntax error (draft-gu-ppsp-tracker-protocol-06).
-            let value = text(cursor, child)?;
-            if !value.is_empty() {
-                f.auth_token = Some(AuthToken::new(value.into_owned())?);
-            }
-        }
-        b"TransactionID" => {
-            once(&f.transaction_id, "TransactionID")?;
-            f.transaction_id = Some(parse_transaction_id(&text(cursor, child)?)?);
-        }
-        b"SwarmID" => {
-            once(&f.swarm_id, "SwarmID")?;
-            f.swarm_id = Some(SwarmId::new(text(cursor, child)?.into_owned())?);
-        }
+        name if is_text_field(name) => text_field(name, text(cursor, child)?, f)?,
         b"Auth" => {
             once(&f.mechanism, "Auth")?;
             let mut mechanism = None;
@@ -412,10 +464,6 @@ fn root_child<'i>(
             })?;
             f.mechanism = Some(mechanism.ok_or_else(|| missing("Auth@mechanism"))?);
             cursor.skip(child)?;
-        }
-        b"Credentials" => {
-            once(&f.credentials, "Credentials")?;
-            f.credentials = Some(decode_credentials(&text(cursor, child)?)?);
         }
         b"PeerAddresses" => {
             once(&f.peer_addresses, "PeerAddresses")?;
@@ -432,15 +480,6 @@ fn root_child<'i>(
             f.reflexive.push(address(cursor, child, true)?);
             cursor.skip(child)?;
         }
-        b"PeerMode" => {
-            once(&f.peer_mode, "PeerMode")?;
-            f.peer_mode = Some(parse_peer_mode("PeerMode", &text(cursor, child)?)?);
-        }
-        b"PeerNum" => {
-            // -07 attributes (abilityNAT, concurrentLinks, ...) are tolerated and ignored.
-            once(&f.peer_num, "PeerNum")?;
-            f.peer_num = Some(parse_positive_u32("PeerNum", &text(cursor, child)?)?);
-        }
         b"Stats" => {
             once(&f.stats, "Stats")?;
             f.stats = Some(stats(cursor, child)?);
@@ -449,15 +488,91 @@ fn root_child<'i>(
             once(&f.clip, "Clip")?;
             f.clip = Some(clip(cursor, child)?);
         }
-        b"ExpireTime" => {
-            once(&f.expire_time, "ExpireTime")?;
-            f.expire_time = Some(parse_u64("ExpireTime", &text(cursor, child)?)?);
-        }
         b"PeerInfoList" => {
             once(&f.peers, "PeerInfoList")?;
             f.peers = Some(peer_info_list(cursor, child, limits)?);
         }
         _ => cursor.skip(child)?,
+    }
+    Ok(())
+}
+
+/// The root's children whose value is their text, read by [`text_field`]; the ones the
+/// flat path can take.
+fn is_text_field(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"Method"
+            | b"Response"
+            | b"PeerID"
+            | b"AuthToken"
+            | b"TransactionID"
+            | b"SwarmID"
+            | b"Credentials"
+            | b"PeerMode"
+            | b"PeerNum"
+            | b"ExpireTime"
+    )
+}
+
+/// Stores `value`, the trimmed text of the root's child `name` (see [`is_text_field`]).
+fn text_field(name: &[u8], value: Cow<'_, str>, f: &mut Fields) -> Result<(), DecodeError> {
+    match name {
+        b"Method" => {
+            once(&f.method, "Method")?;
+            if f.status.is_some() {
+                return Err(DecodeErrorKind::BothDirections.into());
+            }
+            f.method = Some(parse_method(&value)?);
+        }
+        b"Response" => {
+            once(&f.status, "Response")?;
+            if f.method.is_some() {
+                return Err(DecodeErrorKind::BothDirections.into());
+            }
+            f.status = Some(parse_status(&value)?);
+        }
+        b"PeerID" => {
+            once(&f.peer_id, "PeerID")?;
+            f.peer_id = Some(PeerId::new(value.into_owned())?);
+        }
+        b"AuthToken" => {
+            if f.auth_token_seen {
+                return Err(duplicate("AuthToken"));
+            }
+            f.auth_token_seen = true;
+            // An empty token is treated like a missing one: an authentication failure for
+            // the tracker to answer (401), not a syntax error (draft-gu-ppsp-tracker-protocol-06).
+            if !value.is_empty() {
+                f.auth_token = Some(AuthToken::new(value.into_owned())?);
+            }
+        }
+        b"TransactionID" => {
+            once(&f.transaction_id, "TransactionID")?;
+            f.transaction_id = Some(parse_transaction_id(&value)?);
+        }
+        b"SwarmID" => {
+            once(&f.swarm_id, "SwarmID")?;
+            f.swarm_id = Some(SwarmId::new(value.into_owned())?);
+        }
+        b"Credentials" => {
+            once(&f.credentials, "Credentials")?;
+            f.credentials = Some(decode_credentials(&value)?);
+        }
+        b"PeerMode" => {
+            once(&f.peer_mode, "PeerMode")?;
+            f.peer_mode = Some(parse_peer_mode("PeerMode", &value)?);
+        }
+        b"PeerNum" => {
+            // -07 attributes (abilityNAT, concurrentLinks, ...) are tolerated and ignored.
+            once(&f.peer_num, "PeerNum")?;
+            f.peer_num = Some(parse_positive_u32("PeerNum", &value)?);
+        }
+        b"ExpireTime" => {
+            once(&f.expire_time, "ExpireTime")?;
+            f.expire_time = Some(parse_u64("ExpireTime", &value)?);
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -912,6 +1027,14 @@ fn hints(stats: Option<Vec<Stat>>) -> Result<NatHints, DecodeError> {
 }
 
 impl Fields {
+    /// The message the fields make, its errors carrying the transaction ID when one was read.
+    fn conclude(self) -> Result<Message, DecodeError> {
+        // Kept as a number so the success path does not copy the ID.
+        let id = self.transaction_id.as_ref().and_then(TransactionId::as_u64);
+        self.into_message()
+            .map_err(|e| e.with_transaction_id(id.map(TransactionId::numeric)))
+    }
+
     fn into_message(self) -> Result<Message, DecodeError> {
         match (self.method, self.status) {
             (Some(_), Some(_)) => Err(DecodeErrorKind::BothDirections.into()),
@@ -998,5 +1121,122 @@ impl Fields {
             reflexive_addresses: self.reflexive,
             swarm_results,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIND: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><PPSPTrackerProtocol \
+version=\"1.0\"><Method>FIND</Method><PeerID>wrk-peer-1</PeerID><AuthToken>AAAAAQ3Mu9bVZkZR\
+</AuthToken><SwarmID>fill-swarm-0</SwarmID><PeerNum>20</PeerNum><TransactionID>1000064\
+</TransactionID></PPSPTrackerProtocol>";
+
+    /// `text` decoded by the flat path, which must take it, and by the full decoder.
+    fn both(text: &str) -> (Result<Message, DecodeError>, Result<Message, DecodeError>) {
+        let limits = Limits::default();
+        let fields = flat(text, &limits).unwrap_or_else(|| panic!("flat path refused {text:?}"));
+        (fields.conclude(), decode_events(text, &limits))
+    }
+
+    #[test]
+    fn the_flat_path_takes_flat_messages_and_agrees_with_the_full_decoder() {
+        let pretty = "<?xml version=\"1.0\"?>\n<PPSPTrackerProtocol version='1.0'>\n  \
+<Method>JOIN</Method>\n  <PeerID> peer-7 </PeerID>\n  <AuthToken>tok</AuthToken>\n  \
+<SwarmID>s</SwarmID>\n  <PeerMode>SEED</PeerMode>\n  <ExpireTime>60</ExpireTime>\n  \
+<TransactionID>3</TransactionID>\n</PPSPTrackerProtocol>\n";
+        let keepalive = "<PPSPTrackerProtocol version=\"1.0\"><Method>KEEPALIVE</Method>\
+<PeerID>p</PeerID><AuthToken>t</AuthToken><TransactionID>9</TransactionID>\
+</PPSPTrackerProtocol>";
+        let answer = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PPSPTrackerProtocol \
+version=\"1.0\"><Response>OK</Response><TransactionID>9</TransactionID>\
+</PPSPTrackerProtocol>\n";
+        for text in [FIND, pretty, keepalive, answer] {
+            let (fast, full) = both(text);
+            assert!(fast.is_ok(), "{text}: {fast:?}");
+            assert_eq!(fast, full, "{text}");
+        }
+        let Ok(Message::Request(find)) = both(FIND).0 else {
+            panic!("FIND is a request");
+        };
+        assert_eq!(find.peer_id.as_str(), "wrk-peer-1");
+        assert_eq!(find.transaction_id, TransactionId::numeric(1_000_064));
+        let RequestBody::Find(body) = find.body else {
+            panic!("a FIND body");
+        };
+        assert_eq!(body.swarm_id.as_str(), "fill-swarm-0");
+        assert_eq!(body.peer_num.map(|n| n.count), Some(20));
+    }
+
+    #[test]
+    fn messages_the_rules_refuse_leave_the_same_error_either_way() {
+        // Well-formed and flat, but not a valid message: the error (with the transaction
+        // ID it echoes) is the same.
+        let no_swarm = FIND.replace("<SwarmID>fill-swarm-0</SwarmID>", "");
+        let (fast, full) = both(&no_swarm);
+        assert!(fast.is_err());
+        assert_eq!(fast, full);
+        let empty = "<PPSPTrackerProtocol version=\"1.0\"></PPSPTrackerProtocol>";
+        let (fast, full) = both(empty);
+        assert_eq!(fast, Err(DecodeErrorKind::NoDirection.into()));
+        assert_eq!(fast, full);
+    }
+
+    #[test]
+    fn the_full_decoder_takes_everything_else() {
+        let limits = Limits::default();
+        let variants = [
+            // Character data the flat path does not resolve or normalise.
+            FIND.replace("wrk-peer-1", "wrk&amp;peer"),
+            FIND.replace("wrk-peer-1", "wrk&#45;peer"),
+            FIND.replace("wrk-peer-1", "<![CDATA[wrk-peer-1]]>"),
+            FIND.replace("wrk-peer-1", "wrk-peer-1\r"),
+            FIND.replace("wrk-peer-1", "a>b"),
+            FIND.replace("wrk-peer-1", "wrk<!-- c -->peer"),
+            // Structure beyond plain text children.
+            FIND.replace("<PeerID>", "<PeerID kind=\"x\">"),
+            FIND.replace("<PeerID>", "<PeerID >"),
+            FIND.replace("</PeerID>", "</PeerID >"),
+            FIND.replace("<PeerNum>20</PeerNum>", "<PeerNum/>"),
+            FIND.replace("<PeerNum>20</PeerNum>", "<Extra>1</Extra>"),
+            FIND.replace("<PeerNum>20</PeerNum>", "<Clip><Name>c</Name></Clip>"),
+            FIND.replace("<Method>", "<p:Method xmlns:p=\"urn:x\">")
+                .replace("</Method>", "</p:Method>"),
+            FIND.replace("version=\"1.0\">", "version=\"1.0\" xmlns=\"urn:x\">"),
+            FIND.replace(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+                "<?xml version=\"1.1\"?>",
+            ),
+            FIND.replace(
+                "</PPSPTrackerProtocol>",
+                "</PPSPTrackerProtocol><!-- end -->",
+            ),
+            FIND.replace("</TransactionID>", "</TransactionID>stray text"),
+            // Values or structure the rules refuse: the full decoder words the error.
+            FIND.replace(
+                "<Method>FIND</Method>",
+                "<Method>FIND</Method><Method>FIND</Method>",
+            ),
+            FIND.replace(">20<", ">0<"),
+            FIND.replace("version=\"1.0\"", "version=\"2.0\""),
+            FIND.replace("</Method>", "</Mthod>"),
+            FIND.replace("</PPSPTrackerProtocol>", ""),
+        ];
+        for text in &variants {
+            assert!(flat(text, &limits).is_none(), "flat path took {text:?}");
+            // Through the public entry point, which checks against the full decoder in
+            // debug builds.
+            assert_eq!(
+                decode(text.as_bytes(), &limits),
+                decode_events(text, &limits)
+            );
+        }
+        let shallow = Limits {
+            max_depth: 1,
+            ..Limits::default()
+        };
+        assert!(flat(FIND, &shallow).is_none());
+        assert!(decode(FIND.as_bytes(), &shallow).is_err());
     }
 }
