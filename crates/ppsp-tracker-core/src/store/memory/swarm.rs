@@ -353,9 +353,10 @@ impl Swarm {
         if remaining > 0 {
             self.sample_rest(rng, requester, criteria, prefer_reachable, &mut out, preset);
         }
-        out.into_iter()
-            .filter_map(|i| members.get(i).copied())
-            .collect()
+        // Sized up front: collecting through a filter would start small and grow three times.
+        let mut chosen = Vec::with_capacity(out.len());
+        chosen.extend(out.into_iter().filter_map(|i| members.get(i).copied()));
+        chosen
     }
 
     fn sample_rest(
@@ -391,11 +392,12 @@ impl Swarm {
             if member.session == requester || out[..preset].contains(&index) {
                 return;
             }
-            let clips = self.clips_of(member.session);
+            // Looked up only for a chunk scope or preference: a plain FIND has neither.
+            let clips = || self.clips_of(member.session);
             if criteria
                 .scope
                 .as_ref()
-                .is_some_and(|s| !s.admits(member.mode(), clips))
+                .is_some_and(|s| !s.admits(member.mode(), clips()))
             {
                 return;
             }
@@ -403,7 +405,7 @@ impl Swarm {
                 && criteria
                     .prefer
                     .as_ref()
-                    .is_none_or(|p| p.admits(member.mode(), clips));
+                    .is_none_or(|p| p.admits(member.mode(), clips()));
             if !preferred {
                 if second.len() < remaining {
                     second.push(index);
