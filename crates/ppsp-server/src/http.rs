@@ -212,8 +212,8 @@ fn refusal_status(refusal: &Refusal) -> Status {
 
 /// The hyper service function.
 pub(crate) async fn handle(
-    state: Arc<AppState>,
-    conn: Arc<ConnInfo>,
+    state: &Arc<AppState>,
+    conn: &ConnInfo,
     request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<ResponseBody>, Infallible> {
     let gzip_ok = accepts_gzip(request.headers());
@@ -222,7 +222,7 @@ pub(crate) async fn handle(
     // covers every other request.
     let mut logged = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (request.method().clone(), request.uri().path().to_owned()));
-    let reply = match route(&state, &conn, request).await {
+    let reply = match route(state, conn, request).await {
         Ok(reply) => {
             if matches!(reply, Reply::Ppsp { .. }) {
                 logged = None;
@@ -230,11 +230,11 @@ pub(crate) async fn handle(
             reply
         }
         Err(error) => {
-            count_failure(&state, &error);
+            count_failure(state, &error);
             error.into_reply()
         }
     };
-    let response = render(&state, reply, gzip_ok);
+    let response = render(state, reply, gzip_ok);
     if let Some((method, path)) = logged {
         tracing::debug!(
             "{} {method} {path} -> {} in {:?}",

@@ -140,6 +140,11 @@ pub(crate) const UNDECODED_METHOD: &str = "unknown";
 
 /// Series of the requests family: each method and the undecoded one, times two protocols,
 /// times the statuses.
+/// The HTTP status codes the server answers with, every one but the rarest.
+const COMMON_HTTP_CODES: [u16; 15] = [
+    200, 204, 304, 400, 401, 403, 404, 405, 406, 408, 413, 415, 429, 500, 503,
+];
+
 const REQUEST_SERIES: usize = (Method::ALL.len() + 1) * 2 * Status::ALL.len();
 
 /// The version this binary was built from.
@@ -172,6 +177,9 @@ pub(crate) struct Metrics {
     /// The series of `latency` met so far, by method.
     latency_series: [OnceLock<Histogram>; Method::ALL.len()],
     http_responses: Family<CodeLabels, Counter>,
+    /// The series of `http_responses` met so far, for the codes of [`COMMON_HTTP_CODES`]:
+    /// counting a response then takes neither the family's lock nor a hash of its label.
+    http_series: [OnceLock<Counter>; COMMON_HTTP_CODES.len()],
     refusals: Family<CauseLabels, Counter>,
     reported_bytes: Family<DirectionLabels, Counter>,
     peers: Family<ModeLabels, Gauge>,
@@ -318,6 +326,7 @@ impl Metrics {
             latency,
             latency_series: std::array::from_fn(|_| OnceLock::new()),
             http_responses,
+            http_series: std::array::from_fn(|_| OnceLock::new()),
             refusals,
             reported_bytes,
             peers,
@@ -436,9 +445,17 @@ impl Metrics {
 
     /// Counts one HTTP response.
     pub(crate) fn count_http_status(&self, code: u16) {
-        self.http_responses
-            .get_or_create(&CodeLabels { code })
-            .inc();
+        let series = COMMON_HTTP_CODES
+            .iter()
+            .position(|common| *common == code)
+            .and_then(|index| self.http_series.get(index));
+        let labels = CodeLabels { code };
+        match series {
+            Some(series) => series
+                .get_or_init(|| self.http_responses.get_or_create(&labels).clone())
+                .inc(),
+            None => self.http_responses.get_or_create(&labels).inc(),
+        };
     }
 
     /// Counts one refusal.
@@ -548,8 +565,14 @@ mod tests {
         metrics.observe_latency(Method::Join, Duration::from_micros(30));
         metrics.refuse(RefusalCause::body_limit);
         metrics.add_reported_bytes(Direction::uploaded, 4096);
+        // A common code (a cached series) and a rare one (looked up in the family).
+        metrics.count_http_status(200);
+        metrics.count_http_status(200);
+        metrics.count_http_status(418);
         let text = metrics.encode();
         for line in [
+            "ppsp_http_responses_total{code=\"200\"} 2",
+            "ppsp_http_responses_total{code=\"418\"} 1",
             "ppsp_requests_total{method=\"JOIN\",protocol=\"xml\",status=\"OK\"} 2",
             "ppsp_requests_total{method=\"unknown\",protocol=\"json\",status=\"INVALID SYNTAX\"} 1",
             "ppsp_request_duration_seconds_count{method=\"JOIN\"} 1",

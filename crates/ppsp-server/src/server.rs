@@ -615,20 +615,17 @@ async fn drive<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let busy = Arc::new(AtomicU64::new(0));
+    let busy = AtomicU64::new(0);
+    // Each request's future borrows the state, the connection's facts and the busy count
+    // from this task: cloning an `Arc` per request would move the shared state's reference
+    // count between the cores on every request.
     let service = {
-        let state = Arc::clone(state);
-        let busy = Arc::clone(&busy);
-        service_fn(move |request| {
-            let state = Arc::clone(&state);
-            let info = Arc::clone(&info);
-            let busy = Arc::clone(&busy);
-            async move {
-                busy.fetch_add(1, Ordering::Relaxed);
-                let response = crate::http::handle(state, info, request).await;
-                busy.fetch_sub(1, Ordering::Relaxed);
-                response
-            }
+        let (info, busy) = (info.as_ref(), &busy);
+        service_fn(move |request| async move {
+            busy.fetch_add(1, Ordering::Relaxed);
+            let response = crate::http::handle(state, info, request).await;
+            busy.fetch_sub(1, Ordering::Relaxed);
+            response
         })
     };
     let mut builder = http1::Builder::new();
