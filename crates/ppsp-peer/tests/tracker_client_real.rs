@@ -14,6 +14,7 @@ use ppsp_proto::{
     AddressType, ChunkMap, ChunkMapReport, ChunkSegments, Clip, Find, MediaType, NatHints, PeerId,
     PeerMode, Segment, Stat, StatReport, Status, StreamStats, SwarmId,
 };
+use ppsp_server::ppsp_tracker_core::block_on_ready;
 use ppsp_server::{Listeners, Server, ServerConfig};
 use tokio::sync::oneshot;
 use tokio::sync::watch;
@@ -60,17 +61,19 @@ impl RealTracker {
         let tracker = Arc::clone(server.tracker());
         let view: SnapshotFn = Box::new(move || {
             let now = ppsp_server::ppsp_tracker_core::Timestamp::now();
-            let sessions = ready(tracker.totals()).expect("totals").sessions as usize;
+            let sessions = block_on_ready(tracker.totals()).expect("totals").sessions as usize;
             let query = ppsp_server::ppsp_tracker_core::SwarmQuery {
                 offset: 0,
                 limit: usize::MAX,
                 filter: None,
             };
-            let page = ready(tracker.swarms(now, &query)).expect("swarms");
+            let page = block_on_ready(tracker.swarms(now, &query)).expect("swarms");
             let peers = page
                 .swarms
                 .iter()
-                .filter_map(|s| ready(tracker.swarm(now, &s.swarm_id, 0, usize::MAX)).ok()?)
+                .filter_map(|s| {
+                    block_on_ready(tracker.swarm(now, &s.swarm_id, 0, usize::MAX)).ok()?
+                })
                 .flat_map(|swarm| {
                     let id = swarm.summary.swarm_id.to_string();
                     swarm.peers.into_iter().map(move |peer| PeerView {
@@ -499,16 +502,4 @@ async fn plain_credentials_over_https() {
         "{error}"
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Runs a future of the memory store's tracker, which never waits, on this thread.
-fn ready<F: Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::yield_now();
-    }
 }

@@ -18,7 +18,9 @@ use ppsp_tracker_core::ppsp_proto::{
     MediaType, NatHints, PeerAddress, PeerId, PeerMode, PeerNum, Request, RequestBody, SaslAuth,
     Segment, Stat, StatReport, Status, SwarmId, TransactionId,
 };
-use ppsp_tracker_core::{Config, Format, OpenAuthenticator, RequestContext, Tracker};
+use ppsp_tracker_core::{
+    Config, Format, OpenAuthenticator, RequestContext, Tracker, block_on_ready as ready,
+};
 
 struct Client {
     peer_id: PeerId,
@@ -236,15 +238,3 @@ criterion_group! {
     targets = find_in_large_swarm, join_leave_churn, big_stat_report, sweep_idle_sessions
 }
 criterion_main!(benches);
-
-/// Runs a future of the memory store's tracker, which never waits, on this thread.
-fn ready<F: Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::yield_now();
-    }
-}

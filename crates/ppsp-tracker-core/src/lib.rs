@@ -66,10 +66,27 @@ pub use store::memory::MemoryStore;
 pub use time::Timestamp;
 pub use tracker::{SessionState, SweepReport, Tracker};
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use ppsp_proto::SwarmId;
+
+/// Runs a future of a tracker on the [`MemoryStore`] to completion on this thread. That
+/// store's futures never wait, so polling until ready is enough, and it works inside another
+/// future (an authenticator called during [`Tracker::handle`]), where starting a runtime
+/// would not. For tests, benchmarks and tools; a server awaits the futures on its runtime,
+/// which any store needs.
+pub fn block_on_ready<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::yield_now();
+    }
+}
 
 /// Facts about the HTTP exchange the core needs.
 #[derive(Clone, Debug)]

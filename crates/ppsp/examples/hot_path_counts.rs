@@ -11,7 +11,6 @@
 //!
 //! It uses the `ppsp` binary's allocator, so that allocation costs what it costs there.
 
-use std::future::Future;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -22,7 +21,9 @@ use ppsp_proto::{
     PeerNum, Request, RequestBody, Response, SaslAuth, Status, SwarmId, SwarmResult, TransactionId,
     xml,
 };
-use ppsp_tracker_core::{Config, Format, OpenAuthenticator, RequestContext, Timestamp, Tracker};
+use ppsp_tracker_core::{
+    Config, Format, OpenAuthenticator, RequestContext, Timestamp, Tracker, block_on_ready,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -122,7 +123,7 @@ impl Peer {
             transaction_id: TransactionId::numeric(self.next_transaction),
             body,
         };
-        ready(tracker.handle(now, &self.context, &request))
+        block_on_ready(tracker.handle(now, &self.context, &request))
     }
 
     fn join(&mut self, tracker: &Tracker, now: Timestamp, swarm: &SwarmId) {
@@ -166,17 +167,5 @@ fn find(times: u64) {
     for _ in 0..times {
         let answer = asker.call(&tracker, now, body.clone());
         assert_eq!(black_box(answer).swarm_results[0].peers.len(), 20);
-    }
-}
-
-/// Runs a future that never waits: the in-memory store answers at once.
-fn ready<F: Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::yield_now();
     }
 }

@@ -115,18 +115,10 @@ pub struct StateView {
     pub swarms: Vec<SwarmView>,
 }
 
-/// Runs a future of the memory store's tracker to completion on this thread. Its futures
-/// never wait, so polling until ready is enough, and it works from inside another future
-/// (an authenticator called during `handle`), where starting a runtime would not.
+/// Runs a future of the memory store's tracker to completion on this thread
+/// ([`ppsp_tracker_core::block_on_ready`]).
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::yield_now();
-    }
+    ppsp_tracker_core::block_on_ready(future)
 }
 
 /// The whole state of `tracker` at `now`, paged through its snapshot calls.
