@@ -4,8 +4,9 @@
 #
 #   scripts/callgrind-counts.sh [--times N] [PIECE...]
 #
-# PIECE is decode (the wrk FIND), encode (a FIND answer of 20 peers) or find (a FIND of 20
-# through the tracker core, 100 members); all three by default. Each piece runs under
+# PIECE is decode (the wrk FIND), encode (a FIND answer of 20 peers), find (a FIND of 20
+# through the tracker core, 100 members), json-decode or json-encode (the JSON FIND and its
+# answer); all of them by default. Each piece runs under
 # `valgrind --tool=callgrind` once with no repetition and once N times (default 1000) in
 # the release example crates/ppsp/examples/hot_path_counts.rs; the difference over N is
 # what one operation costs, setup left out. Installs valgrind (Debian package) when
@@ -18,11 +19,11 @@ pieces=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --times) times="$2"; shift 2 ;;
-    decode | encode | find) pieces+=("$1"); shift ;;
-    *) echo "usage: $0 [--times N] [decode|encode|find ...]" >&2; exit 2 ;;
+    decode | encode | find | json-decode | json-encode) pieces+=("$1"); shift ;;
+    *) echo "usage: $0 [--times N] [decode|encode|find|json-decode|json-encode ...]" >&2; exit 2 ;;
     esac
 done
-[ ${#pieces[@]} -gt 0 ] || pieces=(decode encode find)
+[ ${#pieces[@]} -gt 0 ] || pieces=(decode encode find json-decode json-encode)
 case "$times" in '' | *[!0-9]* | 0) echo "--times must be a positive integer" >&2; exit 2 ;; esac
 
 if ! command -v valgrind >/dev/null; then

@@ -59,6 +59,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::digits::{push_ip, push_u64};
 use crate::error::{DecodeError, DecodeErrorKind, Limits};
 use crate::model::{
     AbilityNat, AddressType, Connect, ConnectionKind, Find, Message, PeerAddress, PeerId, PeerInfo,
@@ -798,7 +799,7 @@ fn push_connect<'a>(
 
 fn push_peer_num(out: &mut String, peer_num: &PeerNum) {
     out.push_str("{\"peer_count\":");
-    push_uint(out, u64::from(peer_num.count));
+    push_u64(out, u64::from(peer_num.count));
     if let Some(ability) = peer_num.ability_nat {
         out.push_str(match ability {
             AbilityNat::NoNat => ",\"ability_nat\":\"NO_NAT\"",
@@ -847,12 +848,11 @@ fn push_peer_addr(out: &mut String, address: &PeerAddress, default_kind: Address
         IpAddr::V4(_) => "{\"ip_address\":{\"address_type\":\"ipv4\",\"address\":\"",
         IpAddr::V6(_) => "{\"ip_address\":{\"address_type\":\"ipv6\",\"address\":\"",
     });
-    // `Display` of both address types is plain ASCII, and for IPv6 the RFC 5952 form.
-    let _ = write!(out, "{}", address.ip);
+    push_ip(out, address.ip);
     out.push_str("\"},\"port\":");
-    push_uint(out, u64::from(address.port));
+    push_u64(out, u64::from(address.port));
     out.push_str(",\"priority\":");
-    push_uint(out, u64::from(address.priority.unwrap_or(0)));
+    push_u64(out, u64::from(address.priority.unwrap_or(0)));
     out.push_str(",\"type\":\"");
     out.push_str(address.kind.unwrap_or(default_kind).name());
     out.push('"');
@@ -876,12 +876,15 @@ fn push_peer_addr(out: &mut String, address: &PeerAddress, default_kind: Address
 /// Encodes a response in canonical RFC 7846 form. A failed response carries only version,
 /// response type, error code and transaction ID, as RFC 7846 §4.3 requires.
 pub fn encode_response(response: &Response) -> String {
-    let mut out = String::with_capacity(128 + 160 * response.swarm_results.len());
+    // About 150 bytes per listed peer: sized once, where growing would copy the answer
+    // four times over for a list of 20.
+    let peers: usize = response.swarm_results.iter().map(|r| r.peers.len()).sum();
+    let mut out = String::with_capacity(128 + 64 * response.swarm_results.len() + 160 * peers);
     let ok = response.status == Status::Ok;
     out.push_str("{\"PPSPTrackerProtocol\":{\"version\":1,\"response_type\":");
     out.push_str(if ok { "0" } else { "1" });
     out.push_str(",\"error_code\":");
-    push_uint(&mut out, u64::from(response.status.json_error_code()));
+    push_u64(&mut out, u64::from(response.status.json_error_code()));
     out.push_str(",\"transaction_id\":");
     push_string(
         &mut out,
@@ -948,34 +951,36 @@ fn push_optional_uint(out: &mut String, key: &str, value: Option<u64>) {
         out.push_str(",\"");
         out.push_str(key);
         out.push_str("\":");
-        push_uint(out, value);
+        push_u64(out, value);
     }
 }
 
-/// Decimal digits of `value`, without going through `fmt` (this runs several times per
-/// address on the tracker's hot path).
-fn push_uint(out: &mut String, mut value: u64) {
-    // u64::MAX has 20 digits.
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    for slot in digits.iter_mut().rev() {
-        *slot = b'0' + (value % 10) as u8;
-        start -= 1;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
+/// The bytes a JSON string cannot hold as they are: the quote, the backslash and the
+/// control characters (RFC 8259 §7).
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
     }
-    if let Some(Ok(text)) = digits.get(start..).map(std::str::from_utf8) {
-        out.push_str(text);
-    }
-}
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
 
 /// Writes `text` as a JSON string literal: quotes, backslashes and control characters are
 /// escaped, everything else is copied as UTF-8.
 fn push_string(out: &mut String, text: &str) {
     out.reserve(text.len() + 2);
     out.push('"');
+    // Identifiers, a few per listed peer, need no escape: one table load per byte decides,
+    // and they are copied whole.
+    if !text.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)]) {
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, byte) in text.bytes().enumerate() {
         let escape = match byte {
@@ -1005,21 +1010,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn integers_are_written_in_decimal() {
-        for value in [0, 7, 10, 65_535, 4_294_967_295, u64::MAX] {
-            let mut out = String::new();
-            push_uint(&mut out, value);
-            assert_eq!(out, value.to_string());
-        }
-    }
-
-    #[test]
     fn strings_are_escaped() {
         let mut out = String::new();
         push_string(&mut out, "a\"b\\c\u{1}\n é");
         assert_eq!(out, "\"a\\\"b\\\\c\\u0001\\n é\"");
         let back: String = serde_json::from_str(&out).expect("valid JSON string");
         assert_eq!(back, "a\"b\\c\u{1}\n é");
+        // Every ASCII character alone: escaped exactly when JSON needs it, and read back.
+        for byte in 0..=127u8 {
+            let text = char::from(byte).to_string();
+            let mut out = String::new();
+            push_string(&mut out, &text);
+            let escaped = byte < 0x20 || byte == b'"' || byte == b'\\';
+            assert_eq!(out != format!("\"{text}\""), escaped, "byte {byte}");
+            assert_eq!(NEEDS_ESCAPE[usize::from(byte)], escaped, "byte {byte}");
+            let back: String = serde_json::from_str(&out).expect("valid JSON string");
+            assert_eq!(back, text);
+        }
     }
 
     #[test]

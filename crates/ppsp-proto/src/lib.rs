@@ -14,6 +14,7 @@
 //! [`Limits`] while it parses.
 
 pub mod chunkmap;
+mod digits;
 pub mod error;
 pub mod format;
 pub mod json;

@@ -7,7 +7,9 @@
 //! - `decode`: decodes the XML FIND the wrk script sends;
 //! - `encode`: encodes a FIND answer of 20 leeches with one IPv4 address each, the shape
 //!   `ppsp bench fill` gives;
-//! - `find`: a FIND of 20 through the tracker core, in a swarm of 100 members.
+//! - `find`: a FIND of 20 through the tracker core, in a swarm of 100 members;
+//! - `json-decode` and `json-encode`: the same FIND and answer in RFC 7846 JSON, as
+//!   `docs/wrk/ppsp-json.lua` sends it and the tracker answers.
 //!
 //! It uses the `ppsp` binary's allocator, so that allocation costs what it costs there.
 
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use ppsp_proto::{
     AddressType, Connect, Find, Join, Limits, NatHints, PeerAddress, PeerId, PeerInfo, PeerMode,
     PeerNum, Request, RequestBody, Response, SaslAuth, Status, SwarmId, SwarmResult, TransactionId,
-    xml,
+    json, xml,
 };
 use ppsp_tracker_core::{
     Config, Format, OpenAuthenticator, RequestContext, Timestamp, Tracker, block_on_ready,
@@ -27,6 +29,11 @@ use ppsp_tracker_core::{
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The body `docs/wrk/ppsp-json.lua` sends for a FIND.
+const JSON_FIND_REQUEST: &[u8] = b"{\"PPSPTrackerProtocol\":{\"version\":1,\"request_type\":\
+\"FIND\",\"peer_id\":\"wrk-json-4242\",\"find\":{\"swarm_id\":\"fill-swarm-1\",\"peer_num\":\
+{\"peer_count\":20}},\"transaction_id\":\"1000064\"}}";
 
 /// The body `docs/wrk/ppsp-xml.lua` sends for a FIND.
 const FIND_REQUEST: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><PPSPTrackerProtocol \
@@ -38,15 +45,17 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (Some(piece), Some(Ok(times))) = (args.next(), args.next().map(|n| n.parse::<u64>()))
     else {
-        eprintln!("usage: hot_path_counts decode|encode|find N");
+        eprintln!("usage: hot_path_counts decode|encode|find|json-decode|json-encode N");
         return ExitCode::from(2);
     };
     match piece.as_str() {
         "decode" => decode(times),
         "encode" => encode(times),
+        "json-decode" => json_decode(times),
+        "json-encode" => json_encode(times),
         "find" => find(times),
         _ => {
-            eprintln!("unknown piece {piece:?}: decode, encode or find");
+            eprintln!("unknown piece {piece:?}: decode, encode, find, json-decode or json-encode");
             return ExitCode::from(2);
         }
     }
@@ -61,7 +70,30 @@ fn decode(times: u64) {
     }
 }
 
+fn json_decode(times: u64) {
+    let limits = Limits::default();
+    for _ in 0..times {
+        let decoded = json::decode_request(black_box(JSON_FIND_REQUEST), &limits);
+        assert!(black_box(decoded).is_ok(), "the wrk JSON FIND decodes");
+    }
+}
+
 fn encode(times: u64) {
+    let answer = find_answer();
+    for _ in 0..times {
+        black_box(xml::encode_response(black_box(&answer)));
+    }
+}
+
+fn json_encode(times: u64) {
+    let answer = find_answer();
+    for _ in 0..times {
+        black_box(json::encode_response(black_box(&answer)));
+    }
+}
+
+/// A FIND answer of 20 leeches, one IPv4 HOST address each.
+fn find_answer() -> Response {
     let peers = (0..20u8)
         .map(|i| PeerInfo {
             peer_id: PeerId::new(format!("f693773c70000000{i:04x}")).expect("peer id"),
@@ -76,7 +108,7 @@ fn encode(times: u64) {
             rank_cost: None,
         })
         .collect();
-    let answer = Response {
+    Response {
         status: Status::Ok,
         transaction_id: Some(TransactionId::numeric(1_000_064)),
         auth_token: None,
@@ -86,9 +118,6 @@ fn encode(times: u64) {
             ok: true,
             peers,
         }],
-    };
-    for _ in 0..times {
-        black_box(xml::encode_response(black_box(&answer)));
     }
 }
 

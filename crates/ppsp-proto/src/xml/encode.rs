@@ -4,8 +4,7 @@
 //! other elements in the order of the draft digest's examples. Everything taken from the
 //! model is escaped, so identifiers and names may hold any of `& < > " '`.
 
-use std::fmt::Write as _;
-
+use crate::digits::{push_ip, push_u64};
 use crate::model::{
     AddressType, ChunkMapReport, ChunkSegments, Clip, MediaType, NatHints, PeerAddress, PeerInfo,
     PeerMode, Request, RequestBody, Response, Segment, Stat, StreamStats, TransactionId,
@@ -71,12 +70,6 @@ macro_rules! element {
     }};
 }
 
-/// Appends the decimal form of `value` without going through `fmt` (a FIND answer holds
-/// two or three numbers per listed peer).
-fn push_u64(out: &mut String, value: u64) {
-    out.push_str(itoa::Buffer::new().format(value));
-}
-
 fn push_i64(out: &mut String, value: i64) {
     if value < 0 {
         out.push('-');
@@ -109,42 +102,6 @@ fn transaction_id(out: &mut String, id: &TransactionId) {
     // carried and is left out.
     if let Some(value) = id.as_u64() {
         number_element!(out, "TransactionID", value);
-    }
-}
-
-/// One to three decimal digits, pushed one by one: cheaper than formatting into a buffer
-/// and copying that. Inlined into the four calls of each address (the compiler keeps it a
-/// call otherwise, which costs as much as the digits).
-#[inline(always)]
-fn push_octet(out: &mut String, octet: u8) {
-    if octet >= 100 {
-        out.push(char::from(b'0' + octet / 100));
-    }
-    if octet >= 10 {
-        out.push(char::from(b'0' + octet / 10 % 10));
-    }
-    out.push(char::from(b'0' + octet % 10));
-}
-
-/// An IPv4 address in dotted decimal written octet by octet (a FIND answer holds one per
-/// peer, and `fmt` costs several times as much); IPv6 in RFC 5952 form through std's
-/// `Display`.
-fn push_ip(out: &mut String, ip: std::net::IpAddr) {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            push_octet(out, a);
-            out.push('.');
-            push_octet(out, b);
-            out.push('.');
-            push_octet(out, c);
-            out.push('.');
-            push_octet(out, d);
-        }
-        // Writing into a String cannot fail.
-        std::net::IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
-        }
     }
 }
 
@@ -528,14 +485,5 @@ mod tests {
             false,
         );
         assert_eq!(out, "<ReflexiveAddress ip=\"10.0.0.1\" port=\"7000\"/>");
-    }
-
-    #[test]
-    fn ipv4_addresses_are_dotted_decimal() {
-        for ip in ["0.0.0.0", "127.0.0.1", "10.99.100.9", "255.255.255.255"] {
-            let mut out = String::new();
-            push_ip(&mut out, ip.parse().expect("address"));
-            assert_eq!(out, ip);
-        }
     }
 }
