@@ -17,7 +17,7 @@ use ppsp_tracker_core::Cap;
 use ppsp_tracker_core::Format as Dialect;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
@@ -374,12 +374,14 @@ impl Metrics {
             protocol: protocol_name(dialect),
             status: status_label(status),
         };
-        match self.request_series.get(index) {
-            Some(series) => series
-                .get_or_init(|| self.requests.get_or_create(&labels()).clone())
-                .inc(),
-            None => self.requests.get_or_create(&labels()).inc(),
-        };
+        with_series(
+            self.request_series.get(index),
+            &self.requests,
+            &labels(),
+            |c| {
+                c.inc();
+            },
+        );
     }
 
     /// Answers with `status` so far, over every method and protocol.
@@ -406,15 +408,9 @@ impl Metrics {
         let labels = MethodLabels {
             method: method.as_str(),
         };
-        match series {
-            Some(series) => series
-                .get_or_init(|| self.latency.get_or_create(&labels).clone())
-                .observe(elapsed.as_secs_f64()),
-            None => self
-                .latency
-                .get_or_create(&labels)
-                .observe(elapsed.as_secs_f64()),
-        }
+        with_series(series, &self.latency, &labels, |h| {
+            h.observe(elapsed.as_secs_f64());
+        });
     }
 
     /// Requests answered per method so far (index = position in [`Method::ALL`]).
@@ -450,12 +446,9 @@ impl Metrics {
             .position(|common| *common == code)
             .and_then(|index| self.http_series.get(index));
         let labels = CodeLabels { code };
-        match series {
-            Some(series) => series
-                .get_or_init(|| self.http_responses.get_or_create(&labels).clone())
-                .inc(),
-            None => self.http_responses.get_or_create(&labels).inc(),
-        };
+        with_series(series, &self.http_responses, &labels, |c| {
+            c.inc();
+        });
     }
 
     /// Counts one refusal.
@@ -524,6 +517,26 @@ impl Metrics {
             tracing::error!("metrics encoding failed: {err}");
         }
         out
+    }
+}
+
+/// Applies `update` to the series of `family` for `labels`. With a `cache` slot the series
+/// is looked up once and kept there, so that later updates take neither the family's lock
+/// nor a hash of the labels; without one (a label value outside the cached set) it is
+/// looked up every time.
+fn with_series<L, M, C>(
+    cache: Option<&OnceLock<M>>,
+    family: &Family<L, M, C>,
+    labels: &L,
+    update: impl FnOnce(&M),
+) where
+    L: Clone + std::hash::Hash + Eq,
+    M: Clone,
+    C: MetricConstructor<M>,
+{
+    match cache {
+        Some(slot) => update(slot.get_or_init(|| family.get_or_create(labels).clone())),
+        None => update(&family.get_or_create(labels)),
     }
 }
 

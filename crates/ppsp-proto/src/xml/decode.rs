@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-use super::reader::{Cursor, Next, Open, malformed, trim};
+use super::reader::{Cursor, Next, Open, is_space, malformed, trim};
 use crate::chunkmap::ChunkMap;
 use crate::error::{DecodeError, DecodeErrorKind, Limits};
 use crate::model::{
@@ -282,9 +282,6 @@ fn decode_events(text: &str, limits: &Limits) -> Result<Message, DecodeError> {
     }
 }
 
-/// XML white space.
-const XML_SPACE: [char; 4] = [' ', '\t', '\r', '\n'];
-
 /// The declarations the flat path knows; any other goes to the full decoder.
 const FLAT_DECLARATIONS: [&str; 4] = [
     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
@@ -314,7 +311,7 @@ fn flat(text: &str, limits: &Limits) -> Option<Fields> {
         rest = after;
     }
     rest = rest
-        .trim_start_matches(XML_SPACE)
+        .trim_start_matches(is_space)
         .strip_prefix("<PPSPTrackerProtocol version=")?;
     let quote = rest.chars().next().filter(|c| matches!(c, '"' | '\''))?;
     rest = &rest[1..];
@@ -326,9 +323,9 @@ fn flat(text: &str, limits: &Limits) -> Option<Fields> {
     rest = after.strip_prefix('>')?;
     let mut fields = Fields::default();
     loop {
-        rest = rest.trim_start_matches(XML_SPACE);
+        rest = rest.trim_start_matches(is_space);
         if let Some(after) = rest.strip_prefix("</PPSPTrackerProtocol>") {
-            return after.trim_matches(XML_SPACE).is_empty().then_some(fields);
+            return after.trim_matches(is_space).is_empty().then_some(fields);
         }
         rest = rest.strip_prefix('<')?;
         let name_len = rest.bytes().position(|b| !b.is_ascii_alphabetic())?;

@@ -339,9 +339,13 @@ fn is_xml_space(bytes: &[u8]) -> bool {
         .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
-/// Trims XML white space (space, tab, CR, LF) from both ends without copying a borrowed value.
+/// XML white space (the `S` production): space, tab, CR, LF.
+pub(crate) fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// Trims XML white space from both ends without copying a borrowed value.
 pub(crate) fn trim(value: Cow<'_, str>) -> Cow<'_, str> {
-    let is_space = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
     match value {
         Cow::Borrowed(s) => Cow::Borrowed(s.trim_matches(is_space)),
         Cow::Owned(s) => {
