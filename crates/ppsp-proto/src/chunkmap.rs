@@ -4,6 +4,8 @@
 //! stands for chunk `first + i` and is packed MSB-first, as in a BitTorrent bitfield: chunk
 //! `first` is bit 7 of byte 0 (draft-gu-ppsp-tracker-protocol-06). Pad bits past the end are always zero.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 
@@ -96,14 +98,15 @@ impl ChunkMap {
                 DecodeErrorKind::ChunkMap("bitmap length does not match bitmapsize").into(),
             );
         }
-        let compact: String = text
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect::<String>()
-            .trim_end_matches('=')
-            .to_owned();
-        let bytes = STANDARD_NO_PAD
-            .decode(compact.as_bytes())
+        // Maps as peers send them hold no white space: decoded straight from the text.
+        let compact: Cow<'_, str> = if text.bytes().any(|b| b.is_ascii_whitespace()) {
+            Cow::Owned(text.chars().filter(|c| !c.is_ascii_whitespace()).collect())
+        } else {
+            Cow::Borrowed(text)
+        };
+        let mut bytes = Vec::with_capacity(expected);
+        STANDARD_NO_PAD
+            .decode_vec(compact.trim_end_matches('=').as_bytes(), &mut bytes)
             .map_err(|_| DecodeError::new(DecodeErrorKind::InvalidBase64("Segment")))?;
         Self::from_bytes(first, len, bytes)
     }

@@ -1166,4 +1166,22 @@ fn characters_outside_xml_are_refused() {
     for good in ["a&#x10FFFF;", "a&#xE000;", "caf\u{e9}"] {
         xml::decode(with(good).as_bytes(), &Limits::default()).expect(good);
     }
+    // The check reads eight bytes at a time: a refused character is found, and an allowed
+    // one that shares bytes with a refused one passes, at every offset within a word and
+    // across the boundary between two.
+    for pad in 0..17 {
+        let padding = "x".repeat(pad);
+        for bad in ["\u{1}", "\u{1f}", "\u{fffe}", "\u{ffff}"] {
+            let value = format!("{padding}{bad}yz");
+            let e = xml::decode(with(&value).as_bytes(), &Limits::default()).expect_err(&value);
+            assert!(
+                matches!(e.kind, DecodeErrorKind::Malformed(_)),
+                "{value:?}: {e:?}"
+            );
+        }
+        for good in ["\u{fffd}", "\u{efff}", "\u{e9}", "\u{7f}"] {
+            let value = format!("{padding}{good}yz");
+            xml::decode(with(&value).as_bytes(), &Limits::default()).expect(&value);
+        }
+    }
 }

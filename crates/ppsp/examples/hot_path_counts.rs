@@ -8,6 +8,8 @@
 //! - `encode`: encodes a FIND answer of 20 leeches with one IPv4 address each, the shape
 //!   `ppsp bench fill` gives;
 //! - `find`: a FIND of 20 through the tracker core, in a swarm of 100 members;
+//! - `stat-decode`: decodes a STAT_REPORT of the shape `ppsp bench` sends (stream
+//!   statistics and a chunk map of 1,024 chunks, a quarter of them held);
 //! - `json-decode` and `json-encode`: the same FIND and answer in RFC 7846 JSON, as
 //!   `docs/wrk/ppsp-json.lua` sends it and the tracker answers.
 //!
@@ -19,9 +21,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use ppsp_proto::{
-    AddressType, Connect, Find, Join, Limits, NatHints, PeerAddress, PeerId, PeerInfo, PeerMode,
-    PeerNum, Request, RequestBody, Response, SaslAuth, Status, SwarmId, SwarmResult, TransactionId,
-    json, xml,
+    AddressType, AuthToken, ChunkMap, ChunkMapReport, ChunkSegments, Clip, Connect, Find, Join,
+    Limits, MediaType, NatHints, PeerAddress, PeerId, PeerInfo, PeerMode, PeerNum, Request,
+    RequestBody, Response, SaslAuth, Segment, Stat, StatReport, Status, StreamStats, SwarmId,
+    SwarmResult, TransactionId, json, xml,
 };
 use ppsp_tracker_core::{
     Config, Format, OpenAuthenticator, RequestContext, Timestamp, Tracker, block_on_ready,
@@ -45,7 +48,9 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (Some(piece), Some(Ok(times))) = (args.next(), args.next().map(|n| n.parse::<u64>()))
     else {
-        eprintln!("usage: hot_path_counts decode|encode|find|json-decode|json-encode N");
+        eprintln!(
+            "usage: hot_path_counts decode|encode|find|json-decode|json-encode|stat-decode N"
+        );
         return ExitCode::from(2);
     };
     match piece.as_str() {
@@ -54,8 +59,12 @@ fn main() -> ExitCode {
         "json-decode" => json_decode(times),
         "json-encode" => json_encode(times),
         "find" => find(times),
+        "stat-decode" => stat_decode(times),
         _ => {
-            eprintln!("unknown piece {piece:?}: decode, encode, find, json-decode or json-encode");
+            eprintln!(
+                "unknown piece {piece:?}: decode, encode, find, json-decode, json-encode or \
+                 stat-decode"
+            );
             return ExitCode::from(2);
         }
     }
@@ -75,6 +84,53 @@ fn json_decode(times: u64) {
     for _ in 0..times {
         let decoded = json::decode_request(black_box(JSON_FIND_REQUEST), &limits);
         assert!(black_box(decoded).is_ok(), "the wrk JSON FIND decodes");
+    }
+}
+
+fn stat_decode(times: u64) {
+    let body = xml::encode_request(&stat_report_request());
+    let limits = Limits::default();
+    for _ in 0..times {
+        let decoded = xml::decode_request(black_box(body.as_bytes()), &limits);
+        assert!(black_box(decoded).is_ok(), "the bench STAT_REPORT decodes");
+    }
+}
+
+/// A STAT_REPORT as a leech of `ppsp bench` sends it: its counters and its chunk map.
+fn stat_report_request() -> Request {
+    let swarm_id = SwarmId::new("bench-swarm-3").expect("swarm id");
+    let mut map = ChunkMap::new(0, 1024);
+    for chunk in (0..1024).step_by(4) {
+        map.insert(chunk);
+    }
+    let stats = vec![
+        Stat::StreamStats(StreamStats {
+            swarm_id: Some(swarm_id.clone()),
+            uploaded_bytes: Some(1_234_567),
+            downloaded_bytes: Some(4_194_304),
+            available_bandwidth: Some(10_000_000),
+            concurrent_links: None,
+        }),
+        Stat::ChunkMap(ChunkMapReport {
+            swarm_id,
+            clips: vec![Clip {
+                name: "bench".to_owned(),
+                kind: None,
+                chunk_segment_index: None,
+                segments: Some(ChunkSegments {
+                    media: MediaType::Video,
+                    segments: vec![Segment::with_map(map)],
+                }),
+            }],
+        }),
+    ];
+    Request {
+        peer_id: PeerId::new("bench-1a2b3c4d-17").expect("peer id"),
+        auth_token: Some(
+            AuthToken::new("AAAAAQ3Mu9bVZkZRxYl0sP8yNnmZbG1Wqt2J2cW1kZXk").expect("token"),
+        ),
+        transaction_id: TransactionId::numeric(1_000_065),
+        body: RequestBody::StatReport(StatReport { stats }),
     }
 }
 
@@ -124,7 +180,7 @@ fn find_answer() -> Response {
 /// A connected peer of the `find` piece.
 struct Peer {
     id: PeerId,
-    token: Option<ppsp_proto::AuthToken>,
+    token: Option<AuthToken>,
     context: RequestContext,
     next_transaction: u64,
 }

@@ -57,6 +57,8 @@ enum Source<'i> {
 
 /// The pull cursor.
 pub(crate) struct Cursor<'i, 'l> {
+    /// The whole document, which every borrowed event slices.
+    input: &'i str,
     source: Source<'i>,
     depth: usize,
     limits: &'l Limits,
@@ -71,7 +73,7 @@ fn configure(config: &mut quick_xml::reader::Config) {
 
 impl<'i, 'l> Cursor<'i, 'l> {
     pub(crate) fn new(text: &'i str, limits: &'l Limits) -> Self {
-        let source = if text.as_bytes().contains(&b':') {
+        let source = if memchr::memchr(b':', text.as_bytes()).is_some() {
             let mut reader = NsReader::from_str(text);
             configure(reader.config_mut());
             Source::Namespaced(reader)
@@ -81,10 +83,19 @@ impl<'i, 'l> Cursor<'i, 'l> {
             Source::Plain(reader)
         };
         Self {
+            input: text,
             source,
             depth: 0,
             limits,
         }
+    }
+
+    /// `part` as the piece of the document it was sliced from: the document was checked to
+    /// be UTF-8 once, so a piece of it need not be checked again. `None` if `part` did not
+    /// come from the document (an owned copy) or does not fall on character boundaries.
+    fn piece_of_input(&self, part: &[u8]) -> Option<&'i str> {
+        let start = (part.as_ptr() as usize).checked_sub(self.input.as_ptr() as usize)?;
+        self.input.get(start..start.checked_add(part.len())?)
     }
 
     /// The limits this cursor enforces.
@@ -250,7 +261,16 @@ impl<'i, 'l> Cursor<'i, 'l> {
         loop {
             match self.event()? {
                 Event::Text(text) => {
-                    let piece = text.xml10_content().map_err(malformed)?;
+                    // Without a carriage return there is no line end to normalise, and
+                    // the text is the document's own bytes.
+                    let piece = match memchr::memchr(b'\r', &text) {
+                        None => self.piece_of_input(&text).map(Cow::Borrowed),
+                        Some(_) => None,
+                    };
+                    let piece = match piece {
+                        Some(piece) => piece,
+                        None => text.xml10_content().map_err(malformed)?,
+                    };
                     append(&mut acc, piece);
                 }
                 Event::CData(cdata) => {
@@ -295,7 +315,17 @@ impl<'i, 'l> Cursor<'i, 'l> {
             if attr.key.prefix().is_some() || attr.key == QName(b"xmlns") {
                 continue;
             }
-            let value = attr.decode_and_unescape_value(decoder).map_err(malformed)?;
+            // A value without a reference is the document's own text, as it stands.
+            let plain = match &attr.value {
+                Cow::Borrowed(raw) if memchr::memchr(b'&', raw).is_none() => {
+                    self.piece_of_input(raw)
+                }
+                _ => None,
+            };
+            let value = match plain {
+                Some(value) => Cow::Borrowed(value),
+                None => attr.decode_and_unescape_value(decoder).map_err(malformed)?,
+            };
             each(attr.key.local_name().into_inner(), value)?;
         }
         Ok(())
