@@ -21,7 +21,9 @@
 #
 # and prints one table of the median over the rounds: requests/s, p50, p99, and the
 # request rate as a ratio to aquatic_http's (plain to plain, TLS to TLS) and to the hello
-# server's. Not part of the test command. Every server is stopped by its PID at the end.
+# server's; then, round by round, the ratios the targets are set in, and their medians (a
+# round's targets run back to back, so a host whose speed drifts between rounds moves both
+# sides of a ratio alike). Not part of the test command. Every server is stopped by its PID at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -294,5 +296,19 @@ awk '
             printf "| %-13s | %10.0f | %8.2f | %8.2f | %10.2f | %8.2f | %8d | %7d | %13d |\n", t, rps[t], p50[t], p99[t], base ? rps[t] / base : 0, rps["hello"] ? rps[t] / rps["hello"] : 0, size[t], bad[t], err[t]
         }
     }' "$work/medians"
+
+# Each round's ratios, from column 1 (req/s) of the targets' results side by side.
+paste "$work/results-ppsp-xml" "$work/results-ppsp-json" "$work/results-aquatic" \
+    "$work/results-hello" "$work/results-ppsp-xml-tls" "$work/results-aquatic-tls" |
+    awk 'function r(a, b) { return b ? a / b : 0 }
+        { printf "%d %.3f %.3f %.3f %.3f\n", NR, r($1, $19), r($1, $13), r($7, $1), r($25, $31) }' \
+    > "$work/ratios"
+echo
+printf '| %-6s | %11s | %13s | %10s | %17s |\n' round "xml / hello" "xml / aquatic" "json / xml" \
+    "tls / aquatic-tls"
+echo '|---|---:|---:|---:|---:|'
+awk '{ printf "| %-6s | %11.2f | %13.2f | %10.2f | %17.2f |\n", $1, $2, $3, $4, $5 }' "$work/ratios"
+printf '| %-6s | %11.2f | %13.2f | %10.2f | %17.2f |\n' median "$(median "$work/ratios" 2)" \
+    "$(median "$work/ratios" 3)" "$(median "$work/ratios" 4)" "$(median "$work/ratios" 5)"
 echo "load after: $load_after"
 echo "medians over the rounds; non-2xx and socket errors summed. opentracker and aquatic-tls close the connection after every answer, which wrk counts as read errors."
