@@ -19,7 +19,7 @@ use std::str::FromStr;
 use hyper::Uri;
 
 pub use fill::{FillArgs, FillFormat, run_fill};
-pub use load::{LoadArgs, run_load};
+pub use load::{LoadArgs, run_load, simulated_stat_report};
 
 /// Why a load run or a fill could not run or did not succeed.
 #[derive(Debug, thiserror::Error)]

@@ -143,6 +143,41 @@ pub fn run_load(args: &LoadArgs) -> Result<String, LoadError> {
     runtime.block_on(drive(Arc::new(plan)))
 }
 
+/// The STAT_REPORT a simulated peer sends: its stream statistics in `swarm_id` (bytes up and
+/// down, a fixed available bandwidth) and, when `chunks` is given (the XML protocol; RFC
+/// 7846 has no chunk maps), the chunks it holds as one segment of a clip named `bench`.
+/// Public so that measurements of the tracker's decoder can use the very request the load
+/// run sends (`crates/ppsp/examples/hot_path_counts.rs`).
+pub fn simulated_stat_report(
+    swarm_id: &SwarmId,
+    uploaded: u64,
+    downloaded: u64,
+    chunks: Option<&ChunkMap>,
+) -> StatReport {
+    let mut stats = vec![Stat::StreamStats(StreamStats {
+        swarm_id: Some(swarm_id.clone()),
+        uploaded_bytes: Some(uploaded),
+        downloaded_bytes: Some(downloaded),
+        available_bandwidth: Some(10_000_000),
+        concurrent_links: None,
+    })];
+    if let Some(chunks) = chunks {
+        stats.push(Stat::ChunkMap(ChunkMapReport {
+            swarm_id: swarm_id.clone(),
+            clips: vec![Clip {
+                name: "bench".to_owned(),
+                kind: None,
+                chunk_segment_index: None,
+                segments: Some(ChunkSegments {
+                    media: MediaType::Video,
+                    segments: vec![Segment::with_map(chunks.clone())],
+                }),
+            }],
+        }));
+    }
+    StatReport { stats }
+}
+
 // --- plan ----------------------------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -702,28 +737,8 @@ impl SimPeer {
             }
         }
         self.uploaded += self.rng.random_range(0..65_536);
-        let mut stats = vec![Stat::StreamStats(StreamStats {
-            swarm_id: Some(self.swarm_id.clone()),
-            uploaded_bytes: Some(self.uploaded),
-            downloaded_bytes: Some(self.downloaded),
-            available_bandwidth: Some(10_000_000),
-            concurrent_links: None,
-        })];
-        if dialect == Dialect::Xml {
-            stats.push(Stat::ChunkMap(ChunkMapReport {
-                swarm_id: self.swarm_id.clone(),
-                clips: vec![Clip {
-                    name: "bench".to_owned(),
-                    kind: None,
-                    chunk_segment_index: None,
-                    segments: Some(ChunkSegments {
-                        media: MediaType::Video,
-                        segments: vec![Segment::with_map(self.chunks.clone())],
-                    }),
-                }],
-            }));
-        }
-        StatReport { stats }
+        let chunks = (dialect == Dialect::Xml).then_some(&self.chunks);
+        simulated_stat_report(&self.swarm_id, self.uploaded, self.downloaded, chunks)
     }
 
     /// CONNECT and JOIN (one CONNECT in JSON), retried until they work or the run ends.

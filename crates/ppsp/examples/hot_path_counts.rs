@@ -21,9 +21,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use ppsp_proto::{
-    AddressType, AuthToken, ChunkMap, ChunkMapReport, ChunkSegments, Clip, Connect, Find, Join,
-    Limits, MediaType, NatHints, PeerAddress, PeerId, PeerInfo, PeerMode, PeerNum, Request,
-    RequestBody, Response, SaslAuth, Segment, Stat, StatReport, Status, StreamStats, SwarmId,
+    AddressType, AuthToken, ChunkMap, Connect, Find, Join, Limits, NatHints, PeerAddress, PeerId,
+    PeerInfo, PeerMode, PeerNum, Request, RequestBody, Response, SaslAuth, Status, SwarmId,
     SwarmResult, TransactionId, json, xml,
 };
 use ppsp_tracker_core::{
@@ -103,34 +102,18 @@ fn stat_report_request() -> Request {
     for chunk in (0..1024).step_by(4) {
         map.insert(chunk);
     }
-    let stats = vec![
-        Stat::StreamStats(StreamStats {
-            swarm_id: Some(swarm_id.clone()),
-            uploaded_bytes: Some(1_234_567),
-            downloaded_bytes: Some(4_194_304),
-            available_bandwidth: Some(10_000_000),
-            concurrent_links: None,
-        }),
-        Stat::ChunkMap(ChunkMapReport {
-            swarm_id,
-            clips: vec![Clip {
-                name: "bench".to_owned(),
-                kind: None,
-                chunk_segment_index: None,
-                segments: Some(ChunkSegments {
-                    media: MediaType::Video,
-                    segments: vec![Segment::with_map(map)],
-                }),
-            }],
-        }),
-    ];
     Request {
         peer_id: PeerId::new("bench-1a2b3c4d-17").expect("peer id"),
         auth_token: Some(
             AuthToken::new("AAAAAQ3Mu9bVZkZRxYl0sP8yNnmZbG1Wqt2J2cW1kZXk").expect("token"),
         ),
         transaction_id: TransactionId::numeric(1_000_065),
-        body: RequestBody::StatReport(StatReport { stats }),
+        body: RequestBody::StatReport(ppsp_load::simulated_stat_report(
+            &swarm_id,
+            1_234_567,
+            4_194_304,
+            Some(&map),
+        )),
     }
 }
 
