@@ -83,6 +83,11 @@ pub struct LoadArgs {
     /// Most requests in flight, and so most connections open, at once.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     connections: u32,
+    /// Threads the load generator runs on (like wrk's `-t`): one by default, where it
+    /// spends no CPU on handing work between threads, which a tracker on the same machine
+    /// would otherwise miss.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    threads: u32,
     /// Speak the RFC 7846 JSON protocol instead of the XML one.
     #[arg(long)]
     json: bool,
@@ -132,7 +137,14 @@ impl Mix {
 /// got an answer (then with the report).
 pub fn run_load(args: &LoadArgs) -> Result<String, LoadError> {
     let plan = Plan::from_args(args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(args.threads as usize);
+        builder
+    };
+    let runtime = builder
         .enable_all()
         // Requests released by the open loop's pacing thread are woken from outside the
         // runtime, into its global queue; by default a busy worker looks there only every
@@ -1118,6 +1130,7 @@ mod tests {
             duration: None,
             requests: Some(1),
             connections: 1,
+            threads: 1,
             json: false,
             chunk_map_bits: 100,
             timeout: 1.0,
@@ -1155,6 +1168,7 @@ mod tests {
             duration: Some(1.0),
             requests: None,
             connections: 1,
+            threads: 1,
             json: false,
             chunk_map_bits: 8,
             timeout: 1.0,
