@@ -153,6 +153,9 @@ fn json_run_with_a_request_budget() {
         "4",
         "--requests",
         "300",
+        // The multi-threaded runtime; the other runs take the default single thread.
+        "--threads",
+        "3",
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -172,6 +175,14 @@ fn json_run_with_a_request_budget() {
         .map(|m| row(&stdout, m).0)
         .sum();
     assert_eq!(loop_requests, 300, "{stdout}");
+}
+
+#[test]
+fn zero_threads_is_refused() {
+    let output = bench(&["--tracker", "http://127.0.0.1:9/", "--threads", "0"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--threads"), "{stderr}");
 }
 
 #[test]
