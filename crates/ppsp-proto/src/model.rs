@@ -19,13 +19,37 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 /// Longest JSON `transaction_id` accepted, in bytes.
 pub const MAX_TRANSACTION_ID_LEN: usize = 255;
 
+/// True when every byte of `value` is printable ASCII (`!` to `~`), and so no character of
+/// it is white space. Eight bytes at a time: identifiers and tokens are checked on every
+/// request, and each peer of a list is checked again as its ID is rebuilt.
+fn is_printable_ascii(value: &str) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let words = value.as_bytes().chunks_exact(8);
+    let tail = words.remainder();
+    words
+        .map(|word| {
+            let mut eight = [0u8; 8];
+            eight.copy_from_slice(word);
+            u64::from_ne_bytes(eight)
+        })
+        // A byte below 0x21 borrows into its high bit when 0x21 is taken from it, a byte of
+        // 0x7F carries into it when 1 is added, and a byte from 0x80 up has it already.
+        // Borrows and carries that cross into a neighbour only ever set more high bits, so
+        // a printable word is never refused; a refused word is looked at byte by byte.
+        .all(|word| {
+            (word | word.wrapping_sub(ONES * 0x21) | word.wrapping_add(ONES)) & HIGH == 0
+                || word.to_ne_bytes().iter().all(u8::is_ascii_graphic)
+        })
+        && tail.iter().all(u8::is_ascii_graphic)
+}
+
 fn check_identifier(what: &'static str, value: &str) -> Result<(), DecodeError> {
     // Identifiers are nearly always printable ASCII, which one pass over the bytes confirms
     // without decoding characters; anything else gets the full Unicode whitespace check.
-    let printable_ascii = value.bytes().all(|b| b.is_ascii_graphic());
     if value.is_empty()
         || value.len() > MAX_ID_LEN
-        || (!printable_ascii && value.chars().any(char::is_whitespace))
+        || (!is_printable_ascii(value) && value.chars().any(char::is_whitespace))
     {
         return Err(DecodeError::new(DecodeErrorKind::InvalidValue {
             field: what,
@@ -87,7 +111,10 @@ string_newtype!(
     /// The opaque session token a tracker issues at CONNECT (XML protocol only).
     AuthToken,
     |v| {
-        if v.is_empty() || v.len() > MAX_TOKEN_LEN || v.chars().any(char::is_whitespace) {
+        if v.is_empty()
+            || v.len() > MAX_TOKEN_LEN
+            || (!is_printable_ascii(v) && v.chars().any(char::is_whitespace))
+        {
             return Err(DecodeError::new(DecodeErrorKind::InvalidValue {
                 field: "AuthToken",
                 reason: "must be 1 to 4096 bytes with no whitespace",
@@ -795,6 +822,33 @@ mod tests {
         assert!(PeerId::new("a b").is_err());
         assert!(SwarmId::new("x".repeat(256)).is_err());
         assert!(SwarmId::new("x".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn printable_ascii_check_agrees_with_byte_by_byte() {
+        // Every ASCII byte and a few others, at every offset of strings up to three words
+        // long, among printable neighbours of both extremes.
+        let mut odd: Vec<char> = (0u8..=0x7F).map(char::from).collect();
+        odd.extend(['\u{a0}', '\u{e9}', '\u{2003}', '\u{ffff}']);
+        for len in 1..=24 {
+            for at in 0..len {
+                for filler in ['!', '~', 'm'] {
+                    for &c in &odd {
+                        let value: String =
+                            (0..len).map(|i| if i == at { c } else { filler }).collect();
+                        assert_eq!(
+                            is_printable_ascii(&value),
+                            value.bytes().all(|b| b.is_ascii_graphic()),
+                            "{value:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(is_printable_ascii(""));
+        assert!(AuthToken::new("a\u{2003}b").is_err());
+        assert!(AuthToken::new("caf\u{e9}").is_ok());
+        assert!(PeerId::new("peer\u{a0}1").is_err());
     }
 
     #[test]
