@@ -20,6 +20,7 @@ pub mod format;
 pub mod json;
 pub mod model;
 pub mod stun;
+mod words;
 pub mod xml;
 
 pub use chunkmap::{ChunkMap, ChunkSet};

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use crate::chunkmap::ChunkMap;
 use crate::error::{DecodeError, DecodeErrorKind};
+use crate::words;
 
 /// Longest PeerID or SwarmID accepted, in bytes (project limit, draft-gu-ppsp-tracker-protocol-06).
 pub const MAX_ID_LEN: usize = 255;
@@ -23,25 +24,19 @@ pub const MAX_TRANSACTION_ID_LEN: usize = 255;
 /// it is white space. Eight bytes at a time: identifiers and tokens are checked on every
 /// request, and each peer of a list is checked again as its ID is rebuilt.
 fn is_printable_ascii(value: &str) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let words = value.as_bytes().chunks_exact(8);
-    let tail = words.remainder();
-    words
-        .map(|word| {
-            let mut eight = [0u8; 8];
-            eight.copy_from_slice(word);
-            u64::from_ne_bytes(eight)
-        })
-        // A byte below 0x21 borrows into its high bit when 0x21 is taken from it, a byte of
-        // 0x7F carries into it when 1 is added, and a byte from 0x80 up has it already.
-        // Borrows and carries that cross into a neighbour only ever set more high bits, so
-        // a printable word is never refused; a refused word is looked at byte by byte.
-        .all(|word| {
-            (word | word.wrapping_sub(ONES * 0x21) | word.wrapping_add(ONES)) & HIGH == 0
-                || word.to_ne_bytes().iter().all(u8::is_ascii_graphic)
-        })
-        && tail.iter().all(u8::is_ascii_graphic)
+    // A byte below 0x21 borrows into its high bit when 0x21 is taken from it, a byte of 0x7F
+    // carries into it when 1 is added, and a byte from 0x80 up has it already. Borrows and
+    // carries that cross into a neighbour only ever set more high bits, so a word holding a
+    // byte that is not printable is always looked at byte by byte.
+    !words::any_refused(
+        value.as_bytes(),
+        |word| {
+            (word | word.wrapping_sub(words::repeat(0x21)) | word.wrapping_add(words::repeat(1)))
+                & words::HIGH_BITS
+                != 0
+        },
+        |_, byte| !byte.is_ascii_graphic(),
+    )
 }
 
 fn check_identifier(what: &'static str, value: &str) -> Result<(), DecodeError> {

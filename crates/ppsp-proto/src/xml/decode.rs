@@ -21,6 +21,7 @@ use crate::model::{
     Request, RequestBody, Response, SaslAuth, Segment, Stat, StatReport, Status, StreamStats,
     SwarmId, SwarmResult, TransactionId,
 };
+use crate::words;
 
 /// Root element name.
 const ROOT: &[u8] = b"PPSPTrackerProtocol";
@@ -369,29 +370,13 @@ fn check_xml_chars(text: &str) -> Result<(), DecodeError> {
             && (byte != 0xEF || matches!(bytes.get(at + 1..at + 3), Some([0xBF, 0xBE | 0xBF])))
     };
     // Eight bytes at a time: a word of printable ASCII (no byte below 0x20, none at or above
-    // 0x80) holds no suspect byte, and compact documents are nothing else. Any other word is
-    // looked at byte by byte.
-    const LOW: u64 = u64::from_ne_bytes([0x20; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let words = bytes.chunks_exact(8);
-    let tail = words.remainder();
-    let mut refused = words.enumerate().any(|(index, word)| {
-        let mut eight = [0u8; 8];
-        eight.copy_from_slice(word);
-        let value = u64::from_ne_bytes(eight);
-        // Bytes below 0x20 show as borrows into their high bit (no false negatives).
-        let unusual = (value | value.wrapping_sub(LOW)) & HIGH != 0;
-        unusual
-            && word
-                .iter()
-                .enumerate()
-                .any(|(i, &byte)| refused_at(index * 8 + i, byte))
-    });
-    let tail_start = bytes.len() - tail.len();
-    refused |= tail
-        .iter()
-        .enumerate()
-        .any(|(i, &byte)| refused_at(tail_start + i, byte));
+    // 0x80) holds no suspect byte, and compact documents are nothing else. A byte below 0x20
+    // borrows into its high bit when 0x20 is taken from it (no false negatives).
+    let refused = words::any_refused(
+        bytes,
+        |word| (word | word.wrapping_sub(words::repeat(0x20))) & words::HIGH_BITS != 0,
+        refused_at,
+    );
     if refused {
         return Err(malformed("character not allowed in XML"));
     }

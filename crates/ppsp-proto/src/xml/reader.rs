@@ -263,12 +263,12 @@ impl<'i, 'l> Cursor<'i, 'l> {
                 Event::Text(text) => {
                     // Without a carriage return there is no line end to normalise, and
                     // the text is the document's own bytes.
-                    let piece = match memchr::memchr(b'\r', &text) {
-                        None => self.piece_of_input(&text).map(Cow::Borrowed),
+                    let borrowed = match memchr::memchr(b'\r', &text) {
+                        None => self.piece_of_input(&text),
                         Some(_) => None,
                     };
-                    let piece = match piece {
-                        Some(piece) => piece,
+                    let piece = match borrowed {
+                        Some(piece) => Cow::Borrowed(piece),
                         None => text.xml10_content().map_err(malformed)?,
                     };
                     append(&mut acc, piece);
