@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${SECONDS_PER_TARGET:-600}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(xml_decode xml_flat json_decode stun chunkmap manifest peer_protocol)
+[ ${#targets[@]} -gt 0 ] || targets=(xml_decode xml_flat xml_flat_stats json_decode stun chunkmap manifest peer_protocol)
 
 # What `cargo fuzz build` does, spelled out so that no extra tool is needed: SanitizerCoverage
 # with comparison tracing, AddressSanitizer, debug assertions and overflow checks. The nightly
@@ -33,6 +33,12 @@ seed() {
         # and one with an entity in the PeerID.
         printf '\x01\x00\x00\x00\x02\x00\x03\x00\x05\x00\x08\x00\x04\x00' >"$dir/find"
         printf '\x03\x01\x00\x01\x02\x51\x04\x00' >"$dir/reference"
+        ;;
+    xml_flat_stats)
+        # One byte per piece: the four whole Stat elements, and a stream report spelled
+        # out tag by tag.
+        printf '\x00\x01\x02\x03' >"$dir/whole"
+        printf '\x0a\x12\x1c\x33\x2a\x1d\x34\x2b\x25\x24' >"$dir/pieces"
         ;;
     json_decode) cp ../crates/ppsp-proto/tests/fixtures/json/*/* "$dir"/ ;;
     stun)

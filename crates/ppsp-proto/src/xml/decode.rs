@@ -23,6 +23,8 @@ use crate::model::{
 };
 use crate::words;
 
+mod flat_stats;
+
 /// Root element name.
 const ROOT: &[u8] = b"PPSPTrackerProtocol";
 /// How many `ReflexiveAddress` elements a CONNECT response may carry (one per family).
@@ -292,8 +294,9 @@ const FLAT_DECLARATIONS: [&str; 4] = [
 ];
 
 /// The fast path for flat messages, most of a tracker's traffic (FIND, KEEPALIVE, LEAVE,
-/// DISCONNECT, a JOIN without a clip and their short answers): an optional known
-/// declaration, the root with only its `version`, and children that each hold plain text.
+/// DISCONNECT, a JOIN without a clip, a STAT_REPORT and their short answers): an optional
+/// known declaration, the root with only its `version`, and children that each hold plain
+/// text, or `Stats` in the shape the encoder writes (see [`flat_stats`]).
 /// The text is read by string search and stored by [`text_field`], the full decoder's own
 /// rules, so the outcome is the same; the full decoder takes over (`None`) at anything
 /// else: an entity or character reference, CDATA, a comment, an attribute or a child
@@ -331,6 +334,12 @@ fn flat(text: &str, limits: &Limits) -> Option<Fields> {
         rest = rest.strip_prefix('<')?;
         let name_len = rest.bytes().position(|b| !b.is_ascii_alphabetic())?;
         let (name, after) = rest.split_at(name_len);
+        if name == "Stats" && fields.stats.is_none() {
+            let (stats, after) = flat_stats::stats(after, limits)?;
+            fields.stats = Some(stats);
+            rest = after;
+            continue;
+        }
         let (value, after) = after.strip_prefix('>')?.split_once('<')?;
         if !is_text_field(name.as_bytes())
             || value.bytes().any(|b| matches!(b, b'&' | b'>' | b'\r'))
@@ -778,70 +787,111 @@ fn stream_stats_report<'i>(
     let mut stats = StreamStats::default();
     if !open.empty {
         while let Next::Child(child) = cursor.next()? {
-            match child.local() {
-                b"SwarmID" => {
-                    once(&stats.swarm_id, "StreamStatsReport/SwarmID")?;
-                    stats.swarm_id = Some(SwarmId::new(text(cursor, &child)?.into_owned())?);
-                }
-                b"UploadedBytes" => {
-                    once(&stats.uploaded_bytes, "UploadedBytes")?;
-                    stats.uploaded_bytes =
-                        Some(parse_u64("UploadedBytes", &text(cursor, &child)?)?);
-                }
-                b"DownloadedBytes" => {
-                    once(&stats.downloaded_bytes, "DownloadedBytes")?;
-                    stats.downloaded_bytes =
-                        Some(parse_u64("DownloadedBytes", &text(cursor, &child)?)?);
-                }
-                b"AvailBandwidth" => {
-                    once(&stats.available_bandwidth, "AvailBandwidth")?;
-                    stats.available_bandwidth =
-                        Some(parse_u64("AvailBandwidth", &text(cursor, &child)?)?);
-                }
-                _ => cursor.skip(&child)?,
+            if is_stream_stats_field(child.local()) {
+                stream_stats_field(&mut stats, child.local(), &text(cursor, &child)?)?;
+            } else {
+                cursor.skip(&child)?;
             }
         }
     }
+    finish_stream_stats(stats)
+}
+
+/// The children of `StreamStatsReport` that [`stream_stats_field`] reads.
+fn is_stream_stats_field(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"SwarmID" | b"UploadedBytes" | b"DownloadedBytes" | b"AvailBandwidth"
+    )
+}
+
+/// Stores `value`, the trimmed text of the `StreamStatsReport` child `name`.
+fn stream_stats_field(
+    stats: &mut StreamStats,
+    name: &[u8],
+    value: &str,
+) -> Result<(), DecodeError> {
+    let (slot, what) = match name {
+        b"SwarmID" => {
+            once(&stats.swarm_id, "StreamStatsReport/SwarmID")?;
+            stats.swarm_id = Some(SwarmId::new(value)?);
+            return Ok(());
+        }
+        b"UploadedBytes" => (&mut stats.uploaded_bytes, "UploadedBytes"),
+        b"DownloadedBytes" => (&mut stats.downloaded_bytes, "DownloadedBytes"),
+        b"AvailBandwidth" => (&mut stats.available_bandwidth, "AvailBandwidth"),
+        _ => return Ok(()),
+    };
+    once(slot, what)?;
+    *slot = Some(parse_u64(what, value)?);
+    Ok(())
+}
+
+fn finish_stream_stats(stats: StreamStats) -> Result<StreamStats, DecodeError> {
     if stats.swarm_id.is_none() {
         return Err(missing("StreamStatsReport/SwarmID"));
     }
     Ok(stats)
 }
 
+/// A `Clip` as its children are read.
+#[derive(Default)]
+struct ClipParts {
+    name: Option<String>,
+    kind: Option<MediaType>,
+    index: Option<u64>,
+    segments: Option<ChunkSegments>,
+}
+
+impl ClipParts {
+    /// Stores `value`, the trimmed text of the `Clip` child `name` (`Name`, `Type` or
+    /// `ChunkSegmentIndex`; others are ignored).
+    fn text_child(&mut self, name: &[u8], value: &str) -> Result<(), DecodeError> {
+        match name {
+            b"Name" => {
+                once(&self.name, "Clip/Name")?;
+                self.name = Some(value.to_owned());
+            }
+            b"Type" => {
+                once(&self.kind, "Clip/Type")?;
+                self.kind = Some(parse_media("Clip/Type", value)?);
+            }
+            b"ChunkSegmentIndex" => {
+                once(&self.index, "ChunkSegmentIndex")?;
+                self.index = Some(parse_u64("ChunkSegmentIndex", value)?);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Clip, DecodeError> {
+        Ok(Clip {
+            name: self.name.ok_or_else(|| missing("Clip/Name"))?,
+            kind: self.kind,
+            chunk_segment_index: self.index,
+            segments: self.segments,
+        })
+    }
+}
+
 fn clip<'i>(cursor: &mut Cursor<'i, '_>, open: &Open<'i>) -> Result<Clip, DecodeError> {
-    let mut name = None;
-    let mut kind = None;
-    let mut index = None;
-    let mut segments = None;
+    let mut parts = ClipParts::default();
     if !open.empty {
         while let Next::Child(child) = cursor.next()? {
             match child.local() {
-                b"Name" => {
-                    once(&name, "Clip/Name")?;
-                    name = Some(text(cursor, &child)?.into_owned());
-                }
-                b"Type" => {
-                    once(&kind, "Clip/Type")?;
-                    kind = Some(parse_media("Clip/Type", &text(cursor, &child)?)?);
-                }
-                b"ChunkSegmentIndex" => {
-                    once(&index, "ChunkSegmentIndex")?;
-                    index = Some(parse_u64("ChunkSegmentIndex", &text(cursor, &child)?)?);
+                name @ (b"Name" | b"Type" | b"ChunkSegmentIndex") => {
+                    parts.text_child(name, &text(cursor, &child)?)?;
                 }
                 b"ChunkSegments" => {
-                    once(&segments, "ChunkSegments")?;
-                    segments = Some(chunk_segments(cursor, &child)?);
+                    once(&parts.segments, "ChunkSegments")?;
+                    parts.segments = Some(chunk_segments(cursor, &child)?);
                 }
                 _ => cursor.skip(&child)?,
             }
         }
     }
-    Ok(Clip {
-        name: name.ok_or_else(|| missing("Clip/Name"))?,
-        kind,
-        chunk_segment_index: index,
-        segments,
-    })
+    parts.finish()
 }
 
 fn chunk_segments<'i>(
@@ -876,64 +926,88 @@ fn chunk_segments<'i>(
 
 fn segment<'i>(cursor: &mut Cursor<'i, '_>, open: &Open<'i>) -> Result<Segment, DecodeError> {
     let limits = cursor.limits();
-    let (mut from, mut to, mut levels, mut chunks, mut bits) = (None, None, None, None, None);
-    cursor.attributes(open, |name, value| {
-        let value = trim(value);
+    let mut parts = SegmentParts::default();
+    cursor.attributes(open, |name, value| parts.attribute(name, &trim(value)))?;
+    parts.check(limits)?;
+    let bitmap = text(cursor, open)?;
+    parts.finish(&bitmap, limits)
+}
+
+/// A `Segment` as its attributes are read.
+#[derive(Default)]
+struct SegmentParts {
+    from: Option<u64>,
+    to: Option<u64>,
+    levels: Option<u32>,
+    chunks: Option<u64>,
+    bits: Option<u64>,
+}
+
+impl SegmentParts {
+    /// Stores the trimmed attribute `name`; unknown ones are ignored.
+    fn attribute(&mut self, name: &[u8], value: &str) -> Result<(), DecodeError> {
         match name {
-            b"from" => from = Some(parse_u64("Segment@from", &value)?),
-            b"to" => to = Some(parse_u64("Segment@to", &value)?),
-            b"levels" => levels = Some(parse_positive_u32("Segment@levels", &value)?),
-            b"chunks" => match parse_u64("Segment@chunks", &value)? {
+            b"from" => self.from = Some(parse_u64("Segment@from", value)?),
+            b"to" => self.to = Some(parse_u64("Segment@to", value)?),
+            b"levels" => self.levels = Some(parse_positive_u32("Segment@levels", value)?),
+            b"chunks" => match parse_u64("Segment@chunks", value)? {
                 0 => return Err(invalid("Segment@chunks", "must be at least 1")),
-                n => chunks = Some(n),
+                n => self.chunks = Some(n),
             },
             // `bitmapSize` is cruz-01's spelling of the same attribute.
             b"bitmapsize" | b"bitmapSize" => {
-                once(&bits, "Segment@bitmapsize")?;
-                bits = Some(parse_u64("Segment@bitmapsize", &value)?);
+                once(&self.bits, "Segment@bitmapsize")?;
+                self.bits = Some(parse_u64("Segment@bitmapsize", value)?);
             }
             _ => {}
         }
         Ok(())
-    })?;
-    if let (Some(from), Some(to)) = (from, to)
-        && to < from
-    {
-        return Err(invalid("Segment@to", "must not be less than from"));
     }
-    // Refuse an oversized map before its text is even read.
-    if bits.is_some_and(|b| b > limits.max_bitmap_bits) {
-        return Err(DecodeErrorKind::ChunkMap("more bits than the limit").into());
-    }
-    let bitmap = text(cursor, open)?;
-    let map = if bits.is_some() || !bitmap.is_empty() {
-        let from = from.ok_or_else(|| missing("Segment@from"))?;
-        let to = to.ok_or_else(|| missing("Segment@to"))?;
-        let span = (to - from)
-            .checked_add(1)
-            .ok_or(DecodeErrorKind::ChunkMap("range too large"))?;
-        if bits.is_some_and(|b| b != span) {
-            return Err(DecodeErrorKind::ChunkMap("bitmapsize is not to - from + 1").into());
+
+    /// What the attributes alone can refuse, before the bitmap's text is read.
+    fn check(&self, limits: &Limits) -> Result<(), DecodeError> {
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && to < from
+        {
+            return Err(invalid("Segment@to", "must not be less than from"));
         }
-        if span > limits.max_bitmap_bits {
+        if self.bits.is_some_and(|b| b > limits.max_bitmap_bits) {
             return Err(DecodeErrorKind::ChunkMap("more bits than the limit").into());
         }
-        Some(ChunkMap::from_base64(
-            from,
-            span,
-            &bitmap,
-            limits.max_bitmap_bits,
-        )?)
-    } else {
-        None
-    };
-    Ok(Segment {
-        from,
-        to,
-        levels,
-        chunks,
-        map,
-    })
+        Ok(())
+    }
+
+    /// The segment, with the chunk map `bitmap` (trimmed base64, empty for none).
+    fn finish(self, bitmap: &str, limits: &Limits) -> Result<Segment, DecodeError> {
+        let map = if self.bits.is_some() || !bitmap.is_empty() {
+            let from = self.from.ok_or_else(|| missing("Segment@from"))?;
+            let to = self.to.ok_or_else(|| missing("Segment@to"))?;
+            let span = (to - from)
+                .checked_add(1)
+                .ok_or(DecodeErrorKind::ChunkMap("range too large"))?;
+            if self.bits.is_some_and(|b| b != span) {
+                return Err(DecodeErrorKind::ChunkMap("bitmapsize is not to - from + 1").into());
+            }
+            if span > limits.max_bitmap_bits {
+                return Err(DecodeErrorKind::ChunkMap("more bits than the limit").into());
+            }
+            Some(ChunkMap::from_base64(
+                from,
+                span,
+                bitmap,
+                limits.max_bitmap_bits,
+            )?)
+        } else {
+            None
+        };
+        Ok(Segment {
+            from: self.from,
+            to: self.to,
+            levels: self.levels,
+            chunks: self.chunks,
+            map,
+        })
+    }
 }
 
 fn peer_info_list<'i>(
@@ -1173,6 +1247,139 @@ version=\"1.0\"><Response>OK</Response><TransactionID>9</TransactionID>\
         };
         assert_eq!(body.swarm_id.as_str(), "fill-swarm-0");
         assert_eq!(body.peer_num.map(|n| n.count), Some(20));
+    }
+
+    /// A STAT_REPORT with every part the flat path reads `Stats` for.
+    const STAT_REPORT: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><PPSPTrackerProtocol \
+version=\"1.0\"><Method>STAT_REPORT</Method><PeerID>bench-2f67bc2f-2</PeerID><AuthToken>\
+AAB3KFGKi3YIwxHups7LsRPrO2HdyxHP</AuthToken><TransactionID>3</TransactionID><Stats><Stat \
+property=\"StreamStats\"><StreamStatsReport><SwarmID>bench-swarm-2</SwarmID><UploadedBytes>\
+52905</UploadedBytes><DownloadedBytes>65536</DownloadedBytes><AvailBandwidth>10000000\
+</AvailBandwidth></StreamStatsReport></Stat><Stat property=\"ChunkMap\"><ChunkMapReport>\
+<SwarmID>bench-swarm-2</SwarmID><Clip><Name>bench</Name><Type>Video</Type><ChunkSegmentIndex>\
+4</ChunkSegmentIndex><ChunkSegments type=\"video\"><Segment from=\"100\" to=\"111\" \
+bitmapsize=\"12\">/yA=</Segment><Segment from=\"200\" to=\"299\" levels=\"2\" chunks=\"7\"/>\
+</ChunkSegments></Clip></ChunkMapReport></Stat><Stat property=\"NAT\">false</Stat><Stat \
+property=\"STUN\">1</Stat></Stats></PPSPTrackerProtocol>";
+
+    #[test]
+    fn the_flat_path_takes_stats_as_the_encoder_writes_them() {
+        let (fast, full) = both(STAT_REPORT);
+        assert_eq!(fast, full);
+        let Ok(Message::Request(report)) = fast else {
+            panic!("a request: {fast:?}");
+        };
+        let RequestBody::StatReport(body) = &report.body else {
+            panic!("a STAT_REPORT body");
+        };
+        let [
+            Stat::StreamStats(stream),
+            Stat::ChunkMap(map),
+            Stat::Nat(false),
+            Stat::Stun(true),
+        ] = body.stats.as_slice()
+        else {
+            panic!("four stats: {:?}", body.stats);
+        };
+        assert_eq!(stream.uploaded_bytes, Some(52_905));
+        assert_eq!(map.clips[0].chunk_segment_index, Some(4));
+        let segments = &map.clips[0].segments.as_ref().expect("segments").segments;
+        assert_eq!(segments.len(), 2);
+        assert_eq!(segments[0].map.as_ref().map(ChunkMap::len), Some(12));
+        assert_eq!((segments[1].levels, segments[1].chunks), (Some(2), Some(7)));
+        // What the encoder writes, it reads back through the flat path.
+        let encoded = super::super::encode_request(&report);
+        let (fast, full) = both(&encoded);
+        assert_eq!(fast, full);
+        assert_eq!(fast, Ok(Message::Request(report)));
+        // White space between elements, and an empty Stats.
+        let pretty = STAT_REPORT.replace("><", ">\n  <");
+        let (fast, full) = both(&pretty);
+        assert!(fast.is_ok(), "{fast:?}");
+        assert_eq!(fast, full);
+        let empty = "<PPSPTrackerProtocol version=\"1.0\"><Method>STAT_REPORT</Method>\
+<PeerID>p</PeerID><AuthToken>t</AuthToken><TransactionID>9</TransactionID><Stats/>\
+</PPSPTrackerProtocol>";
+        let (fast, full) = both(empty);
+        assert!(fast.is_ok(), "{fast:?}");
+        assert_eq!(fast, full);
+    }
+
+    #[test]
+    fn stats_in_any_other_shape_go_to_the_full_decoder() {
+        let limits = Limits::default();
+        let variants = [
+            // Elements, attributes and properties the flat path does not read.
+            STAT_REPORT.replace(
+                "<Stat property=\"NAT\">",
+                "<Stat property=\"BatteryLevel\">",
+            ),
+            STAT_REPORT.replace("<Stat property=\"NAT\">", "<Stat property=\"NAT\" x=\"1\">"),
+            STAT_REPORT.replace("<Stat property=\"NAT\">", "<Stat property='NAT'>"),
+            STAT_REPORT.replace("<Stat property=\"NAT\">", "<Stat  property=\"NAT\">"),
+            STAT_REPORT.replace("<Stat property=\"NAT\">", "<Stat>"),
+            STAT_REPORT.replace("<Stats>", "<Stats x=\"1\">"),
+            STAT_REPORT.replace("<Clip>", "<Clip><Extra/>"),
+            STAT_REPORT.replace("<Name>bench</Name>", "<Name/>"),
+            STAT_REPORT.replace("<Name>bench</Name>", "<Name>a&amp;b</Name>"),
+            STAT_REPORT.replace("<Name>bench</Name>", "<Name x=\"1\">bench</Name>"),
+            STAT_REPORT.replace("/yA=", "/yA=\r"),
+            STAT_REPORT.replace("bitmapsize=\"12\"", "bitmapsize=\"1&#50;\""),
+            STAT_REPORT.replace("<Stats>", "<Stats><!-- c -->"),
+            STAT_REPORT.replace("</Stats>", "</Stats><Stats/>"),
+            // Duplicates, missing parts and refused values: the full decoder words the error.
+            STAT_REPORT.replace(
+                "<UploadedBytes>",
+                "<UploadedBytes>1</UploadedBytes><UploadedBytes>",
+            ),
+            STAT_REPORT.replace("<SwarmID>bench-swarm-2</SwarmID><Clip>", "<Clip>"),
+            STAT_REPORT.replace(
+                "<SwarmID>bench-swarm-2</SwarmID><Clip>",
+                "<SwarmID>a</SwarmID><SwarmID>b</SwarmID><Clip>",
+            ),
+            STAT_REPORT.replace(
+                "<ChunkSegments type=\"video\">",
+                "<ChunkSegments type=\"text\">",
+            ),
+            STAT_REPORT.replace("bitmapsize=\"12\"", "bitmapsize=\"13\""),
+            STAT_REPORT.replace("to=\"111\"", "to=\"99\""),
+            STAT_REPORT.replace("from=\"100\"", "from=\"100\" from=\"100\""),
+            STAT_REPORT.replace(">false<", ">maybe<"),
+            STAT_REPORT
+                .replace("</Clip>", "</Clip><Clip><Name>x</Name></Clip>")
+                .replace(
+                    "<Name>x</Name></Clip>",
+                    "<Name>x</Name><Name>y</Name></Clip>",
+                ),
+            STAT_REPORT.replace(
+                "</Stat><Stat property=\"NAT\">",
+                "</Stt><Stat property=\"NAT\">",
+            ),
+        ];
+        for text in &variants {
+            assert_ne!(text, STAT_REPORT, "a variant that changes nothing");
+            assert!(flat(text, &limits).is_none(), "flat path took {text:?}");
+            assert_eq!(
+                decode(text.as_bytes(), &limits),
+                decode_events(text, &limits)
+            );
+        }
+        // Limits the full decoder enforces: the flat path leaves them to it.
+        let few = Limits {
+            max_list_len: 1,
+            ..Limits::default()
+        };
+        assert!(flat(STAT_REPORT, &few).is_none());
+        assert!(decode(STAT_REPORT.as_bytes(), &few).is_err());
+        let shallow = Limits {
+            max_depth: 6,
+            ..Limits::default()
+        };
+        assert!(flat(STAT_REPORT, &shallow).is_none());
+        assert_eq!(
+            decode(STAT_REPORT.as_bytes(), &shallow),
+            decode_events(STAT_REPORT, &shallow)
+        );
     }
 
     #[test]
