@@ -1354,12 +1354,10 @@ property=\"STUN\">1</Stat></Stats></PPSPTrackerProtocol>";
             STAT_REPORT.replace("to=\"111\"", "to=\"99\""),
             STAT_REPORT.replace("from=\"100\"", "from=\"100\" from=\"100\""),
             STAT_REPORT.replace(">false<", ">maybe<"),
-            STAT_REPORT
-                .replace("</Clip>", "</Clip><Clip><Name>x</Name></Clip>")
-                .replace(
-                    "<Name>x</Name></Clip>",
-                    "<Name>x</Name><Name>y</Name></Clip>",
-                ),
+            STAT_REPORT.replace(
+                "</Clip>",
+                "</Clip><Clip><Name>x</Name><Name>y</Name></Clip>",
+            ),
             STAT_REPORT.replace(
                 "</Stat><Stat property=\"NAT\">",
                 "</Stt><Stat property=\"NAT\">",
