@@ -9,6 +9,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use compact_str::CompactString;
+
 use crate::chunkmap::ChunkMap;
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::words;
@@ -57,19 +59,23 @@ fn check_identifier(what: &'static str, value: &str) -> Result<(), DecodeError> 
 macro_rules! string_newtype {
     ($(#[$doc:meta])* $name:ident, $check:expr) => {
         $(#[$doc])*
+        ///
+        /// Values up to 24 bytes are kept inline, without an allocation: decoding an
+        /// identifier, copying it into a peer list and dropping it cost no allocator call.
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
-            /// Validates `value` and wraps it.
+            /// Validates `value` and wraps it (a copy of it when it is short enough to
+            /// be kept inline).
             ///
             /// # Errors
             /// [`DecodeErrorKind::InvalidValue`] when the value breaks the type's limits.
-            pub fn new(value: impl Into<String>) -> Result<Self, DecodeError> {
-                let value = value.into();
+            pub fn new(value: impl AsRef<str>) -> Result<Self, DecodeError> {
+                let value = value.as_ref();
                 let check: fn(&str) -> Result<(), DecodeError> = $check;
-                check(&value)?;
-                Ok(Self(value))
+                check(value)?;
+                Ok(Self(CompactString::new(value)))
             }
 
             /// The value as text.
@@ -139,7 +145,7 @@ string_newtype!(
 impl TransactionId {
     /// A transaction ID in the XML protocol's numeric form.
     pub fn numeric(value: u64) -> Self {
-        Self(value.to_string())
+        Self(CompactString::from(itoa::Buffer::new().format(value)))
     }
 
     /// The numeric value, when the ID is a plain decimal number that fits in `u64`.

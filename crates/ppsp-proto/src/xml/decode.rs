@@ -549,7 +549,7 @@ fn text_field(name: &[u8], value: Cow<'_, str>, f: &mut Fields) -> Result<(), De
         }
         b"PeerID" => {
             once(&f.peer_id, "PeerID")?;
-            f.peer_id = Some(PeerId::new(value.into_owned())?);
+            f.peer_id = Some(PeerId::new(value)?);
         }
         b"AuthToken" => {
             if f.auth_token_seen {
@@ -559,7 +559,7 @@ fn text_field(name: &[u8], value: Cow<'_, str>, f: &mut Fields) -> Result<(), De
             // An empty token is treated like a missing one: an authentication failure for
             // the tracker to answer (401), not a syntax error (draft-gu-ppsp-tracker-protocol-06).
             if !value.is_empty() {
-                f.auth_token = Some(AuthToken::new(value.into_owned())?);
+                f.auth_token = Some(AuthToken::new(value)?);
             }
         }
         b"TransactionID" => {
@@ -568,7 +568,7 @@ fn text_field(name: &[u8], value: Cow<'_, str>, f: &mut Fields) -> Result<(), De
         }
         b"SwarmID" => {
             once(&f.swarm_id, "SwarmID")?;
-            f.swarm_id = Some(SwarmId::new(value.into_owned())?);
+            f.swarm_id = Some(SwarmId::new(value)?);
         }
         b"Credentials" => {
             once(&f.credentials, "Credentials")?;
@@ -761,7 +761,7 @@ fn chunk_map_report<'i>(
             match child.local() {
                 b"SwarmID" => {
                     once(&swarm_id, "ChunkMapReport/SwarmID")?;
-                    swarm_id = Some(SwarmId::new(text(cursor, &child)?.into_owned())?);
+                    swarm_id = Some(SwarmId::new(text(cursor, &child)?)?);
                 }
                 b"Clip" => {
                     room(clips.len(), "Clip", limits)?;
@@ -1042,7 +1042,7 @@ fn peer_info<'i>(cursor: &mut Cursor<'i, '_>, open: &Open<'i>) -> Result<PeerInf
             match child.local() {
                 b"PeerID" => {
                     once(&peer_id, "PeerInfo/PeerID")?;
-                    peer_id = Some(PeerId::new(text(cursor, &child)?.into_owned())?);
+                    peer_id = Some(PeerId::new(text(cursor, &child)?)?);
                 }
                 // The draft's schema calls it PeerType, its examples PeerMode.
                 b"PeerMode" | b"PeerType" => {

@@ -1207,7 +1207,7 @@ impl MemoryStore {
             .filter(|s| s.generation == member.generation)?;
         let (behind_nat, stun) = session.nat_facts();
         Some(PeerDetail {
-            peer_id: PeerId::new(session.id_str()).ok()?,
+            peer_id: session.peer_id()?.clone(),
             mode: member.mode(),
             joined_at: self.timestamp(member.joined),
             completed_at: extra.completed_at,

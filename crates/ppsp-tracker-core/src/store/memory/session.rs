@@ -1,5 +1,6 @@
 //! Session records of the memory store: 64 bytes each in a slab, found through a hash
-//! table of slot numbers (the PeerID is stored once, in the slot).
+//! table of slot numbers (the PeerID is stored once, in the slot: inline up to 24 bytes, as
+//! [`PeerId`] keeps itself, so a peer list copies it without validating or allocating).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -8,13 +9,10 @@ use ppsp_proto::{AbilityNat, AddressType, Format, NatHints, PeerAddress, PeerId,
 
 use crate::contact::{self, Contact};
 
-/// PeerIDs up to this many bytes are stored inline; longer ones in the spill box.
-const INLINE_ID: usize = 24;
-
 /// No membership in [`SessionSlot::first_swarm`].
 pub(super) const NO_SWARM: u32 = u32::MAX;
 
-const ID_LEN_MASK: u16 = 0x1f;
+// Bits 0 to 4 of `flags` are free (they held the inline PeerID's length).
 const IPV6: u16 = 1 << 5;
 const JSON: u16 = 1 << 6;
 const NAT_SHIFT: u16 = 7;
@@ -99,7 +97,6 @@ pub(super) fn mode_of(bits: u32) -> PeerMode {
 /// What does not fit the slot: rare, so boxed.
 #[derive(Debug, Default)]
 pub(super) struct Spill {
-    long_id: Option<Box<str>>,
     declared: Vec<PeerAddress>,
     /// Memberships past the first.
     pub(super) more_swarms: Vec<u32>,
@@ -110,7 +107,8 @@ pub(super) struct Spill {
 /// One session: 64 bytes.
 #[derive(Debug)]
 pub(super) struct SessionSlot {
-    id: [u8; INLINE_ID],
+    /// `None` only in a free slot.
+    id: Option<PeerId>,
     ip: [u8; 16],
     /// 0 marks a free slot.
     pub(super) generation: u32,
@@ -145,7 +143,7 @@ fn is_plain(address: &PeerAddress) -> bool {
 impl SessionSlot {
     fn free() -> Self {
         Self {
-            id: [0; INLINE_ID],
+            id: None,
             ip: [0; 16],
             generation: 0,
             last_activity: 0,
@@ -158,14 +156,7 @@ impl SessionSlot {
 
     fn new(session: &NewSession<'_>) -> Self {
         let mut slot = Self::free();
-        let id = session.peer_id.as_str().as_bytes();
-        if id.len() <= INLINE_ID {
-            slot.id[..id.len()].copy_from_slice(id);
-            // At most 24: fits the five bits.
-            slot.flags |= id.len() as u16;
-        } else {
-            slot.spill_mut().long_id = Some(session.peer_id.as_str().into());
-        }
+        slot.id = Some(session.peer_id.clone());
         if session.format == Format::Json {
             slot.flags |= JSON;
         }
@@ -196,41 +187,23 @@ impl SessionSlot {
     /// Drops the spill box once it holds nothing.
     fn shrink_spill(&mut self) {
         if self.spill.as_ref().is_some_and(|s| {
-            s.long_id.is_none()
-                && s.declared.is_empty()
-                && s.more_swarms.is_empty()
-                && s.chunk_bytes == 0
+            s.declared.is_empty() && s.more_swarms.is_empty() && s.chunk_bytes == 0
         }) {
             self.spill = None;
         }
     }
 
     pub(super) fn id_matches(&self, peer_id: &str) -> bool {
-        let len = usize::from(self.flags & ID_LEN_MASK);
-        if len == 0 {
-            return self
-                .spill
-                .as_ref()
-                .and_then(|s| s.long_id.as_deref())
-                .is_some_and(|id| id == peer_id);
-        }
-        self.id.get(..len) == Some(peer_id.as_bytes())
+        self.id_str() == peer_id
     }
 
     pub(super) fn id_str(&self) -> &str {
-        let len = usize::from(self.flags & ID_LEN_MASK);
-        if len == 0 {
-            return self
-                .spill
-                .as_ref()
-                .and_then(|s| s.long_id.as_deref())
-                .unwrap_or("");
-        }
-        // Copied from a valid `&str` of exactly this length.
-        self.id
-            .get(..len)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or("")
+        self.id.as_ref().map_or("", PeerId::as_str)
+    }
+
+    /// The session's PeerID; `None` in a free slot.
+    pub(super) fn peer_id(&self) -> Option<&PeerId> {
+        self.id.as_ref()
     }
 
     pub(super) fn format(&self) -> Format {
@@ -369,7 +342,7 @@ impl SessionSlot {
     }
 
     pub(super) fn contact(&self) -> Option<Contact> {
-        let peer_id = PeerId::new(self.id_str()).ok()?;
+        let peer_id = self.peer_id()?.clone();
         let observed = SocketAddr::new(self.observed_ip(), self.port);
         Some(Contact::build(
             peer_id,
@@ -634,11 +607,14 @@ mod tests {
     }
 
     #[test]
-    fn long_ids_and_memberships_spill_and_come_back() {
+    fn long_ids_stay_whole_and_memberships_spill_and_come_back() {
         let long = PeerId::new("x".repeat(100)).expect("id");
         let mut slot = SessionSlot::new(&new_session(&long, &[]));
         assert!(slot.id_matches(long.as_str()));
         assert!(!slot.id_matches("x"));
+        assert_eq!(slot.peer_id(), Some(&long));
+        // The PeerID keeps a long value itself: no spill box for it.
+        assert!(slot.spill.is_none());
         for swarm in 0..5 {
             slot.set_membership(swarm, PeerMode::Seed);
         }
