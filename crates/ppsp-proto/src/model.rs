@@ -24,7 +24,7 @@ pub const MAX_TRANSACTION_ID_LEN: usize = 255;
 
 /// True when every byte of `value` is printable ASCII (`!` to `~`), and so no character of
 /// it is white space. Eight bytes at a time: identifiers and tokens are checked on every
-/// request, and each peer of a list is checked again as its ID is rebuilt.
+/// request.
 fn is_printable_ascii(value: &str) -> bool {
     // A byte below 0x21 borrows into its high bit when 0x21 is taken from it, a byte of 0x7F
     // carries into it when 1 is added, and a byte from 0x80 up has it already. Borrows and
