@@ -25,7 +25,11 @@
 //! waking once per request (every 40 µs at 25,000 requests a second) cost the load
 //! generator and the tracker a thread wake-up per request, which on a two-core machine
 //! left little of it idle at half the closed-loop rate. The wait for the next wake-up
-//! counts as latency, like any other.
+//! counts as latency, like any other. The report adds a `send delay` row: how long after
+//! its due time each request was handed to its connection. That part of a latency is the
+//! load generator's own (the pacing thread waking late, a peer still waiting for its
+//! previous answer, no free connection, the runtime busy reading answers); the rest is the
+//! exchange with the tracker.
 //!
 //! An answer counts as an error when it is not HTTP 200, when its body does not decode, when
 //! it reports a failure, or when the exchange fails or takes longer than the request timeout.
@@ -101,7 +105,8 @@ pub struct LoadArgs {
     /// Open loop: send the FIND/STAT_REPORT/KEEPALIVE loop at this many requests per second
     /// in all, each at its scheduled time, once every peer has joined. Latency then counts
     /// from the scheduled time, so a request that waited for a busy peer or connection
-    /// counts the wait. Needs enough peers to keep up: each has one request in flight.
+    /// counts the wait. Needs enough peers to keep up: each has one request in flight. The
+    /// report's `send delay` row shows how much of that was spent before sending.
     #[arg(long, value_name = "REQ_PER_SEC")]
     rate: Option<f64>,
     /// Requests of the loop: `all` (FIND, STAT_REPORT and KEEPALIVE in turn) or `find`
@@ -428,6 +433,8 @@ struct Recorder {
     /// Requests that got no answer at all (not in the latency histograms).
     unanswered: [AtomicU64; 7],
     kinds: Mutex<BTreeMap<String, u64>>,
+    /// Open loop: from each loop request's due time to its hand-over to a connection.
+    send_delay: Histogram,
 }
 
 impl Recorder {
@@ -437,7 +444,13 @@ impl Recorder {
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             unanswered: std::array::from_fn(|_| AtomicU64::new(0)),
             kinds: Mutex::new(BTreeMap::new()),
+            send_delay: Histogram::new(),
         }
+    }
+
+    fn sent_late(&self, delay: Duration) {
+        self.send_delay
+            .record(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
     }
 
     fn success(&self, op: Op, elapsed: Duration) {
@@ -515,6 +528,9 @@ impl Tracker {
         let Ok(_slot) = self.slots.acquire().await else {
             return Err(Failure::Transport(None));
         };
+        if let Some(due) = scheduled {
+            self.recorder.sent_late(due.elapsed());
+        }
         let started = scheduled.unwrap_or_else(Instant::now);
         let outcome = tokio::time::timeout(self.timeout, self.wire.post(body.as_bytes())).await;
         let elapsed = started.elapsed();
@@ -1010,6 +1026,21 @@ fn render(plan: &Plan, recorder: &Recorder, elapsed: Duration) -> String {
         "{:<24} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "method", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
     );
+    let row = |rows: &mut String, label: &str, requests: u64, errors: &str, h: &Histogram| {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        let _ = writeln!(
+            rows,
+            "{:<24} {:>9} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            label,
+            requests,
+            errors,
+            ms(h.quantile(0.50)),
+            ms(h.quantile(0.90)),
+            ms(h.quantile(0.99)),
+            ms(h.quantile(0.999)),
+            ms(h.max.load(Ordering::Relaxed)),
+        );
+    };
     for op in Op::ALL {
         let histogram = &recorder.latency[op.index()];
         let errors = recorder.errors[op.index()].load(Ordering::Relaxed);
@@ -1019,19 +1050,19 @@ fn render(plan: &Plan, recorder: &Recorder, elapsed: Duration) -> String {
         }
         total += requests;
         total_errors += errors;
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        let _ = writeln!(
-            rows,
-            "{:<24} {:>9} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+        row(
+            &mut rows,
             op.label(plan.dialect),
             requests,
-            errors,
-            ms(histogram.quantile(0.50)),
-            ms(histogram.quantile(0.90)),
-            ms(histogram.quantile(0.99)),
-            ms(histogram.quantile(0.999)),
-            ms(histogram.max.load(Ordering::Relaxed)),
+            &errors.to_string(),
+            histogram,
         );
+    }
+    let delays = recorder.send_delay.count();
+    if plan.rate.is_some() && delays > 0 {
+        // Not a method: its count is the loop requests again, so it is left out of the
+        // total, and it has no errors of its own.
+        row(&mut rows, "send delay", delays, "-", &recorder.send_delay);
     }
     let seconds = elapsed.as_secs_f64().max(1e-9);
     let _ = writeln!(

@@ -412,4 +412,46 @@ fn open_loop_sends_at_the_given_rate() {
     assert!(elapsed >= 1.99, "{stdout}");
     // The header names the extra percentile.
     assert!(stdout.contains("p99.9 ms"), "{stdout}");
+    // Every loop request's delay before sending is in its own row, after the methods, and
+    // is not counted in the total again.
+    let delay = stdout
+        .lines()
+        .find(|l| l.starts_with("send delay "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no send delay row in:
+{stdout}"
+            )
+        });
+    let words: Vec<&str> = delay.split_whitespace().collect();
+    assert_eq!(words.get(2..4), Some(&["400", "-"][..]), "{stdout}");
+    let delays: Vec<f64> = words[4..]
+        .iter()
+        .map(|w| w.parse().expect("milliseconds"))
+        .collect();
+    assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{stdout}");
+    let (total, _, _) = summary(&stdout);
+    let setup: u64 = ["CONNECT", "JOIN", "LEAVE", "DISCONNECT"]
+        .iter()
+        .map(|m| row(&stdout, m).0)
+        .sum();
+    assert_eq!(total, setup + 400, "{stdout}");
+}
+
+#[test]
+fn a_closed_loop_has_no_send_delay_row() {
+    let tracker = Tracker::start();
+    let output = bench(&[
+        "--tracker",
+        &tracker.url,
+        "--peers",
+        "4",
+        "--swarms",
+        "1",
+        "--requests",
+        "40",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(!stdout.contains("send delay"), "{stdout}");
 }
