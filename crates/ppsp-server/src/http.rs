@@ -217,11 +217,16 @@ pub(crate) async fn handle(
     request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<ResponseBody>, Infallible> {
     let gzip_ok = accepts_gzip(request.headers());
-    let started = Instant::now();
     // PPSP requests the tracker answered get their own log line (`accounting`); this one
-    // covers every other request.
-    let mut logged = tracing::enabled!(tracing::Level::DEBUG)
-        .then(|| (request.method().clone(), request.uri().path().to_owned()));
+    // covers every other request. The clock is read only for it: without debug logging a
+    // request reads it once fewer.
+    let mut logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+        (
+            request.method().clone(),
+            request.uri().path().to_owned(),
+            Instant::now(),
+        )
+    });
     let reply = match route(state, conn, request).await {
         Ok(reply) => {
             if matches!(reply, Reply::Ppsp { .. }) {
@@ -235,7 +240,7 @@ pub(crate) async fn handle(
         }
     };
     let response = render(state, reply, gzip_ok);
-    if let Some((method, path)) = logged {
+    if let Some((method, path, started)) = logged {
         tracing::debug!(
             "{} {method} {path} -> {} in {:?}",
             conn.peer,
