@@ -347,6 +347,11 @@ impl Histogram {
         }
     }
 
+    /// Records `elapsed` in whole microseconds.
+    fn record_duration(&self, elapsed: Duration) {
+        self.record(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+    }
+
     fn record(&self, micros: u64) {
         let micros = micros.min(MAX_RECORDED_MICROS);
         if let Some(count) = self.counts.get(bucket_of(micros)) {
@@ -449,13 +454,12 @@ impl Recorder {
     }
 
     fn sent_late(&self, delay: Duration) {
-        self.send_delay
-            .record(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
+        self.send_delay.record_duration(delay);
     }
 
     fn success(&self, op: Op, elapsed: Duration) {
         if let Some(histogram) = self.latency.get(op.index()) {
-            histogram.record(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+            histogram.record_duration(elapsed);
         }
     }
 

@@ -417,12 +417,7 @@ fn open_loop_sends_at_the_given_rate() {
     let delay = stdout
         .lines()
         .find(|l| l.starts_with("send delay "))
-        .unwrap_or_else(|| {
-            panic!(
-                "no send delay row in:
-{stdout}"
-            )
-        });
+        .unwrap_or_else(|| panic!("no send delay row in:\n{stdout}"));
     let words: Vec<&str> = delay.split_whitespace().collect();
     assert_eq!(words.get(2..4), Some(&["400", "-"][..]), "{stdout}");
     let delays: Vec<f64> = words[4..]
