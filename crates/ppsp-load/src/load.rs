@@ -18,16 +18,19 @@
 //! peers; a peer waits for its request's time and sends it. Latency then runs from the time
 //! the request was due, not from when it could be sent, so time spent waiting for a peer
 //! still busy with its previous request or for a free connection counts (the correction
-//! for coordinated omission that wrk2 makes). A pacing thread of its own releases the
-//! requests with the operating system's sleep, not tokio's timer, whose one-millisecond
-//! ticks would release them in bursts and count up to a millisecond of lateness as latency.
-//! It wakes at most once per [`PACING_QUANTUM`] and releases every request due by then:
-//! waking once per request (every 40 µs at 25,000 requests a second) cost the load
-//! generator and the tracker a thread wake-up per request, which on a two-core machine
-//! left little of it idle at half the closed-loop rate. The wait for the next wake-up
-//! counts as latency, like any other. The report adds a `send delay` row: how long after
-//! its due time each request was handed to its connection. That part of a latency is the
-//! load generator's own (the pacing thread waking late, a peer still waiting for its
+//! for coordinated omission that wrk2 makes). A pacer task releases the requests on a timer
+//! of the operating system's resolution (`timerfd` on Linux, waited for in the runtime's own
+//! event loop), not on tokio's timer, whose one-millisecond ticks would release them in
+//! bursts and count up to a millisecond of lateness as latency. It wakes at most once per
+//! [`PACING_QUANTUM`] and releases every request due by then: waking once per request (every
+//! 40 µs at 25,000 requests a second) cost the load generator and the tracker a wake-up per
+//! request, which on a two-core machine left little of it idle at half the closed-loop
+//! rate. An earlier pacer was a thread of its own that slept and woke the runtime; each of
+//! its releases then cost a wake-up of another thread, and the timer in the runtime takes a
+//! quarter to a third of the load generator's context switches away (`docs/benchmarks.md`). The wait for
+//! the next wake-up counts as latency, like any other. The report adds a `send delay` row:
+//! how long after its due time each request was handed to its connection. That part of a
+//! latency is the load generator's own (the pacer waking late, a peer still waiting for its
 //! previous answer, no free connection, the runtime busy reading answers); the rest is the
 //! exchange with the tracker.
 //!
@@ -149,14 +152,7 @@ pub fn run_load(args: &LoadArgs) -> Result<String, LoadError> {
         builder.worker_threads(args.threads as usize);
         builder
     };
-    let runtime = builder
-        .enable_all()
-        // Requests released by the open loop's pacing thread are woken from outside the
-        // runtime, into its global queue; by default a busy worker looks there only every
-        // 61 tasks, which would hold them back behind the answers being read.
-        .global_queue_interval(2)
-        .build()
-        .map_err(LoadError::Runtime)?;
+    let runtime = builder.enable_all().build().map_err(LoadError::Runtime)?;
     runtime.block_on(drive(Arc::new(plan)))
 }
 
@@ -835,8 +831,8 @@ struct Clock {
     schedule: Option<Schedule>,
 }
 
-/// Shortest sleep of an open loop's pacing thread: requests falling due meanwhile are
-/// released together when it wakes.
+/// Shortest sleep of an open loop's pacer: requests falling due meanwhile are released
+/// together when it wakes.
 const PACING_QUANTUM: Duration = Duration::from_micros(200);
 
 /// Send times of an open loop: request `k` is due `k / rate` seconds after the origin.
@@ -847,13 +843,14 @@ struct Schedule {
     /// Requests handed out so far.
     scheduled: AtomicU64,
     everyone_joined: tokio::sync::Barrier,
-    /// One permit per request whose time has come, added by the pacing thread.
+    /// One permit per request whose time has come, added by the pacer.
     released: Arc<Semaphore>,
 }
 
 impl Schedule {
-    /// Starts the thread that releases request `k` at `origin + k / rate`. It ends with the
+    /// Starts the task that releases request `k` at `origin + k / rate`. It ends with the
     /// run's time, or once the schedule is dropped (the run stopped after a request count).
+    /// Call from within the runtime.
     fn start_pacing(&self, origin: Instant, plan: &Plan) {
         let released = Arc::clone(&self.released);
         let rate = self.rate;
@@ -861,27 +858,126 @@ impl Schedule {
             Stop::At(duration) => Some(origin + *duration),
             Stop::AfterRequests(_) => None,
         };
-        std::thread::spawn(move || {
-            let mut index: u64 = 0;
-            // Only this thread holds the semaphore once the schedule is gone.
-            while Arc::strong_count(&released) > 1 {
-                let now = Instant::now();
-                if end.is_some_and(|end| now >= end) {
-                    break;
+        tokio::spawn(async move {
+            match Alarm::new() {
+                Ok(alarm) => {
+                    if let Err(error) = pace(&alarm, &released, origin, rate, end).await {
+                        tracing::error!(%error, "the open loop's timer failed; the loop ends");
+                    }
                 }
-                // Every request due by now, at once if the thread woke late.
-                let due = (now.duration_since(origin).as_secs_f64() * rate) as u64 + 1;
-                if due > index {
-                    released.add_permits(usize::try_from(due - index).unwrap_or(usize::MAX));
-                    index = due;
-                }
-                let next = (origin + Duration::from_secs_f64(index as f64 / rate))
-                    .max(now + PACING_QUANTUM);
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                Err(error) => tracing::error!(%error, "no timer for the open loop"),
             }
             // Whoever still waits is released; the run is over for them.
             released.close();
         });
+    }
+}
+
+/// Releases every request due by now, sleeps until the next is due (at least
+/// [`PACING_QUANTUM`]), and again, until `end` or until only this task holds `released`.
+async fn pace(
+    alarm: &Alarm,
+    released: &Arc<Semaphore>,
+    origin: Instant,
+    rate: f64,
+    end: Option<Instant>,
+) -> std::io::Result<()> {
+    let mut index: u64 = 0;
+    while Arc::strong_count(released) > 1 {
+        let now = Instant::now();
+        if end.is_some_and(|end| now >= end) {
+            break;
+        }
+        // Every request due by now, at once if the task woke late.
+        let due = (now.duration_since(origin).as_secs_f64() * rate) as u64 + 1;
+        if due > index {
+            released.add_permits(usize::try_from(due - index).unwrap_or(usize::MAX));
+            index = due;
+        }
+        let next =
+            (origin + Duration::from_secs_f64(index as f64 / rate)).max(now + PACING_QUANTUM);
+        alarm
+            .sleep(next.saturating_duration_since(Instant::now()))
+            .await?;
+    }
+    Ok(())
+}
+
+/// A one-shot timer with the operating system's resolution, waited for in the runtime's
+/// event loop, so that a release costs no wake-up of another thread (see the module docs).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+struct Alarm {
+    timer: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl Alarm {
+    fn new() -> std::io::Result<Self> {
+        use rustix::time::{TimerfdClockId, TimerfdFlags, timerfd_create};
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
+        )?;
+        Ok(Self {
+            // Deprecated because it cannot know that a type keeps its descriptor open; an
+            // `OwnedFd` does, for as long as the `AsyncFd` holds it.
+            #[allow(deprecated)]
+            timer: tokio::io::unix::AsyncFd::with_interest(fd, tokio::io::Interest::READABLE)?,
+        })
+    }
+
+    /// Returns once `duration` has passed.
+    async fn sleep(&self, duration: Duration) -> std::io::Result<()> {
+        use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
+        if duration.is_zero() {
+            return Ok(());
+        }
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let value = Timespec {
+            tv_sec: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(duration.subsec_nanos()),
+        };
+        timerfd_settime(
+            self.timer.get_ref(),
+            TimerfdTimerFlags::empty(),
+            &Itimerspec {
+                it_interval: zero,
+                it_value: value,
+            },
+        )?;
+        loop {
+            let mut ready = self.timer.readable().await?;
+            // The expiry count is 8 bytes; reading it re-arms readiness for the next sleep.
+            let mut expirations = [0u8; 8];
+            match ready.try_io(|timer| {
+                rustix::io::read(timer.get_ref(), &mut expirations).map_err(std::io::Error::from)
+            }) {
+                Ok(result) => return result.map(drop),
+                // Readiness was stale: wait for the timer again.
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// Elsewhere, tokio's timer: one-millisecond resolution, so releases come in bursts.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+struct Alarm;
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+impl Alarm {
+    #[allow(clippy::unnecessary_wraps)]
+    fn new() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    #[allow(clippy::unused_async, clippy::unnecessary_wraps)]
+    async fn sleep(&self, duration: Duration) -> std::io::Result<()> {
+        tokio::time::sleep(duration).await;
+        Ok(())
     }
 }
 
@@ -892,7 +988,7 @@ struct Due<'a> {
 }
 
 impl Due<'_> {
-    /// Waits until the pacing thread has released as many requests as are due by now, then
+    /// Waits until the pacer has released as many requests as are due by now, then
     /// returns the due time, from which the request's latency counts.
     async fn wait(self) -> Instant {
         if let Ok(permit) = self.schedule.released.acquire().await {
@@ -1086,6 +1182,68 @@ fn render(plan: &Plan, recorder: &Recorder, elapsed: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_alarm_sleeps_at_least_as_long_as_asked_and_again() {
+        let alarm = Alarm::new().expect("timer");
+        // A zero sleep returns at once; five short ones in a row each wait for a new expiry
+        // (a stale readiness would return early, a lost one would hang until the timeout).
+        tokio::time::timeout(Duration::from_secs(5), alarm.sleep(Duration::ZERO))
+            .await
+            .expect("zero sleep returns")
+            .expect("zero sleep");
+        let started = Instant::now();
+        for _ in 0..5 {
+            let before = Instant::now();
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                alarm.sleep(Duration::from_micros(300)),
+            )
+            .await
+            .expect("the timer fires")
+            .expect("sleep");
+            assert!(before.elapsed() >= Duration::from_micros(300));
+        }
+        assert!(started.elapsed() >= Duration::from_micros(1_500));
+    }
+
+    #[tokio::test]
+    async fn the_pacer_releases_what_is_due_and_never_ahead_of_time() {
+        let released = Arc::new(Semaphore::new(0));
+        let held = Arc::clone(&released);
+        let alarm = Alarm::new().expect("timer");
+        let rate = 10_000.0;
+        let origin = Instant::now();
+        let run = Duration::from_millis(100);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            pace(&alarm, &held, origin, rate, Some(origin + run)),
+        )
+        .await
+        .expect("the pacer ends with its run")
+        .expect("pace");
+        let permits = released.available_permits();
+        // Request k is due at k / rate: none after the end (1,000 of them, and the one at
+        // the origin), and all that were due half-way through at the latest, however late
+        // the task woke.
+        assert!(permits <= 1_001, "{permits} released for 1,001 due");
+        assert!(permits >= 501, "only {permits} released");
+    }
+
+    #[tokio::test]
+    async fn the_pacer_stops_once_nobody_else_holds_the_schedule() {
+        let released = Arc::new(Semaphore::new(0));
+        let alarm = Alarm::new().expect("timer");
+        // No end time and no other holder: the loop has nothing to pace for.
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            pace(&alarm, &released, Instant::now(), 1_000.0, None),
+        )
+        .await
+        .expect("the pacer returns")
+        .expect("pace");
+        assert_eq!(released.available_permits(), 0);
+    }
 
     #[test]
     fn buckets_are_monotonic_and_tight() {
