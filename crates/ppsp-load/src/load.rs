@@ -26,9 +26,9 @@
 //! 40 µs at 25,000 requests a second) cost the load generator and the tracker a wake-up per
 //! request, which on a two-core machine left little of it idle at half the closed-loop
 //! rate. An earlier pacer was a thread of its own that slept and woke the runtime; each of
-//! its releases then cost a wake-up of another thread, and the timer in the runtime takes a
-//! quarter to a third of the load generator's context switches away (`docs/benchmarks.md`). The wait for
-//! the next wake-up counts as latency, like any other. The report adds a `send delay` row:
+//! its releases then cost a wake-up of another thread, and the timer in the runtime saves
+//! 12 to 38 % of the load generator's context switches (`docs/benchmarks.md`). The wait
+//! for the next wake-up counts as latency, like any other. The report adds a `send delay` row:
 //! how long after its due time each request was handed to its connection. That part of a
 //! latency is the load generator's own (the pacer waking late, a peer still waiting for its
 //! previous answer, no free connection, the runtime busy reading answers); the rest is the
