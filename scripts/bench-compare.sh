@@ -23,7 +23,9 @@
 # request rate as a ratio to aquatic_http's (plain to plain, TLS to TLS) and to the hello
 # server's; then, round by round, the ratios the targets are set in, and their medians (a
 # round's targets run back to back, so a host whose speed drifts between rounds moves both
-# sides of a ratio alike). Not part of the test command. Every server is stopped by its PID at the end.
+# sides of a ratio alike), with the CPU time the hypervisor took from the machine during
+# the round (`steal ms`, from /proc/stat). Not part of the test command. Every server is
+# stopped by its PID at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +37,7 @@ while [ $# -gt 0 ]; do
         --rounds) rounds="$2"; shift 2 ;;
         --duration) duration="$2"; shift 2 ;;
         --connections) connections="$2"; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -83,6 +85,8 @@ hello=target/release/ppsp-bench-hello
 
 # shellcheck source=scripts/lib/started.sh
 source scripts/lib/started.sh
+# shellcheck source=scripts/lib/steal.sh
+source scripts/lib/steal.sh
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -264,11 +268,13 @@ for target in "${targets[@]}"; do
     run_target "$target" 2 >/dev/null
 done
 for round in $(seq 1 "$rounds"); do
+    stolen_before=$(stolen_ms)
     for target in "${targets[@]}"; do
         run_target "$target" "$duration" > "$work/wrk-$target-$round.txt"
         parse_wrk < "$work/wrk-$target-$round.txt" >> "$work/results-$target"
         echo "round $round $target: $(tail -n1 "$work/results-$target")" >&2
     done
+    echo $(( $(stolen_ms) - stolen_before )) >> "$work/stolen"
 done
 load_after=$(uptime | sed 's/.*load average/load average/')
 
@@ -299,16 +305,17 @@ awk '
 
 # Each round's ratios, from column 1 (req/s) of the targets' results side by side.
 paste "$work/results-ppsp-xml" "$work/results-ppsp-json" "$work/results-aquatic" \
-    "$work/results-hello" "$work/results-ppsp-xml-tls" "$work/results-aquatic-tls" |
+    "$work/results-hello" "$work/results-ppsp-xml-tls" "$work/results-aquatic-tls" "$work/stolen" |
     awk 'function r(a, b) { return b ? a / b : 0 }
-        { printf "%d %.3f %.3f %.3f %.3f\n", NR, r($1, $19), r($1, $13), r($7, $1), r($25, $31) }' \
+        { printf "%d %.3f %.3f %.3f %.3f %d\n", NR, r($1, $19), r($1, $13), r($7, $1), r($25, $31), $37 }' \
     > "$work/ratios"
 echo
-printf '| %-6s | %11s | %13s | %10s | %17s |\n' round "xml / hello" "xml / aquatic" "json / xml" \
-    "tls / aquatic-tls"
-echo '|---|---:|---:|---:|---:|'
-awk '{ printf "| %-6s | %11.2f | %13.2f | %10.2f | %17.2f |\n", $1, $2, $3, $4, $5 }' "$work/ratios"
-printf '| %-6s | %11.2f | %13.2f | %10.2f | %17.2f |\n' median "$(median "$work/ratios" 2)" \
-    "$(median "$work/ratios" 3)" "$(median "$work/ratios" 4)" "$(median "$work/ratios" 5)"
+printf '| %-6s | %11s | %13s | %10s | %17s | %8s |\n' round "xml / hello" "xml / aquatic" "json / xml" \
+    "tls / aquatic-tls" "steal ms"
+echo '|---|---:|---:|---:|---:|---:|'
+awk '{ printf "| %-6s | %11.2f | %13.2f | %10.2f | %17.2f | %8d |\n", $1, $2, $3, $4, $5, $6 }' "$work/ratios"
+printf '| %-6s | %11.2f | %13.2f | %10.2f | %17.2f | %8d |\n' median "$(median "$work/ratios" 2)" \
+    "$(median "$work/ratios" 3)" "$(median "$work/ratios" 4)" "$(median "$work/ratios" 5)" \
+    "$(median "$work/ratios" 6)"
 echo "load after: $load_after"
 echo "medians over the rounds; non-2xx and socket errors summed. opentracker and aquatic-tls close the connection after every answer, which wrk counts as read errors."
