@@ -23,6 +23,10 @@ use crate::Timestamp;
 
 const SHARDS: usize = 16;
 
+/// A request's key in the cache: a keyed hash of its PeerID, source IP and TransactionID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReplayKey(u64);
+
 /// What the cache says about a request.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Replay {
@@ -100,12 +104,14 @@ impl ReplayCache {
         }
     }
 
-    fn key(&self, request: &Request, source: IpAddr) -> u64 {
+    /// The cache key of `request` from `source`: computed once per request, as the lookup
+    /// and the remembering of its answer share it.
+    pub(crate) fn key(&self, request: &Request, source: IpAddr) -> ReplayKey {
         let mut hasher = self.keys.build_hasher();
         request.peer_id.hash(&mut hasher);
         source.hash(&mut hasher);
         request.transaction_id.hash(&mut hasher);
-        hasher.finish()
+        ReplayKey(hasher.finish())
     }
 
     fn fingerprint(&self, request: &Request) -> u64 {
@@ -123,8 +129,8 @@ impl ReplayCache {
         now < at.plus(self.ttl)
     }
 
-    pub(crate) fn lookup(&self, request: &Request, source: IpAddr, now: Timestamp) -> Replay {
-        let key = self.key(request, source);
+    pub(crate) fn lookup(&self, key: ReplayKey, request: &Request, now: Timestamp) -> Replay {
+        let ReplayKey(key) = key;
         let shard = self.shard(key);
         match shard.entries.get(&key) {
             Some(entry) if self.fresh(entry.at, now) => {
@@ -144,8 +150,8 @@ impl ReplayCache {
 
     pub(crate) fn remember(
         &self,
+        key: ReplayKey,
         request: &Request,
-        source: IpAddr,
         format: Format,
         now: Timestamp,
         response: &Response,
@@ -163,7 +169,7 @@ impl ReplayCache {
         if size > self.budget_per_shard {
             return;
         }
-        let key = self.key(request, source);
+        let ReplayKey(key) = key;
         let mut shard = self.shard(key);
         while shard
             .order
@@ -198,6 +204,10 @@ mod tests {
 
     use super::*;
 
+    fn lookup(cache: &ReplayCache, request: &Request, source: IpAddr, now: Timestamp) -> Replay {
+        cache.lookup(cache.key(request, source), request, now)
+    }
+
     fn request(tid: u64, body: RequestBody) -> Request {
         Request {
             peer_id: PeerId::new("p").expect("id"),
@@ -215,15 +225,21 @@ mod tests {
         let b: IpAddr = "127.0.0.2".parse().expect("ip");
         let keepalive = request(1, RequestBody::KeepAlive);
         let answer = Response::status(Status::Ok, Some(TransactionId::numeric(1)));
-        cache.remember(&keepalive, a, Format::Xml, now, &answer);
-        assert_eq!(cache.lookup(&keepalive, a, now), Replay::Hit(answer));
-        assert_eq!(cache.lookup(&keepalive, b, now), Replay::Miss);
+        cache.remember(
+            cache.key(&keepalive, a),
+            &keepalive,
+            Format::Xml,
+            now,
+            &answer,
+        );
+        assert_eq!(lookup(&cache, &keepalive, a, now), Replay::Hit(answer));
+        assert_eq!(lookup(&cache, &keepalive, b, now), Replay::Miss);
         assert_eq!(
-            cache.lookup(&request(1, RequestBody::Disconnect), a, now),
+            lookup(&cache, &request(1, RequestBody::Disconnect), a, now),
             Replay::Conflict
         );
         assert_eq!(
-            cache.lookup(&keepalive, a, now.plus(Duration::from_secs(60))),
+            lookup(&cache, &keepalive, a, now.plus(Duration::from_secs(60))),
             Replay::Miss
         );
     }
@@ -235,9 +251,10 @@ mod tests {
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
         for tid in 0..10_000 {
             let answer = Response::status(Status::Ok, Some(TransactionId::numeric(tid)));
+            let keepalive = request(tid, RequestBody::KeepAlive);
             cache.remember(
-                &request(tid, RequestBody::KeepAlive),
-                ip,
+                cache.key(&keepalive, ip),
+                &keepalive,
                 Format::Json,
                 now,
                 &answer,
@@ -247,9 +264,9 @@ mod tests {
         assert!(cache.bytes() > 32 << 10);
         // The newest are kept, the oldest went.
         let last = request(9_999, RequestBody::KeepAlive);
-        assert!(matches!(cache.lookup(&last, ip, now), Replay::Hit(_)));
+        assert!(matches!(lookup(&cache, &last, ip, now), Replay::Hit(_)));
         assert_eq!(
-            cache.lookup(&request(0, RequestBody::KeepAlive), ip, now),
+            lookup(&cache, &request(0, RequestBody::KeepAlive), ip, now),
             Replay::Miss
         );
     }

@@ -13,7 +13,7 @@ use ppsp_proto::{
     TransactionId,
 };
 
-use crate::replay::{Replay, ReplayCache};
+use crate::replay::{Replay, ReplayCache, ReplayKey};
 use crate::rules::{ChunkScope, Criteria, Reachability};
 use crate::snapshot::{SwarmDetail, SwarmPage, SwarmQuery, Totals};
 use crate::store::{JoinSpec, Proof, Registration, SessionCheck, SessionKey, Store};
@@ -184,13 +184,8 @@ impl<S: Store> Tracker<S> {
         response
     }
 
-    fn replayed(
-        &self,
-        request: &Request,
-        ctx: &RequestContext,
-        now: Timestamp,
-    ) -> Option<Response> {
-        match self.replay.lookup(request, ctx.observed.ip(), now) {
+    fn replayed(&self, key: ReplayKey, request: &Request, now: Timestamp) -> Option<Response> {
+        match self.replay.lookup(key, request, now) {
             Replay::Hit(response) => Some(response),
             Replay::Conflict => Some(failure(
                 &TrackerError::TransactionIdReused,
@@ -211,7 +206,8 @@ impl<S: Store> Tracker<S> {
         let Some(sasl) = connect.auth.as_ref() else {
             return failure(&TrackerError::InvalidRequest("CONNECT without Auth"), tid);
         };
-        if let Some(replayed) = self.replayed(request, ctx, now) {
+        let replay_key = self.replay.key(request, ctx.observed.ip());
+        if let Some(replayed) = self.replayed(replay_key, request, now) {
             return replayed;
         }
         // No lock is held here: checking a password hash is deliberately slow.
@@ -222,7 +218,7 @@ impl<S: Store> Tracker<S> {
             return failure(&TrackerError::Authentication(error), tid);
         }
         // A retransmission may have overtaken its original during authentication.
-        if let Some(replayed) = self.replayed(request, ctx, now) {
+        if let Some(replayed) = self.replayed(replay_key, request, now) {
             return replayed;
         }
         // What this CONNECT proves about owning a live session of its PeerID: verified
@@ -258,7 +254,7 @@ impl<S: Store> Tracker<S> {
         response.auth_token = Some(token);
         response.reflexive_addresses = self.reflexive(ctx);
         self.replay
-            .remember(request, ctx.observed.ip(), ctx.format, now, &response);
+            .remember(replay_key, request, ctx.format, now, &response);
         response
     }
 
@@ -284,7 +280,8 @@ impl<S: Store> Tracker<S> {
                 tid,
             );
         }
-        if let Some(replayed) = self.replayed(request, ctx, now) {
+        let replay_key = self.replay.key(request, ctx.observed.ip());
+        if let Some(replayed) = self.replayed(replay_key, request, now) {
             return replayed;
         }
         if let Err(error) =
@@ -349,7 +346,7 @@ impl<S: Store> Tracker<S> {
         // again, as the session it belonged to is gone.
         if !outcome.ended {
             self.replay
-                .remember(request, ctx.observed.ip(), ctx.format, now, &response);
+                .remember(replay_key, request, ctx.format, now, &response);
         }
         response
     }
@@ -391,7 +388,8 @@ impl<S: Store> Tracker<S> {
                 }
             }
         };
-        if let Some(replayed) = self.replayed(request, ctx, now) {
+        let replay_key = self.replay.key(request, ctx.observed.ip());
+        if let Some(replayed) = self.replayed(replay_key, request, now) {
             return replayed;
         }
         let key = SessionKey {
@@ -426,14 +424,14 @@ impl<S: Store> Tracker<S> {
             Ok(response) if matches!(request.body, RequestBody::Find(_)) => response,
             Ok(response) => {
                 self.replay
-                    .remember(request, ctx.observed.ip(), ctx.format, now, &response);
+                    .remember(replay_key, request, ctx.format, now, &response);
                 response
             }
             Err(error) if is_session_refusal(&error) => failure(&error, tid),
             Err(error) => {
                 let response = failure(&error, tid);
                 self.replay
-                    .remember(request, ctx.observed.ip(), ctx.format, now, &response);
+                    .remember(replay_key, request, ctx.format, now, &response);
                 response
             }
         }
