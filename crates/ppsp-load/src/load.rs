@@ -974,7 +974,7 @@ impl Alarm {
         Ok(Self)
     }
 
-    #[allow(clippy::unused_async, clippy::unnecessary_wraps)]
+    #[allow(clippy::unnecessary_wraps)]
     async fn sleep(&self, duration: Duration) -> std::io::Result<()> {
         tokio::time::sleep(duration).await;
         Ok(())
